@@ -1,0 +1,243 @@
+"""The desired state: clusters, balancers, virtual services, real servers; and what agents report.
+
+Models hold data and small conversions only. Every write goes through `core.services`,
+which validates with the kernel's rules (`lvsadmin.ipvs.validate`) and writes the audit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.db import models
+
+from lvsadmin.ipvs import model as ipvs
+
+PROTOCOL_CHOICES = [("tcp", "TCP"), ("udp", "UDP"), ("sctp", "SCTP"), ("fwmark", "Firewall mark")]
+FAMILY_CHOICES = [(4, "IPv4"), (6, "IPv6")]
+SCHEDULER_CHOICES = [(s, s) for s in ipvs.SCHEDULERS]
+FORWARD_CHOICES = [("masq", "Masquerading (NAT)"), ("route", "Direct routing"), ("tunnel", "Tunnel")]
+TUN_TYPE_CHOICES = [(t, t) for t in ipvs.TUNNEL_TYPES]
+TUN_CSUM_CHOICES = [(c, c) for c in ipvs.TUNNEL_CSUM]
+
+
+def format_netmask(value: int, family: int) -> str:
+    """The netmask as ipvsadm spells it: dotted for IPv4, a prefix length for IPv6."""
+    if family == 6:
+        return str(value)
+    return str(ipaddress.IPv4Address(value))
+
+
+def parse_netmask(text: str, family: int) -> int:
+    """Inverse of format_netmask; an empty value is the host mask. Raises ValueError."""
+    text = (text or "").strip()
+    if not text:
+        return ipvs.host_netmask(family)
+    if family == 6:
+        return int(text.lstrip("/"))
+    if text.lstrip("/").isdigit() and int(text.lstrip("/")) <= 32:
+        # A prefix length for IPv4 is accepted as a convenience and stored as a mask.
+        bits = int(text.lstrip("/"))
+        return (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+    return int(ipaddress.IPv4Address(text))
+
+
+class Cluster(models.Model):
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    tcp_timeout = models.PositiveIntegerField(default=900, help_text="seconds; ipvsadm --set tcp")
+    tcpfin_timeout = models.PositiveIntegerField(default=120, help_text="seconds; ipvsadm --set tcpfin")
+    udp_timeout = models.PositiveIntegerField(default=300, help_text="seconds; ipvsadm --set udp")
+    desired_revision = models.PositiveBigIntegerField(default=0)
+    owns_whole_table = models.BooleanField(
+        default=False, help_text="Remove services on the balancers that this cluster does not define."
+    )
+    auto_apply = models.BooleanField(default=False, help_text="Apply every change as soon as it is saved.")
+    drain_timeout = models.PositiveIntegerField(
+        default=300, help_text="Seconds a removed TCP real server drains before it is deleted anyway."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Balancer(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        IN_SYNC = "in_sync", "in sync"
+        DRIFT = "drift", "drift"
+        ERROR = "error", "error"
+        OFFLINE = "offline", "offline"
+
+    class SyncRole(models.TextChoices):
+        NONE = "", "none"
+        MASTER = "master", "master"
+        BACKUP = "backup", "backup"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="balancers")
+    name = models.SlugField(max_length=64, unique=True, help_text="The agent consumes queue lvs.<name>.")
+    address = models.CharField(max_length=255, blank=True, help_text="Management address, for reference.")
+    description = models.TextField(blank=True)
+    applied_revision = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_detail = models.TextField(blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    facts = models.JSONField(default=dict, blank=True, help_text="Kernel and agent facts from the last heartbeat.")
+    sync_role = models.CharField(max_length=8, choices=SyncRole.choices, blank=True, default="")
+    sync_interface = models.CharField(max_length=32, blank=True)
+    sync_id = models.PositiveSmallIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue(self) -> str:
+        return f"lvs.{self.name}"
+
+
+class VirtualService(models.Model):
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="services")
+    protocol = models.CharField(max_length=8, choices=PROTOCOL_CHOICES, default="tcp")
+    family = models.PositiveSmallIntegerField(choices=FAMILY_CHOICES, default=4)
+    address = models.CharField(max_length=45, blank=True, help_text="Virtual IP; empty for a firewall mark.")
+    port = models.PositiveIntegerField(default=0)
+    fwmark = models.PositiveBigIntegerField(default=0)
+    scheduler = models.CharField(max_length=8, choices=SCHEDULER_CHOICES, default=ipvs.DEFAULT_SCHEDULER)
+    persistent = models.BooleanField(default=False)
+    timeout = models.PositiveIntegerField(default=0, help_text="Persistence timeout in seconds.")
+    netmask = models.CharField(
+        max_length=15, blank=True, help_text="Persistence granularity: a dotted mask for IPv4, a prefix for IPv6."
+    )
+    pe_name = models.CharField("persistence engine", max_length=8, blank=True)
+    one_packet = models.BooleanField(default=False)
+    sched_flags = models.PositiveSmallIntegerField(default=0, help_text="Bits: 1 flag-1, 2 flag-2, 4 flag-3.")
+    name = models.CharField(max_length=128, blank=True)
+    description = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0, help_text="Order in the table, as ipvsadm lists it.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["cluster", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "protocol", "family", "address", "port", "fwmark"], name="unique_service_per_cluster"
+            )
+        ]
+        indexes = [models.Index(fields=["cluster", "position"]), models.Index(fields=["cluster", "address"])]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        if self.protocol == "fwmark":
+            return f"FWM {self.fwmark}" + (" IPv6" if self.family == 6 else "")
+        host = f"[{self.address}]" if self.family == 6 else self.address
+        return f"{self.protocol.upper()} {host}:{self.port}"
+
+    @property
+    def netmask_value(self) -> int:
+        return parse_netmask(self.netmask, self.family)
+
+    def to_ipvs(self, destinations: list[ipvs.Destination] | None = None) -> ipvs.Service:
+        fwmark = self.protocol == "fwmark"
+        return ipvs.Service(
+            protocol=self.protocol,
+            address="" if fwmark else self.address,
+            port=0 if fwmark else self.port,
+            fwmark=self.fwmark if fwmark else 0,
+            fwmark_family=self.family if fwmark else 4,
+            scheduler=self.scheduler,
+            persistent=self.persistent,
+            timeout=self.timeout if self.persistent else 0,
+            netmask=self.netmask_value if self.persistent else ipvs.host_netmask(self.family),
+            pe_name=self.pe_name,
+            one_packet=self.one_packet,
+            sched_flags=self.sched_flags,
+            destinations=destinations if destinations is not None else [],
+        )
+
+
+class RealServer(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        DRAINING = "draining", "draining"  # in the kernel with weight 0: no new connections
+        DISABLED = "disabled", "disabled"  # kept here, removed from the kernel
+
+    service = models.ForeignKey(VirtualService, on_delete=models.CASCADE, related_name="real_servers")
+    address = models.CharField(max_length=45)
+    port = models.PositiveIntegerField(default=0)
+    forward = models.CharField(max_length=8, choices=FORWARD_CHOICES, default="route")
+    weight = models.PositiveIntegerField(default=1)
+    upper_threshold = models.PositiveIntegerField(default=0, help_text="0 means no limit.")
+    lower_threshold = models.PositiveIntegerField(default=0)
+    tun_type = models.CharField(max_length=8, choices=TUN_TYPE_CHOICES, default="ipip")
+    tun_port = models.PositiveIntegerField(default=0)
+    tun_csum = models.CharField(max_length=8, choices=TUN_CSUM_CHOICES, default="nocsum")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    name = models.CharField(max_length=128, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "address", "port"], name="unique_real_server_per_service")
+        ]
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+    def to_ipvs(self) -> ipvs.Destination:
+        return ipvs.Destination(
+            address=self.address,
+            port=self.port,
+            forward=self.forward,
+            # A draining server stays in the kernel with weight 0: it keeps its connections, gets no new ones.
+            weight=0 if self.state == self.State.DRAINING else self.weight,
+            upper_threshold=self.upper_threshold,
+            lower_threshold=self.lower_threshold,
+            tun_type=self.tun_type,
+            tun_port=self.tun_port,
+            tun_csum=self.tun_csum,
+        )
+
+
+class ApplyReport(models.Model):
+    """What one agent did for one revision: planned and applied operations, errors, drift, durations."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "ok"
+        NOOP = "noop", "no change"
+        ERROR = "error", "error"
+        STALE = "stale", "ignored (older revision)"
+
+    balancer = models.ForeignKey(Balancer, on_delete=models.CASCADE, related_name="reports")
+    revision = models.PositiveBigIntegerField()
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    trigger = models.CharField(max_length=16, default="apply", help_text="apply, resync or startup")
+    operations = models.JSONField(default=list, blank=True)
+    applied = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    drift = models.JSONField(default=list, blank=True, help_text="Differences found before applying.")
+    unowned = models.JSONField(default=list, blank=True, help_text="Services in the kernel the cluster does not own.")
+    durations = models.JSONField(default=dict, blank=True)
+    started = models.DateTimeField()
+    finished = models.DateTimeField()
+    received = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received", "-id"]
+        indexes = [models.Index(fields=["balancer", "-received"])]
