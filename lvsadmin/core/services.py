@@ -573,3 +573,30 @@ def replace_table(actor: Actor, cluster: Cluster, table: ipvs.Table, *, action: 
     changes.revision = cluster.desired_revision
     return changes
 
+
+
+# --- applying ------------------------------------------------------------------------------------
+
+
+class StalePlan(Exception):
+    """The plan the operator reviewed is older than the desired state: show the new plan instead."""
+
+    def __init__(self, reviewed: int, current: int):
+        self.reviewed, self.current = reviewed, current
+        super().__init__(f"the plan was computed for revision {reviewed}, but the desired state is now at "
+                         f"revision {current}: review the new plan before applying")
+
+
+@transaction.atomic
+def apply_cluster(actor: Actor, cluster: Cluster, reviewed_revision: int | None = None, comment: str = "") -> int:
+    """Send the desired state at the reviewed revision to every balancer of the cluster."""
+    from . import dispatch
+
+    cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    if reviewed_revision is not None and reviewed_revision != cluster.desired_revision:
+        raise StalePlan(reviewed_revision, cluster.desired_revision)
+    balancers = [b.name for b in cluster.balancers.all()]
+    record(actor, "apply", cluster, cluster=cluster, comment=comment,
+           after={"revision": cluster.desired_revision, "balancers": balancers, "requested": True})
+    dispatch.apply_on_commit(cluster)
+    return cluster.desired_revision

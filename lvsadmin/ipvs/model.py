@@ -87,7 +87,9 @@ class Destination:
 
     def config(self) -> tuple:
         """The fields the kernel stores, as one comparable value (tunnel fields only when tunnelling)."""
-        tunnel = (self.tun_type, self.tun_port if self.tun_type == "gue" else 0, self.tun_csum) if self.forward == "tunnel" else None
+        tunnel = None
+        if self.forward == "tunnel":
+            tunnel = (self.tun_type, self.tun_port if self.tun_type == "gue" else 0, self.tun_csum)
         return (self.forward, self.weight, self.upper_threshold, self.lower_threshold, tunnel)
 
 
