@@ -41,6 +41,11 @@ def parse_netmask(text: str, family: int) -> int:
     return int(ipaddress.IPv4Address(text))
 
 
+def key_text(key: tuple) -> str:
+    """A service's kernel identity (ipvs.Service.key) as a short string, e.g. `tcp|10.0.0.1|80`."""
+    return "|".join(str(part) for part in key)
+
+
 class Cluster(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True)
@@ -146,6 +151,12 @@ class VirtualService(models.Model):
         return f"{self.protocol.upper()} {host}:{self.port}"
 
     @property
+    def key_text(self) -> str:
+        if self.protocol == "fwmark":
+            return key_text((ipvs.FWMARK, self.family, self.fwmark))
+        return key_text((self.protocol, self.address, self.port))
+
+    @property
     def netmask_value(self) -> int:
         return parse_netmask(self.netmask, self.family)
 
@@ -241,3 +252,20 @@ class ApplyReport(models.Model):
     class Meta:
         ordering = ["-received", "-id"]
         indexes = [models.Index(fields=["balancer", "-received"])]
+
+
+class ServiceSample(models.Model):
+    """The latest counters of one service on one balancer, from the agent's heartbeat.
+
+    One row per (balancer, service) so a page reads only the rows of the services it shows.
+    `data` holds the service's Stats fields, its summed active/inactive connections and
+    `dests`: {"address|port": {active_conns, inactive_conns, persistent_conns, weight, stats...}}.
+    """
+
+    balancer = models.ForeignKey(Balancer, on_delete=models.CASCADE, related_name="samples")
+    service_key = models.CharField(max_length=80)
+    sampled_at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["balancer", "service_key"], name="unique_sample_per_service")]
