@@ -1,0 +1,17 @@
+# The two commands of the README, and a few more for developers.
+.PHONY: run test test-unit test-fast bench lint
+
+run:            ## set up everything and run the panel with a local balancer
+	scripts/run
+
+test:           ## every test tier: unit, integration (Redis + Celery), kernel (IPVS VM), browser
+	scripts/test
+
+test-unit:      ## the fast tier only
+	scripts/test tests/unit
+
+bench:          ## benchmarks: the agent in the IPVS VM against ipvsadm, the pages small vs large
+	scripts/bench
+
+lint:
+	.venv/bin/ruff check .
