@@ -600,3 +600,94 @@ def apply_cluster(actor: Actor, cluster: Cluster, reviewed_revision: int | None 
            after={"revision": cluster.desired_revision, "balancers": balancers, "requested": True})
     dispatch.apply_on_commit(cluster)
     return cluster.desired_revision
+
+
+@transaction.atomic
+def replace_table_reviewed(actor: Actor, cluster: Cluster, table: ipvs.Table, reviewed_revision: int, *,
+                           action: str = "import", source: str = "") -> TableChanges:
+    """replace_table, refused with StalePlan when the desired state moved on since the change was previewed."""
+    current = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    if current.desired_revision != reviewed_revision:
+        raise StalePlan(reviewed_revision, current.desired_revision)
+    return replace_table(actor, current, table, action=action, source=source)
+
+
+# --- users and roles -----------------------------------------------------------------------------
+
+# The panel's roles, lowest first; each is an auth group of that name (created by the web app's migration).
+ROLES = ("viewer", "operator", "admin")
+
+
+def _user_snapshot(user) -> dict:
+    roles = sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    return {"username": user.get_username(), "email": user.email, "is_active": user.is_active,
+            "is_superuser": user.is_superuser, "roles": roles}
+
+
+def _user_record(actor: Actor, action: str, user, before=None, after=None) -> None:
+    record(actor, action, user, object_type="user", object_repr=user.get_username(), before=before, after=after)
+
+
+def _set_role(user, role: str) -> None:
+    from django.contrib.auth.models import Group
+
+    if role not in ROLES:
+        raise ValidationError({"role": [f"unknown role {role!r}: use one of {', '.join(ROLES)}"]})
+    groups = Group.objects.filter(name__in=ROLES)
+    user.groups.remove(*[g for g in groups if g.name != role])
+    user.groups.add(Group.objects.get(name=role))
+
+
+@transaction.atomic
+def create_user(actor: Actor, *, username: str, password: str, role: str, email: str = ""):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+
+    User = get_user_model()
+    user = User(username=username, email=email)
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        raise ValidationError({k: v for k, v in exc.message_dict.items() if k in ("username", "email")} or exc)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages})
+    user.set_password(password)
+    user.save()
+    _set_role(user, role)
+    _user_record(actor, "create", user, after=_user_snapshot(user))
+    return user
+
+
+@transaction.atomic
+def set_user_role(actor: Actor, user, role: str):
+    before = _user_snapshot(user)
+    _set_role(user, role)
+    after = _user_snapshot(user)
+    if before != after:
+        _user_record(actor, "update", user, before=before, after=after)
+    return user
+
+
+@transaction.atomic
+def set_user_active(actor: Actor, user, active: bool):
+    """Deactivate (or reactivate) an account; a deactivated user cannot sign in. Accounts are never deleted."""
+    if not active and actor.user_id == user.pk:
+        raise ValidationError("You cannot deactivate your own account.")
+    before = _user_snapshot(user)
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    after = _user_snapshot(user)
+    if before != after:
+        _user_record(actor, "update", user, before=before, after=after)
+    return user
+
+
+@transaction.atomic
+def change_password(actor: Actor, user, new_password: str):
+    """Set a new password (already checked by the password form); the audit says it changed, never what to."""
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    _user_record(actor, "update", user, before={"password": "(old)"}, after={"password": "(changed)"})
+    return user
