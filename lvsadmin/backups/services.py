@@ -1,0 +1,270 @@
+"""Every write about backups: storing what an agent sent, retention, schedules, upload, restore. Audited."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from lvsadmin.audit.log import Actor, record
+from lvsadmin.core import services as core_services
+from lvsadmin.core.models import Balancer, Cluster
+from lvsadmin.ipvs import codec
+from lvsadmin.ipvs.model import Table
+
+from .capture import DOCUMENT_FORMAT, make_document
+from .models import Backup, BackupPolicy, MissedBackup, sha256_hex
+
+BACKUP_TASK = "lvsadmin.agent.backup"
+SCHEDULED_TASK = "lvsadmin.backups.scheduled_backup"
+
+
+class CorruptBackup(Exception):
+    """A stored backup that does not match its hash or does not parse: never restored or served."""
+
+
+def _counts(table: Table) -> tuple[int, int]:
+    return len(table.services), sum(len(s.destinations) for s in table.services)
+
+
+@transaction.atomic
+def store_backup(actor: Actor, balancer: Balancer, *, text: str, document: str, trigger: str,
+                 taken_at: datetime | None = None, note: str = "") -> Backup:
+    """Keep what an agent sent (or an upload), after checking the JSON is a table; then apply retention."""
+    table = parse_document(document)
+    services, destinations = _counts(table)
+    backup = Backup.objects.create(
+        balancer=balancer,
+        taken_at=taken_at or timezone.now(),
+        trigger=trigger,
+        text=text,
+        document=document,
+        text_sha256=sha256_hex(text),
+        document_sha256=sha256_hex(document),
+        size=len(text.encode()) + len(document.encode()),
+        service_count=services,
+        destination_count=destinations,
+        ipvs_version=table.info.version if table.info else "",
+        created_by=actor.username,
+        note=note[:255],
+    )
+    record(actor, "backup", backup, object_type="backup", object_repr=str(backup), cluster=balancer.cluster,
+           after={"balancer": balancer.name, "trigger": trigger, "sha256": backup.sha256, "services": services,
+                  "real_servers": destinations})
+    policy = policy_for(balancer)
+    if policy is not None:
+        apply_retention(actor, balancer, policy)
+    return backup
+
+
+def parse_document(document: str) -> Table:
+    try:
+        data = json.loads(document)
+        if data.get("format") != DOCUMENT_FORMAT:
+            raise ValueError(f"unknown format {data.get('format')!r}")
+        return codec.table_from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CorruptBackup(f"the backup's JSON does not describe a table: {exc}") from None
+
+
+def verified_table(backup: Backup) -> Table:
+    """The backup's table, after checking both hashes and that both forms parse. Raises CorruptBackup."""
+    from lvsadmin.ipvs import rules
+
+    if sha256_hex(backup.text) != backup.text_sha256:
+        raise CorruptBackup(f"backup {backup.pk}: its ipvsadm text does not match its SHA-256 (changed or truncated)")
+    if sha256_hex(backup.document) != backup.document_sha256:
+        raise CorruptBackup(f"backup {backup.pk}: its JSON does not match its SHA-256 (changed or truncated)")
+    table = parse_document(backup.document)
+    try:
+        rules.parse_save(backup.text)
+    except rules.ParseError as exc:
+        raise CorruptBackup(f"backup {backup.pk}: its ipvsadm text does not parse: {exc}") from None
+    return table
+
+
+def policy_for(balancer: Balancer) -> BackupPolicy | None:
+    """The balancer's own policy, or else its cluster's."""
+    return (BackupPolicy.objects.filter(balancer=balancer).first()
+            or BackupPolicy.objects.filter(cluster_id=balancer.cluster_id).first())
+
+
+def apply_retention(actor: Actor, balancer: Balancer, policy: BackupPolicy, now: datetime | None = None) -> int:
+    """Delete what the policy does not keep: keep the last N and/or those younger than D days; never the newest."""
+    if policy.keep_last is None and policy.keep_days is None:
+        return 0
+    now = now or timezone.now()
+    backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").values_list("id", "taken_at"))
+    doomed = []
+    for index, (backup_id, taken_at) in enumerate(backups):
+        if index == 0:
+            continue  # the newest always stays
+        too_many = policy.keep_last is not None and index >= policy.keep_last
+        too_old = policy.keep_days is not None and taken_at < now - timedelta(days=policy.keep_days)
+        if too_many or too_old:
+            doomed.append(backup_id)
+    if doomed:
+        Backup.objects.filter(id__in=doomed).delete()
+        record(actor, "delete", object_type="backup", object_repr=f"{len(doomed)} backups of {balancer.name}",
+               cluster=balancer.cluster, before={"ids": doomed},
+               comment=f"retention: keep last {policy.keep_last}, keep {policy.keep_days} days")
+    return len(doomed)
+
+
+# --- requesting backups from agents ---------------------------------------------------------------
+
+
+def is_online(balancer: Balancer, now: datetime | None = None) -> bool:
+    from django.conf import settings
+
+    now = now or timezone.now()
+    return balancer.last_seen is not None and now - balancer.last_seen <= timedelta(
+        seconds=settings.OFFLINE_AFTER_SECONDS)
+
+
+def send_backup_request(balancer: Balancer, trigger: str, requested_by: str) -> None:
+    from lvsadmin.celery import app
+
+    app.send_task(BACKUP_TASK, args=[{"balancer": balancer.name, "trigger": trigger, "requested_by": requested_by}],
+                  queue=balancer.queue)
+
+
+def request_backup(actor: Actor, balancer: Balancer, trigger: str = Backup.Trigger.MANUAL) -> None:
+    """Ask the balancer's agent for a backup (after commit); it arrives through the control queue."""
+    name = balancer.name
+    transaction.on_commit(lambda: send_backup_request(Balancer.objects.get(name=name), trigger, actor.username))
+
+
+@transaction.atomic
+def run_scheduled(policy: BackupPolicy, now: datetime | None = None) -> tuple[int, int]:
+    """Due time of a schedule: request a backup from each online balancer, record a miss for each offline one."""
+    now = now or timezone.now()
+    sent = missed = 0
+    for balancer in policy.balancers():
+        if is_online(balancer, now):
+            request_backup(Actor.system("scheduler"), balancer, Backup.Trigger.SCHEDULED)
+            sent += 1
+        else:
+            seen = f"last seen {balancer.last_seen:%Y-%m-%d %H:%M:%S} UTC" if balancer.last_seen else "never seen"
+            MissedBackup.objects.create(balancer=balancer, due_at=now, reason=f"balancer offline ({seen})")
+            missed += 1
+    return sent, missed
+
+
+# --- schedules ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def set_policy(actor: Actor, *, cluster: Cluster | None = None, balancer: Balancer | None = None,
+               crontab: str = "", every_seconds: int | None = None, enabled: bool = True,
+               keep_last: int | None = None, keep_days: int | None = None) -> BackupPolicy:
+    """Create or change the backup schedule and retention of a balancer or a whole cluster."""
+    if (cluster is None) == (balancer is None):
+        raise ValidationError("A backup schedule is for one balancer or for one cluster.")
+    if bool(crontab.strip()) == bool(every_seconds):
+        raise ValidationError({"crontab": ["Give either a crontab or an interval."]})
+    if keep_last is not None and keep_last < 1:
+        raise ValidationError({"keep_last": ["Keep at least one backup."]})
+    policy = BackupPolicy.objects.select_for_update().filter(cluster=cluster, balancer=balancer).first()
+    before = _policy_snapshot(policy) if policy else None
+    if policy is None:
+        policy = BackupPolicy.objects.create(cluster=cluster, balancer=balancer)
+    policy.keep_last, policy.keep_days = keep_last, keep_days
+    task = policy.periodic_task or PeriodicTask(name=f"backup {policy.scope_label} #{policy.pk}", task=SCHEDULED_TASK)
+    task.crontab = task.interval = None
+    if crontab.strip():
+        task.crontab = _crontab(crontab)
+    else:
+        if every_seconds < 10:
+            raise ValidationError({"every_seconds": ["Back up at most every 10 seconds."]})
+        task.interval, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
+    task.kwargs = json.dumps({"policy_id": policy.pk})
+    task.enabled = enabled
+    task.queue = "control"
+    task.save()
+    policy.periodic_task = task
+    policy.save()
+    record(actor, "update" if before else "create", policy, object_type="backuppolicy",
+           object_repr=str(policy), cluster=cluster or balancer.cluster, before=before,
+           after=_policy_snapshot(policy))
+    return policy
+
+
+def _crontab(text: str) -> CrontabSchedule:
+    parts = text.split()
+    if len(parts) != 5:
+        raise ValidationError({"crontab": ["A crontab has five fields: minute hour day-of-month month day-of-week."]})
+    minute, hour, dom, month, dow = parts
+    schedule = CrontabSchedule(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow,
+                               timezone="UTC")
+    try:
+        schedule.full_clean(exclude=["timezone"])
+    except ValidationError as exc:
+        raise ValidationError({"crontab": [f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()]}) from None
+    existing = CrontabSchedule.objects.filter(minute=minute, hour=hour, day_of_month=dom, month_of_year=month,
+                                              day_of_week=dow).first()
+    if existing:
+        return existing
+    schedule.save()
+    return schedule
+
+
+def _policy_snapshot(policy: BackupPolicy) -> dict:
+    task = policy.periodic_task
+    schedule = ""
+    if task is not None:
+        if task.crontab_id:
+            c = task.crontab
+            schedule = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+        elif task.interval_id:
+            schedule = f"every {task.interval.every} {task.interval.period}"
+    return {"scope": policy.scope_label, "schedule": schedule, "enabled": bool(task and task.enabled),
+            "keep_last": policy.keep_last, "keep_days": policy.keep_days}
+
+
+@transaction.atomic
+def delete_policy(actor: Actor, policy: BackupPolicy) -> None:
+    record(actor, "delete", policy, object_type="backuppolicy", object_repr=str(policy),
+           cluster=policy.cluster or policy.balancer.cluster, before=_policy_snapshot(policy))
+    if policy.periodic_task:
+        policy.periodic_task.delete()
+    policy.delete()
+
+
+# --- upload and restore -------------------------------------------------------------------------------
+
+
+def upload_backup(actor: Actor, balancer: Balancer, text: str, resolver=None, note: str = "") -> Backup:
+    """An `ipvsadm -S` file from elsewhere, kept as a backup of `balancer` (in canonical -S -n form)."""
+    from lvsadmin.ipvs import rules
+
+    kwargs = {"resolver": resolver} if resolver else {}
+    try:
+        table = rules.parse_save(text, **kwargs)
+    except rules.ParseError as exc:
+        raise ValidationError(f"The file is not an ipvsadm save: {exc}") from None
+    canonical = rules.format_save(table, numeric=True)
+    return store_backup(actor, balancer, text=canonical, document=make_document(table),
+                        trigger=Backup.Trigger.UPLOADED, note=note or "uploaded")
+
+
+@transaction.atomic
+def restore_backup(actor: Actor, backup: Backup, *, apply: bool = True, comment: str = ""):
+    """Make the backup the cluster's desired state (audited as a restore), after a fresh backup of each balancer.
+
+    The pre-restore backups are queued before the apply, so each agent takes its backup first.
+    """
+    table = verified_table(backup)  # refuses a tampered or truncated backup before anything changes
+    cluster = backup.balancer.cluster
+    for balancer in cluster.balancers.all():
+        request_backup(actor, balancer, Backup.Trigger.BEFORE_RESTORE)
+    changes = core_services.replace_table(actor, cluster, table, action="restore",
+                                          source=f"backup {backup.pk} of {backup.balancer.name} ({backup.sha256})")
+    if apply:
+        comment = comment or f"restore of backup {backup.pk}"
+        core_services.apply_cluster(actor, cluster, changes.revision, comment=comment)
+    return changes
