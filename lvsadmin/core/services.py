@@ -685,6 +685,25 @@ def set_user_active(actor: Actor, user, active: bool):
 
 
 @transaction.atomic
+def update_user(actor: Actor, user, *, role: str | None = None, is_active: bool | None = None):
+    """Change a user's role and whether they may sign in, as one audited change."""
+    if is_active is False and actor.user_id == user.pk:
+        raise ValidationError({"is_active": ["You cannot deactivate your own account."]})
+    if role is not None and actor.user_id == user.pk and role != "admin" and not user.is_superuser:
+        raise ValidationError({"role": ["You cannot take the admin role from yourself."]})
+    before = _user_snapshot(user)
+    if role is not None and not user.is_superuser:
+        _set_role(user, role)
+    if is_active is not None and user.is_active != is_active:
+        user.is_active = is_active
+        user.save(update_fields=["is_active"])
+    after = _user_snapshot(user)
+    if before != after:
+        _user_record(actor, "update", user, before=before, after=after)
+    return user
+
+
+@transaction.atomic
 def change_password(actor: Actor, user, new_password: str):
     """Set a new password (already checked by the password form); the audit says it changed, never what to."""
     user.set_password(new_password)
