@@ -1,0 +1,179 @@
+"""The agent: a Celery worker of its own on a balancer. No Django, no database, no credentials but the broker's.
+
+Run one per balancer, consuming only its own queue, one task at a time (scripts/run-agent does this):
+
+    LVSADMIN_BALANCER=lb1 REDIS_URL=redis://broker:6379/0 \\
+        celery -A lvsadmin.agent.app worker -Q lvs.lb1 -c 1 -P solo -n agent-lb1@%h --without-gossip --without-mingle
+
+Environment:
+  LVSADMIN_BALANCER          this balancer's name (queue lvs.<name>); default: the host name
+  LVSADMIN_BROKER_URL        the broker (else REDIS_URL, else redis://127.0.0.1:6379/0)
+  LVSADMIN_AGENT_STATE       the state file (default /var/lib/lvsadmin-agent/state.json)
+  LVSADMIN_AGENT_BACKEND     netlink (default) or memory[:PATH] (a fake kernel, for the host integration tests)
+  HEARTBEAT_SECONDS          how often the heartbeat goes out (default 5)
+  CELERY_VISIBILITY_TIMEOUT  seconds before Redis gives an unacknowledged message to another worker (3600)
+
+Tasks (queue lvs.<name>): `lvsadmin.agent.reconcile(snapshot)`, `lvsadmin.agent.reconverge(request)`,
+`lvsadmin.agent.backup(request)`. The heartbeat is a thread started by a worker bootstep: it needs no
+message to keep itself going, so no lost or duplicated message can stop or double it. It also follows
+draining real servers up and, at start, resumes a snapshot that a killed predecessor left half applied.
+
+The pool is `solo`: tasks run in the worker process itself, where the heartbeat thread shares the agent's
+lock and memory. Nothing is flushed when the worker stops or starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+
+from celery import Celery, bootsteps
+from celery.signals import worker_shutting_down
+
+from .core import Agent
+from .kernel import make_backend
+from .state import StateStore
+
+log = logging.getLogger("lvsadmin.agent")
+
+
+def balancer_name() -> str:
+    name = os.environ.get("LVSADMIN_BALANCER") or re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower())
+    return name.strip("-") or "local"
+
+
+def broker_url() -> str:
+    return os.environ.get("LVSADMIN_BROKER_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def heartbeat_seconds() -> float:
+    return float(os.environ.get("HEARTBEAT_SECONDS", "5"))
+
+
+NAME = balancer_name()
+QUEUE = f"lvs.{NAME}"
+CONTROL_QUEUE = os.environ.get("LVSADMIN_CONTROL_QUEUE", "control")
+
+app = Celery("lvsadmin-agent")
+app.conf.update(
+    broker_url=broker_url(),
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,  # a broker outage is waited out, never a reason to exit
+    broker_transport_options={"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))},
+    result_backend=None,
+    task_ignore_result=True,
+    # At-least-once: acknowledge after the work is done; a worker lost mid-task gives the message back.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_concurrency=1,
+    worker_pool="solo",
+    task_default_queue=QUEUE,
+    task_serializer="json",
+    accept_content=["json"],
+    worker_enable_remote_control=False,
+    worker_send_task_events=False,
+    worker_hijack_root_logger=True,
+    timezone="UTC",
+)
+
+_agent: Agent | None = None
+_agent_lock = threading.Lock()
+
+
+def _send(task: str, payload: dict, expires: float | None = None) -> None:
+    app.send_task(task, args=[payload], queue=CONTROL_QUEUE, expires=expires, retry=True,
+                  retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1, "interval_max": 3})
+
+
+def get_agent() -> Agent:
+    """The process's one Agent (made on first use: the state file and backend are opened then)."""
+    global _agent
+    with _agent_lock:
+        if _agent is None:
+            _agent = Agent(NAME, make_backend(), StateStore(), _send)
+            log.info("agent %s: queue %s, state %s, applied revision %s", NAME, QUEUE, _agent.store.path,
+                     _agent.state.applied_revision)
+        return _agent
+
+
+@app.task(name="lvsadmin.agent.reconcile", acks_late=True, reject_on_worker_lost=True)
+def reconcile(snapshot: dict) -> dict | None:
+    report = get_agent().reconcile(snapshot)
+    return _summary(report)
+
+
+@app.task(name="lvsadmin.agent.reconverge", acks_late=True, reject_on_worker_lost=True)
+def reconverge(request: dict | None = None) -> dict | None:
+    return _summary(get_agent().reconverge(request))
+
+
+@app.task(name="lvsadmin.agent.backup", acks_late=True, reject_on_worker_lost=True)
+def backup(request: dict) -> None:
+    if request.get("balancer") not in (None, NAME):
+        log.error("backup request for %s delivered to %s: ignored", request.get("balancer"), NAME)
+        return
+    get_agent().backup(request)
+
+
+def _summary(report: dict | None) -> dict | None:
+    if report is None:
+        return None
+    return {k: report[k] for k in ("revision", "outcome", "applied", "operations_total") if k in report}
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """A thread in the worker: resume unfinished work, then every HEARTBEAT_SECONDS follow drains and beat."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="lvsadmin-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, worker):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def shutdown(self, worker):
+        self.stop(worker)
+
+    def _run(self):
+        interval = heartbeat_seconds()
+        agent = None
+        while agent is None and not self._stop.is_set():
+            try:
+                agent = get_agent()
+            except Exception:
+                log.exception("agent could not start; retrying")
+                self._stop.wait(interval)
+        startup = True
+        while not self._stop.is_set():
+            try:
+                agent.resume() if startup else agent.follow_up()
+            except Exception:  # the kernel had a bad moment: the next beat tries again
+                log.exception("%s failed", "resuming" if startup else "following drains up")
+            try:
+                agent.send_heartbeat(startup=startup, expires=max(3 * interval, 10))
+                startup = False
+            except Exception:
+                log.exception("heartbeat failed")
+            self._stop.wait(interval)
+
+
+app.steps["worker"].add(Heartbeat)
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_kwargs):
+    log.info("agent %s stopping: the kernel table is left as it is", NAME)

@@ -1,0 +1,349 @@
+"""The agent's work, without Celery: converge the kernel to a snapshot, follow drains up, describe itself.
+
+One `Agent` per process. Every change to the kernel happens under its lock (the reconcile task and the
+heartbeat thread's drain follow-up never interleave). Messages to the control side go through `send(task
+name, payload, expires)`, so this module is tested without a broker.
+
+Messages (plain JSON):
+
+- snapshot (in): {"cluster", "revision", "owns_whole_table", "drain_timeout", "table", "trigger", "balancer"}
+- report (out, `lvsadmin.core.record_report`): {"balancer", "cluster", "revision", "trigger", "outcome" (ok |
+  noop | error | stale), "operations" [ipvsadm-like text], "operations_total", "applied", "errors" [{"op",
+  "error"}], "drift" [{"kind", "text", ...}], "unowned" [service key texts], "pending_drains", "remaining",
+  "durations" {dump, plan, apply, verify, total: seconds}, "started", "finished", "facts"}
+- heartbeat (out, `lvsadmin.core.record_heartbeat`): {"balancer", "cluster", "sent", "startup", "busy",
+  "applied_revision", "facts", "drift", "samples" {service key text: counters}, "keys" (every service key, on
+  a full heartbeat)}
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+
+from lvsadmin.ipvs import codec
+from lvsadmin.ipvs.model import Stats, Table
+
+from . import facts as facts_mod
+from . import planning
+from .kernel import Backend
+from .state import AgentState, StateStore
+
+log = logging.getLogger(__name__)
+
+REPORT_TASK = "lvsadmin.core.record_report"
+HEARTBEAT_TASK = "lvsadmin.core.record_heartbeat"
+BACKUP_TASK = "lvsadmin.backups.record_backup"
+MAX_REPORTED_OPERATIONS = 2000
+FULL_SAMPLE_EVERY = 12  # heartbeats: every 12th carries every service's counters, the others only changes
+
+Sender = Callable[..., None]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Agent:
+    def __init__(self, name: str, backend: Backend, store: StateStore, send: Sender,
+                 clock: Callable[[], float] = time.time):
+        self.name = name
+        self.backend = backend
+        self.store = store
+        self.send = send
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.state: AgentState = store.load()
+        if self.state.balancer and self.state.balancer != name:
+            log.warning("state file %s belongs to balancer %s, not %s: starting afresh",
+                        store.path, self.state.balancer, name)
+            self.state = AgentState()
+        self.state.balancer = name
+        self._beats = 0
+        self._last_samples: dict[str, dict] = {}
+        self._facts_cache: dict | None = None
+
+    # --- reconcile ------------------------------------------------------------------------------
+
+    def reconcile(self, snapshot: dict, trigger: str | None = None) -> dict | None:
+        """Converge the kernel to `snapshot` (dump, plan, apply, verify) and report; older revisions are ignored.
+
+        Idempotent: a snapshot the kernel already matches plans no operation, so nothing is changed.
+        """
+        trigger = trigger or snapshot.get("trigger") or "apply"
+        if snapshot.get("balancer") not in (None, "", self.name):
+            log.error("snapshot for balancer %s delivered to %s: ignored", snapshot.get("balancer"), self.name)
+            return None
+        revision = int(snapshot["revision"])
+        cluster = str(snapshot.get("cluster") or "")
+        started, t0 = _now_iso(), time.monotonic()
+        with self.lock:
+            st = self.state
+            if st.cluster and cluster != st.cluster:
+                log.warning("balancer moved from cluster %s to %s: revisions start over", st.cluster, cluster)
+                st.applied_revision, st.snapshot = 0, None
+            elif revision < self.newest_revision():
+                log.info("revision %s is older than revision %s (applied %s): ignored", revision,
+                         self.newest_revision(), st.applied_revision)
+                report = self._report(snapshot, trigger, "stale", started, t0)
+                self._send(REPORT_TASK, report)
+                return report
+            try:
+                desired = codec.table_from_dict(snapshot["table"])
+            except (KeyError, TypeError, ValueError) as exc:
+                report = self._report(snapshot, trigger, "error", started, t0,
+                                      errors=[{"op": "snapshot", "error": f"malformed snapshot: {exc}"}])
+                self._send(REPORT_TASK, report)
+                return report
+            st.cluster = cluster
+            st.pending = snapshot
+            self.store.save(st)
+            report = self._converge(snapshot, desired, trigger, started, t0)
+            self._send(REPORT_TASK, report)
+            return report
+
+    def newest_revision(self) -> int:
+        """Revisions only move forward: older than the applied one, or than one being applied, is stale."""
+        pending = int(self.state.pending.get("revision") or 0) if self.state.pending else 0
+        return max(self.state.applied_revision, pending)
+
+    def reconverge(self, request: dict | None = None) -> dict | None:
+        """Converge again to the snapshot last applied (repairs drift; the control side asks on resync)."""
+        request = request or {}
+        with self.lock:
+            snap = self.state.pending or self.state.snapshot
+            if snap is None:
+                log.info("reconverge asked, but this agent has applied nothing yet")
+                return None
+            if request.get("cluster") not in (None, "", self.state.cluster):
+                log.info("reconverge for cluster %s, this agent carries %s: ignored", request.get("cluster"),
+                         self.state.cluster)
+                return None
+            return self.reconcile(dict(snap, balancer=self.name), trigger=request.get("trigger") or "resync")
+
+    def resume(self) -> dict | None:
+        """At start: finish the snapshot a previous process was applying when it died."""
+        with self.lock:
+            pending = self.state.pending
+            if pending is None or int(pending.get("revision", 0)) < self.state.applied_revision:
+                return None
+            log.info("resuming revision %s, left unfinished by a previous run", pending.get("revision"))
+            return self.reconcile(dict(pending, balancer=self.name), trigger="startup")
+
+    def _plan(self, snapshot: dict, desired: Table, actual: Table) -> planning.Plan:
+        st = self.state
+        previously = {s.key for s in self._applied_table().services} if st.applied else set()
+        return planning.plan(desired, actual, previously_owned=previously,
+                             owns_whole_table=bool(snapshot.get("owns_whole_table")), drains=st.drains,
+                             now=self.clock(), drain_timeout=float(snapshot.get("drain_timeout") or 0))
+
+    def _applied_table(self) -> Table | None:
+        return codec.table_from_dict(self.state.applied) if self.state.applied else None
+
+    def _converge(self, snapshot: dict, desired: Table, trigger: str, started: str, t0: float) -> dict:
+        st = self.state
+        durations = {}
+        mark = time.monotonic()
+        try:
+            actual = self.backend.dump(counters=True)
+        except Exception as exc:  # the kernel could not be read: nothing was changed
+            log.exception("dump failed")
+            return self._report(snapshot, trigger, "error", started, t0,
+                                errors=[{"op": "dump", "error": f"{type(exc).__name__}: {exc}"}])
+        durations["dump"] = time.monotonic() - mark
+        drift = planning.drift(self._applied_table(), actual)
+
+        mark = time.monotonic()
+        plan = self._plan(snapshot, desired, actual)
+        durations["plan"] = time.monotonic() - mark
+
+        mark = time.monotonic()
+        errors: list[dict] = []
+        if plan.operations:
+            try:
+                errors = list(self.backend.apply(plan.operations))
+            except Exception as exc:
+                log.exception("apply failed")
+                errors = [{"op": "apply", "error": f"{type(exc).__name__}: {exc}"}]
+        applied = len(plan.operations) - len(errors)
+        st.mutations += applied
+        durations["apply"] = time.monotonic() - mark
+
+        mark = time.monotonic()
+        remaining: list[str] = []
+        after: Table | None = actual
+        if plan.operations:
+            try:
+                after = self.backend.dump(counters=True)
+            except Exception as exc:
+                log.exception("verify dump failed")
+                after = None
+                errors.append({"op": "verify", "error": f"{type(exc).__name__}: {exc}"})
+        if after is not None:
+            check = self._plan(snapshot, desired, after)
+            # Drains under way are expected; anything else left means the kernel did not take the change.
+            remaining = [planning.describe(op) for op in check.operations if op.kind not in ("drain-dest", "del-dest")
+                         or not plan.drains.get(planning.key_text(op.service.key), {}).get(
+                             planning.dest_text(op.dest))]
+        durations["verify"] = time.monotonic() - mark
+
+        st.reconciles += 1
+        if after is not None:
+            # What the agent owns from now on: the snapshot's services, and those it owned that are still
+            # there (a delete that failed is retried next time). Drift is measured against this.
+            previously = {s.key for s in self._applied_table().services} if st.applied else set()
+            keys = {s.key for s in desired.services} | (previously & {s.key for s in after.services})
+            st.applied = codec.table_to_dict(planning.owned_table(after, keys))
+            st.drains = plan.drains
+        outcome = "error" if errors else ("ok" if plan.operations else "noop")
+        if not errors and not remaining:
+            st.applied_revision = max(st.applied_revision, int(snapshot["revision"]))
+            st.snapshot = {k: v for k, v in snapshot.items() if k not in ("balancer", "trigger")}
+            st.pending = None
+        self.store.save(st)
+        return self._report(snapshot, trigger, outcome, started, t0, plan=plan, applied=applied, errors=errors,
+                            drift=drift, remaining=remaining, durations=durations, info=actual.info)
+
+    def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
+                applied: int = 0, errors=(), drift=(), remaining=(), durations=None, info=None) -> dict:
+        ops = [planning.describe(op) for op in (plan.operations if plan else [])]
+        durations = dict(durations or {})
+        durations["total"] = time.monotonic() - t0
+        return {
+            "balancer": self.name,
+            "cluster": snapshot.get("cluster"),
+            "revision": int(snapshot.get("revision") or 0),
+            "trigger": trigger,
+            "outcome": outcome,
+            "operations": ops[:MAX_REPORTED_OPERATIONS],
+            "operations_total": len(ops),
+            "applied": applied,
+            "errors": list(errors),
+            "drift": list(drift),
+            "unowned": plan.unowned if plan else [],
+            "pending_drains": [f"{svc} -> {dest}" for svc, dests in (plan.drains if plan else {}).items()
+                               for dest in dests],
+            "remaining": list(remaining),
+            "durations": {k: round(v, 4) for k, v in durations.items()},
+            "started": started,
+            "finished": _now_iso(),
+            "applied_revision": self.state.applied_revision,
+            "facts": self.facts(info),
+        }
+
+    # --- drains -----------------------------------------------------------------------------------
+
+    def follow_up(self) -> dict | None:
+        """Re-plan while real servers drain: delete those whose connections ended or whose time is up.
+
+        Called from the heartbeat thread; does nothing when no drain is pending or a reconcile is running.
+        """
+        if not self.state.drains or self.state.snapshot is None:
+            return None
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            snap = self.state.snapshot
+            if not self.state.drains:
+                return None
+            plan_probe = self._plan(snap, codec.table_from_dict(snap["table"]), self.backend.dump(counters=True))
+            due = [op for op in plan_probe.operations if op.kind == "del-dest"]
+            if not due and plan_probe.drains == self.state.drains:
+                return None
+            return self.reconcile(dict(snap, balancer=self.name), trigger="drain")
+        finally:
+            self.lock.release()
+
+    # --- heartbeat ---------------------------------------------------------------------------------
+
+    def facts(self, info=None) -> dict:
+        if self._facts_cache is None or info is not None:
+            try:
+                info = info or self.backend.info()
+            except Exception:
+                info = None
+            self._facts_cache = facts_mod.kernel_facts(info)
+        out = dict(self._facts_cache)
+        out.update(mutations=self.state.mutations, reconciles=self.state.reconciles,
+                   drains=sum(len(d) for d in self.state.drains.values()))
+        return out
+
+    def heartbeat(self, startup: bool = False) -> dict:
+        """Build one heartbeat: facts, drift since the last apply, the counters that changed."""
+        self._beats += 1
+        full = startup or self._beats % FULL_SAMPLE_EVERY == 1
+        busy = not self.lock.acquire(blocking=False)
+        try:
+            table = self.backend.dump(counters=True)
+            drift = [] if busy else planning.drift(self._applied_table(), table)
+            state = self.state
+            beat = {
+                "balancer": self.name,
+                "cluster": state.cluster,
+                "sent": _now_iso(),
+                "startup": startup,
+                "busy": busy,
+                "applied_revision": state.applied_revision,
+                "facts": self.facts(table.info) if startup else self.facts(),
+                "drift": drift,
+            }
+        finally:
+            if not busy:
+                self.lock.release()
+        samples = {planning.key_text(svc.key): service_sample(svc) for svc in table.services}
+        if full:
+            beat["samples"] = samples
+            beat["keys"] = list(samples)
+        else:
+            beat["samples"] = {k: v for k, v in samples.items() if self._last_samples.get(k) != v}
+            if set(samples) != set(self._last_samples):
+                beat["keys"] = list(samples)
+        self._last_samples = samples
+        return beat
+
+    def send_heartbeat(self, startup: bool = False, expires: float | None = None) -> dict:
+        beat = self.heartbeat(startup)
+        self._send(HEARTBEAT_TASK, beat, expires=expires)
+        return beat
+
+    # --- backups -------------------------------------------------------------------------------------
+
+    def backup(self, request: dict) -> dict:
+        """The kernel table for a backup (requested by the control side), sent to the control queue."""
+        from lvsadmin.backups.capture import backup_payload
+
+        table = self.backend.dump(counters=False)
+        payload = backup_payload(self.name, table, request.get("trigger") or "manual",
+                                 request.get("requested_by") or "")
+        self._send(BACKUP_TASK, payload)
+        return payload
+
+    def _send(self, task: str, payload: dict, expires: float | None = None) -> None:
+        try:
+            self.send(task, payload, expires=expires)
+        except Exception:  # a lost message is healed by the next heartbeat or resync
+            log.exception("could not send %s", task)
+
+
+def _stats(stats: Stats | None) -> dict:
+    return asdict(stats) if stats is not None else {f.name: 0 for f in fields(Stats)}
+
+
+def service_sample(svc) -> dict:
+    """One service's counters as the control side keeps them (ServiceSample.data)."""
+    dests = {}
+    for d in svc.destinations:
+        dests[planning.dest_text(d)] = {"active_conns": d.active_conns, "inactive_conns": d.inactive_conns,
+                                        "persistent_conns": d.persistent_conns, "weight": d.weight,
+                                        **_stats(d.stats)}
+    return {
+        **_stats(svc.stats),
+        "active_conns": sum(d.active_conns for d in svc.destinations),
+        "inactive_conns": sum(d.inactive_conns for d in svc.destinations),
+        "persistent_conns": sum(d.persistent_conns for d in svc.destinations),
+        "dests": dests,
+    }

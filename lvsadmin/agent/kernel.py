@@ -1,0 +1,100 @@
+"""What the agent needs from a kernel, and a fake one.
+
+`Backend` is the small protocol the agent codes against: dump the table (with counters), apply ordered
+operations, tell the IPVS facts. The real one is the netlink backend (`lvsadmin.ipvs.netlink`), adapted in
+`make_backend`; `MemoryBackend` is an in-memory kernel (optionally kept in a JSON file, so that it outlives
+an agent process) used only by the host integration tests of the control-side logic.
+
+Operations are `lvsadmin.agent.planning.Op`s, applied in the order given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from lvsadmin.ipvs import codec
+from lvsadmin.ipvs.model import Info, Table, Timeouts
+
+from . import planning
+
+
+class Backend(Protocol):
+    def dump(self, counters: bool = True) -> Table:
+        """The kernel's table: services with destinations (and counters), timeouts; Table.info set."""
+
+    def apply(self, operations: list) -> list[dict]:
+        """Apply operations in order; returns one {"op", "error"} per failed operation (the rest go on)."""
+
+    def info(self) -> Info:
+        """IPVS version and connection table size."""
+
+
+class MemoryBackend:
+    """A fake kernel: a Table in memory, optionally persisted to a JSON file after every change.
+
+    Only for tests of the control-side loop on a host without IPVS: the real proof is the kernel tier.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else None
+        self._lock = threading.Lock()
+        self.applied_operations: list = []
+
+    def _load(self) -> Table:
+        if self.path is not None and self.path.exists():
+            return codec.table_from_dict(json.loads(self.path.read_text()))
+        return getattr(self, "_table", None) or Table(timeouts=Timeouts())
+
+    def _save(self, table: Table) -> None:
+        self._table = table
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(codec.table_to_dict(table, counters=True)))
+            os.replace(tmp, self.path)
+
+    def dump(self, counters: bool = True) -> Table:
+        with self._lock:
+            table = copy.deepcopy(self._load())
+        table.info = self.info()
+        if table.timeouts is None:
+            table.timeouts = Timeouts()
+        return table
+
+    def info(self) -> Info:
+        return Info(version="1.2.1", conn_tab_size=4096)
+
+    def apply(self, operations: list) -> list[dict]:
+        errors = []
+        with self._lock:
+            table = self._load()
+            for op in operations:
+                try:
+                    planning.apply_to_table(table, op)
+                    self.applied_operations.append(op)
+                except (KeyError, ValueError) as exc:
+                    errors.append({"op": planning.describe(op), "error": str(exc)})
+            self._save(table)
+        return errors
+
+    def set_table(self, table: Table) -> None:
+        """Change the fake kernel behind the agent's back (an operator's ipvsadm, in tests)."""
+        with self._lock:
+            self._save(table)
+
+
+def make_backend(spec: str | None = None) -> Backend:
+    """`netlink` (the default: the kernel of this host) or `memory[:PATH]` (a fake kernel, for tests)."""
+    spec = spec or os.environ.get("LVSADMIN_AGENT_BACKEND") or "netlink"
+    kind, _, arg = spec.partition(":")
+    if kind == "memory":
+        return MemoryBackend(arg or None)
+    if kind == "netlink":
+        from lvsadmin.ipvs import netlink
+
+        return netlink.backend()
+    raise ValueError(f"unknown agent backend {spec!r}: use netlink or memory[:PATH]")

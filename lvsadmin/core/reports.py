@@ -1,0 +1,336 @@
+"""What the agents send back, written down on the control side: reports, heartbeats, resync, offline.
+
+Every function here runs on the control worker (the only process with database access). Writes happen in
+one transaction each, with their ChangeRecords written explicitly, like `core.services`:
+
+- `record_report`: one reconcile report. `applied_revision` moves only forward, by a compare-and-swap update
+  (`UPDATE … WHERE applied_revision < N`), so a late or duplicated report can never move it back. A report
+  that changed the kernel (or moved the revision, or failed) is kept as an ApplyReport and audited as
+  `apply`; drift the agent found (the kernel differed from what it had applied) is audited as `drift`.
+- `record_heartbeat`: the balancer is alive; its kernel facts; the latest counters (ServiceSample upsert);
+  drift seen between two reconciles (status `drift` until the next reconcile repairs it).
+- `resync`: re-send every cluster's snapshot so that lost messages heal; `mark_offline`.
+
+The messages' shapes are documented in `lvsadmin.agent.protocol` (plain dicts, JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from lvsadmin.audit.log import Actor, record
+from lvsadmin.audit.models import ChangeRecord
+
+from .models import ApplyReport, Balancer, Cluster, ServiceSample
+
+log = logging.getLogger(__name__)
+
+RECONVERGE_TASK = "lvsadmin.agent.reconverge"
+MAX_STORED_OPERATIONS = 2000  # an ApplyReport keeps the first operations of a huge apply, and their count
+MAX_DETAIL_ITEMS = 5
+RESYNC_TASK_NAME = "lvsadmin: resync balancers"
+OFFLINE_TASK_NAME = "lvsadmin: mark offline balancers"
+
+
+def agent_actor(balancer: Balancer | str, comment: str = "") -> Actor:
+    name = balancer.name if isinstance(balancer, Balancer) else balancer
+    return Actor.system(f"agent:{name}", comment=comment)
+
+
+def _when(value, default=None):
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed or default or timezone.now()
+
+
+def describe_drift(drift: list) -> str:
+    """A one-paragraph summary of drift entries for the balancer's status detail."""
+    if not drift:
+        return ""
+    parts = [str(item.get("text") or item) if isinstance(item, dict) else str(item) for item in drift]
+    more = f" (+{len(parts) - MAX_DETAIL_ITEMS} more)" if len(parts) > MAX_DETAIL_ITEMS else ""
+    return "; ".join(parts[:MAX_DETAIL_ITEMS]) + more
+
+
+def _describe_errors(errors: list) -> str:
+    parts = [str(e.get("error") if isinstance(e, dict) and e.get("error") else e) for e in errors]
+    if errors and isinstance(errors[0], dict) and errors[0].get("op"):
+        parts[0] = f"{errors[0]['op']}: {parts[0]}"
+    more = f" (+{len(parts) - MAX_DETAIL_ITEMS} more)" if len(parts) > MAX_DETAIL_ITEMS else ""
+    return "; ".join(parts[:MAX_DETAIL_ITEMS]) + more
+
+
+def _settled_status(balancer: Balancer, cluster: Cluster) -> tuple[str, str]:
+    """in_sync or pending, from the revisions alone."""
+    if balancer.applied_revision < cluster.desired_revision:
+        return (Balancer.Status.PENDING,
+                f"revision {balancer.applied_revision} applied, the desired state is at {cluster.desired_revision}")
+    return Balancer.Status.IN_SYNC, f"revision {balancer.applied_revision} applied"
+
+
+def _lock(name: str) -> Balancer | None:
+    return Balancer.objects.select_for_update().select_related("cluster").filter(name=name).first()
+
+
+# --- reconcile reports ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def record_report(report: dict) -> ApplyReport | None:
+    """Write down one agent's reconcile report; returns the stored ApplyReport (None when nothing to keep)."""
+    balancer = _lock(str(report.get("balancer", "")))
+    if balancer is None:
+        log.warning("report from unknown balancer %r ignored", report.get("balancer"))
+        return None
+    cluster = Cluster.objects.get(pk=balancer.cluster_id)
+    now = timezone.now()
+    revision = int(report.get("revision") or 0)
+    outcome = report.get("outcome") or ApplyReport.Outcome.ERROR
+    errors = list(report.get("errors") or [])
+    drift = list(report.get("drift") or [])
+    operations = list(report.get("operations") or [])
+    applied = int(report.get("applied") or 0)
+    if report.get("cluster") not in (None, cluster.name):
+        # The balancer moved to another cluster since the snapshot was sent: this report is about the old table.
+        log.info("report for cluster %s from %s, now in %s: ignored", report.get("cluster"), balancer, cluster)
+        outcome = ApplyReport.Outcome.STALE
+
+    previous = balancer.applied_revision
+    moved = False
+    if outcome in (ApplyReport.Outcome.OK, ApplyReport.Outcome.NOOP) and not errors:
+        # Compare-and-swap: only ever forward, whatever order reports arrive in.
+        moved = bool(Balancer.objects.filter(pk=balancer.pk, applied_revision__lt=revision)
+                     .update(applied_revision=revision))
+        if moved:
+            balancer.applied_revision = revision
+
+    fields = {"last_seen": now}
+    if report.get("facts"):
+        fields["facts"] = {**(balancer.facts or {}), **report["facts"]}
+    if outcome == ApplyReport.Outcome.STALE:
+        pass  # says nothing about the current state
+    elif errors or outcome == ApplyReport.Outcome.ERROR:
+        fields["status"] = Balancer.Status.ERROR
+        fields["status_detail"] = (f"revision {revision}: {len(errors)} error(s): {_describe_errors(errors)}"
+                                   if errors else f"revision {revision} failed")
+    elif report.get("remaining"):
+        fields["status"] = Balancer.Status.DRIFT
+        fields["status_detail"] = (f"revision {revision} applied but the kernel still differs: "
+                                   f"{describe_drift(report['remaining'])}")
+    else:
+        status, detail = _settled_status(balancer, cluster)
+        if drift:
+            detail += f"; drift repaired at {now:%Y-%m-%d %H:%M:%S} UTC: {describe_drift(drift)}"
+        if report.get("pending_drains"):
+            detail += f"; {len(report['pending_drains'])} real server(s) draining"
+        if report.get("unowned"):
+            detail += f"; {len(report['unowned'])} service(s) in the kernel not managed by this cluster"
+        fields["status"], fields["status_detail"] = status, detail
+    Balancer.objects.filter(pk=balancer.pk).update(**fields)
+
+    worth_keeping = moved or errors or drift or applied or outcome == ApplyReport.Outcome.ERROR or (
+        report.get("trigger") not in ("resync", "drain", "startup") and outcome != ApplyReport.Outcome.STALE)
+    if not worth_keeping:
+        return None
+    stored = ApplyReport.objects.create(
+        balancer=balancer,
+        revision=revision,
+        outcome=outcome if outcome in ApplyReport.Outcome.values else ApplyReport.Outcome.ERROR,
+        trigger=str(report.get("trigger") or "apply")[:16],
+        operations=operations[:MAX_STORED_OPERATIONS],
+        applied=applied,
+        errors=errors[:MAX_STORED_OPERATIONS],
+        drift=drift[:MAX_STORED_OPERATIONS],
+        unowned=list(report.get("unowned") or [])[:MAX_STORED_OPERATIONS],
+        durations={**(report.get("durations") or {}), "operations_total": int(report.get("operations_total")
+                                                                                or len(operations)),
+                   "pending_drains": len(report.get("pending_drains") or [])},
+        started=_when(report.get("started"), now),
+        finished=_when(report.get("finished"), now),
+    )
+    actor = agent_actor(balancer, comment=f"report {stored.pk}")
+    if drift:
+        record(actor, "drift", balancer, cluster=cluster, before={"drift": drift[:MAX_DETAIL_ITEMS * 20]},
+               after={"revision": revision, "repaired": not errors and not report.get("remaining"),
+                      "report": stored.pk, "count": len(drift)})
+    if moved or applied or errors:
+        record(actor, "apply", balancer, cluster=cluster,
+               before={"applied_revision": previous},
+               after={"revision": revision, "outcome": stored.outcome, "trigger": stored.trigger,
+                      "applied": applied, "errors": len(errors), "report": stored.pk,
+                      "operations": [str(op) for op in operations[:50]]})
+    return stored
+
+
+# --- heartbeats ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def record_heartbeat(beat: dict) -> Balancer | None:
+    """The balancer is alive: facts, drift seen since the last reconcile, the latest counters."""
+    balancer = _lock(str(beat.get("balancer", "")))
+    if balancer is None:
+        log.warning("heartbeat from unknown balancer %r ignored", beat.get("balancer"))
+        return None
+    cluster = Cluster.objects.get(pk=balancer.cluster_id)
+    now = timezone.now()
+    sent = _when(beat.get("sent"), now)
+    previous = _when((balancer.facts or {}).get("heartbeat_at"), None) if (balancer.facts or {}).get(
+        "heartbeat_at") else None
+    if previous is not None and sent < previous:
+        return balancer  # an older heartbeat overtaken by a newer one
+    facts = dict(beat.get("facts") or {})
+    facts["heartbeat_at"] = sent.isoformat()
+    facts["agent_applied_revision"] = beat.get("applied_revision")
+    fields: dict = {"last_seen": now, "facts": facts}
+
+    same_cluster = beat.get("cluster") in (None, cluster.name)
+    drift = list(beat.get("drift") or []) if same_cluster else []
+    busy = bool(beat.get("busy"))
+    if drift and not busy:
+        detail = f"the kernel differs from revision {beat.get('applied_revision')}: {describe_drift(drift)}"
+        if balancer.status != Balancer.Status.DRIFT or balancer.status_detail != detail:
+            record(agent_actor(balancer), "drift", balancer, cluster=cluster, before={"drift": drift[:100]},
+                   after={"revision": beat.get("applied_revision"), "repaired": False, "count": len(drift)})
+        fields["status"], fields["status_detail"] = Balancer.Status.DRIFT, detail
+    elif balancer.status == Balancer.Status.OFFLINE or (
+            not busy and balancer.status in (Balancer.Status.DRIFT, Balancer.Status.PENDING, Balancer.Status.IN_SYNC)):
+        # An error stays until a reconcile succeeds; drift clears when the kernel matches again. The detail of
+        # the last report (drift repaired, drains, unowned services) stays while the status does.
+        status, detail = _settled_status(balancer, cluster)
+        if status != balancer.status:
+            fields["status"], fields["status_detail"] = status, detail
+    Balancer.objects.filter(pk=balancer.pk).update(**fields)
+
+    if "samples" in beat:
+        store_samples(balancer, beat.get("samples") or {}, keys=beat.get("keys"), sampled_at=sent)
+    if beat.get("startup"):
+        # A (re)started agent: send it what it should carry, without waiting for the next resync.
+        transaction.on_commit(lambda: resync_balancer(balancer.pk, trigger="startup"))
+    return balancer
+
+
+def store_samples(balancer: Balancer, samples: dict, keys: list | None = None, sampled_at=None) -> int:
+    """Upsert the latest counters of the given services; with `keys` (every service the kernel has), drop the rest.
+
+    The agent sends only the services whose counters changed since its previous heartbeat (and all of them now
+    and then), so this touches only rows that changed. Returns how many rows were written.
+    """
+    sampled_at = sampled_at or timezone.now()
+    if keys is not None:
+        ServiceSample.objects.filter(balancer=balancer).exclude(service_key__in=list(keys)).delete()
+    rows = [ServiceSample(balancer=balancer, service_key=key[:80], sampled_at=sampled_at, data=data)
+            for key, data in samples.items()]
+    if rows:
+        ServiceSample.objects.bulk_create(rows, batch_size=500, update_conflicts=True,
+                                          unique_fields=["balancer", "service_key"],
+                                          update_fields=["sampled_at", "data"])
+    if keys is not None and not rows:
+        # Nothing changed: the samples are still the latest, say so.
+        ServiceSample.objects.filter(balancer=balancer).update(sampled_at=sampled_at)
+    elif keys is not None:
+        ServiceSample.objects.filter(balancer=balancer).exclude(service_key__in=list(samples)).update(
+            sampled_at=sampled_at)
+    return len(rows)
+
+
+# --- resync and offline ----------------------------------------------------------------------------
+
+
+def requested_revision(cluster: Cluster) -> int:
+    """The newest revision an operator applied (or the desired one, for a cluster that applies automatically)."""
+    if cluster.auto_apply:
+        return cluster.desired_revision
+    rec = (ChangeRecord.objects.filter(action="apply", object_type="cluster", cluster_id=cluster.pk)
+           .order_by("-id").only("after").first())
+    if rec is None or not isinstance(rec.after, dict):
+        return 0
+    return int(rec.after.get("revision") or 0)
+
+
+def send_reconverge(balancer: Balancer, trigger: str = "resync") -> None:
+    """Ask an agent to converge again to the snapshot it last applied (repairs drift, pushes no new edit)."""
+    from lvsadmin.celery import app
+
+    app.send_task(RECONVERGE_TASK, args=[{"balancer": balancer.name, "cluster": balancer.cluster.name,
+                                          "trigger": trigger}], queue=balancer.queue)
+
+
+def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) -> int:
+    """Re-send what the cluster's balancers should carry; returns how many balancers were asked.
+
+    When every edit has been applied, the current snapshot goes out again: a lost message heals and drift is
+    repaired. Edits that nobody applied yet are not pushed behind the operator's back: the agents are asked to
+    re-converge to what they last applied instead.
+    """
+    from . import dispatch
+
+    targets = list(balancers if balancers is not None else cluster.balancers.all())
+    if not targets:
+        return 0
+    if requested_revision(cluster) >= cluster.desired_revision:
+        return dispatch.send_reconcile(cluster.pk, trigger, balancers=targets)
+    for balancer in targets:
+        send_reconverge(balancer, trigger)
+    return len(targets)
+
+
+def resync_balancer(balancer_id: int, trigger: str = "resync") -> int:
+    balancer = Balancer.objects.select_related("cluster").filter(pk=balancer_id).first()
+    if balancer is None:
+        return 0
+    return resync_cluster(balancer.cluster, trigger, balancers=[balancer])
+
+
+def resync_all(trigger: str = "resync") -> int:
+    sent = 0
+    for cluster in Cluster.objects.filter(balancers__isnull=False).distinct():
+        try:
+            sent += resync_cluster(cluster, trigger)
+        except Exception:  # one broken cluster must not stop the others from healing
+            log.exception("resync of cluster %s failed", cluster)
+    return sent
+
+
+def mark_offline(now=None) -> int:
+    """Balancers without a heartbeat for OFFLINE_AFTER_SECONDS are offline; returns how many changed."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
+    changed = 0
+    stale = Balancer.objects.exclude(status=Balancer.Status.OFFLINE).filter(last_seen__lt=cutoff)
+    for balancer in stale.only("pk", "last_seen"):
+        changed += Balancer.objects.filter(pk=balancer.pk, last_seen=balancer.last_seen).update(
+            status=Balancer.Status.OFFLINE,
+            status_detail=f"no heartbeat since {balancer.last_seen:%Y-%m-%d %H:%M:%S} UTC")
+    changed += Balancer.objects.exclude(status=Balancer.Status.OFFLINE).filter(
+        last_seen__isnull=True, created__lt=cutoff).update(
+        status=Balancer.Status.OFFLINE, status_detail="no agent has reported yet")
+    return changed
+
+
+def ensure_periodic_tasks() -> list[str]:
+    """The resync and offline jobs in django-celery-beat's tables (editable in the panel); made when missing."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    made = []
+    jobs = [
+        (RESYNC_TASK_NAME, "lvsadmin.core.resync", settings.RESYNC_SECONDS),
+        (OFFLINE_TASK_NAME, "lvsadmin.core.mark_offline", max(1, min(settings.HEARTBEAT_SECONDS,
+                                                                     settings.OFFLINE_AFTER_SECONDS // 3 or 1))),
+    ]
+    for name, task, every in jobs:
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
+        PeriodicTask.objects.get_or_create(
+            name=name, defaults={"task": task, "interval": interval, "queue": "control",
+                                 "description": "Made by lvsadmin; edit the interval here."})
+        made.append(name)
+    return made

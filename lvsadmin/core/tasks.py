@@ -1,0 +1,53 @@
+"""Control-side tasks, on queue `control`: what agents send back, and the periodic jobs.
+
+Agents send `lvsadmin.core.record_report` and `lvsadmin.core.record_heartbeat` by name (they do not import
+this module: they have no database). Beat runs `lvsadmin.core.resync` every RESYNC_SECONDS and
+`lvsadmin.core.mark_offline`; both periodic tasks are created (when missing) at beat's and the control
+worker's start, as django-celery-beat rows the panel can edit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import beat_init, worker_ready
+
+from . import reports
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="lvsadmin.core.record_report")
+def record_report(report: dict) -> int | None:
+    stored = reports.record_report(report)
+    return stored.pk if stored is not None else None
+
+
+@shared_task(name="lvsadmin.core.record_heartbeat")
+def record_heartbeat(beat: dict) -> None:
+    reports.record_heartbeat(beat)
+
+
+@shared_task(name="lvsadmin.core.resync")
+def resync() -> int:
+    return reports.resync_all()
+
+
+@shared_task(name="lvsadmin.core.mark_offline")
+def mark_offline() -> int:
+    return reports.mark_offline()
+
+
+def _ensure_schedules(**_kwargs) -> None:
+    try:
+        made = reports.ensure_periodic_tasks()
+    except Exception:  # e.g. migrations not run yet: the worker still starts, beat retries at its next start
+        log.exception("could not create the periodic resync/offline tasks")
+        return
+    if made:
+        log.info("created periodic tasks: %s", ", ".join(made))
+
+
+beat_init.connect(_ensure_schedules, weak=False)
+worker_ready.connect(_ensure_schedules, weak=False)
