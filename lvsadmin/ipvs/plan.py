@@ -1,0 +1,394 @@
+"""Plan a reconcile: the desired table against the kernel's, as an ordered list of operations.
+
+Pure: no I/O, no clock (the caller passes the time in `Drain`). The agent runs
+`diff(desired, actual, ...)` and hands the operations to `netlink.IPVS.apply`; the tests
+run them through `apply_ops`, a simulation of the kernel table.
+
+Normalisation before comparing: addresses are compared in their canonical spelling, the
+kernel's HASHED flag is not part of the model, the persistence timeout and netmask count
+only for a persistent service (an IPv6 service's netmask is its prefix length, the IPv4
+host mask standing for 128), tunnel fields count only for tunnel forwarding (the tunnel
+port only for gue), and live data (connections, counters) never counts.
+
+Order: services are created (and edited) first, then real servers are created or
+updated, then drained, then deleted, and services are deleted last. A change to one
+object yields exactly one operation.
+
+Ownership: services of `actual` that are not in `desired` belong to someone else and are
+never touched, unless the caller says the cluster owns them (`owned`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+from .model import FWMARK, IPV4_HOST_MASK, Destination, Service, Table, normalise_address
+
+# Protocols whose real servers are removed at once rather than drained (no connection to wait for).
+REMOVE_AT_ONCE = ("udp", "sctp")
+DEFAULT_DRAIN_TIMEOUT = 300.0
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+class Operation:
+    """Base of the planned operations; `kind` names the kernel action."""
+
+    __slots__ = ()
+    kind: ClassVar[str]
+    service: Service
+
+    def __str__(self) -> str:
+        text = f"{self.kind.replace('_', ' ')} {_svc_text(self.service)}"
+        dest = getattr(self, "dest", None)
+        if dest is not None:
+            text += f" -> {_dest_text(dest)}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"<{self}>"
+
+
+@dataclass(slots=True, repr=False)
+class AddService(Operation):
+    """Create a service (its real servers follow as AddDest operations)."""
+
+    kind: ClassVar[str] = "add_service"
+    service: Service
+
+
+@dataclass(slots=True, repr=False)
+class EditService(Operation):
+    """Replace a service's settings (scheduler, persistence, flags ...) with those of `service`."""
+
+    kind: ClassVar[str] = "edit_service"
+    service: Service
+    old: Service | None = None
+
+
+@dataclass(slots=True, repr=False)
+class DeleteService(Operation):
+    """Delete a service and, with it, its real servers."""
+
+    kind: ClassVar[str] = "delete_service"
+    service: Service
+
+
+@dataclass(slots=True, repr=False)
+class AddDest(Operation):
+    kind: ClassVar[str] = "add_dest"
+    service: Service
+    dest: Destination
+
+
+@dataclass(slots=True, repr=False)
+class EditDest(Operation):
+    """Replace a real server's settings with those of `dest`."""
+
+    kind: ClassVar[str] = "edit_dest"
+    service: Service
+    dest: Destination
+    old: Destination | None = None
+
+
+@dataclass(slots=True, repr=False)
+class DrainDest(Operation):
+    """Set a real server's weight to 0 (`dest` is the server as it is, with weight 0)."""
+
+    kind: ClassVar[str] = "drain_dest"
+    service: Service
+    dest: Destination
+    old: Destination | None = None
+
+
+@dataclass(slots=True, repr=False)
+class DeleteDest(Operation):
+    kind: ClassVar[str] = "delete_dest"
+    service: Service
+    dest: Destination
+
+
+def _svc_text(svc: Service) -> str:
+    if svc.protocol == FWMARK:
+        return f"fwmark {svc.fwmark}" + (" (IPv6)" if svc.fwmark_family == 6 else "")
+    host = f"[{svc.address}]" if ":" in svc.address else svc.address
+    return f"{svc.protocol} {host}:{svc.port}"
+
+
+def _dest_text(dest: Destination) -> str:
+    host = f"[{dest.address}]" if ":" in dest.address else dest.address
+    return f"{host}:{dest.port} weight {dest.weight}"
+
+
+# --- normalisation -------------------------------------------------------------------------------
+
+_norm_cache: dict[str, str] = {}
+
+
+def norm_address(address: str) -> str:
+    """The canonical spelling of an address (cached: a table repeats the same addresses)."""
+    hit = _norm_cache.get(address)
+    if hit is None:
+        hit = normalise_address(address) if address else ""
+        if len(_norm_cache) > 200_000:
+            _norm_cache.clear()
+        _norm_cache[address] = hit
+    return hit
+
+
+def service_key(svc: Service) -> tuple:
+    if svc.protocol == FWMARK:
+        return (FWMARK, svc.fwmark_family, svc.fwmark)
+    return (svc.protocol, norm_address(svc.address), svc.port)
+
+
+def dest_key(dest: Destination) -> tuple[str, int]:
+    return (norm_address(dest.address), dest.port)
+
+
+def _family(svc: Service) -> int:
+    if svc.protocol == FWMARK:
+        return svc.fwmark_family
+    return 6 if ":" in svc.address else 4
+
+
+def service_config(svc: Service) -> tuple:
+    """What the kernel stores for a service besides its identity, normalised."""
+    if svc.persistent:
+        if _family(svc) == 6:
+            netmask = svc.netmask if 1 <= svc.netmask <= 128 else 128
+        else:
+            netmask = svc.netmask & IPV4_HOST_MASK
+        timeout = svc.timeout
+    else:
+        netmask = timeout = None
+    return (svc.scheduler, svc.persistent, timeout, netmask, svc.pe_name or "", svc.one_packet, svc.sched_flags & 7)
+
+
+def dest_config(dest: Destination) -> tuple:
+    """What the kernel stores for a real server besides its identity, normalised."""
+    return dest.config()
+
+
+def _same_dest(a: Destination, b: Destination) -> bool:
+    # dest_config(a) == dest_config(b), without building tuples: this runs for every real
+    # server of every reconcile.
+    if a.weight != b.weight or a.forward != b.forward:
+        return False
+    if a.upper_threshold != b.upper_threshold or a.lower_threshold != b.lower_threshold:
+        return False
+    if a.forward != "tunnel":
+        return True
+    return a.tun_type == b.tun_type and a.tun_csum == b.tun_csum and (
+        a.tun_type != "gue" or a.tun_port == b.tun_port
+    )
+
+
+def canonical(table: Table, keys: Collection[tuple] | None = None) -> dict[tuple, tuple]:
+    """{service key: (service config, {dest key: dest config})} — equal exactly when the
+    kernel would hold the same thing. Restricted to `keys` when given."""
+    out = {}
+    for svc in table.services:
+        k = service_key(svc)
+        if keys is not None and k not in keys:
+            continue
+        out[k] = (service_config(svc), {dest_key(d): dest_config(d) for d in svc.destinations})
+    return out
+
+
+# --- ownership and draining -----------------------------------------------------------------------
+
+Owned = bool | Collection[tuple] | Callable[[Service], bool] | None
+
+
+def _owner(owned: Owned) -> Callable[[tuple, Service], bool]:
+    """Whether a service that is in the kernel but not desired is ours to delete."""
+    if owned is None or owned is False:
+        return lambda key, svc: False
+    if owned is True:
+        return lambda key, svc: True
+    if callable(owned):
+        return lambda key, svc: bool(owned(svc))
+    keys = {k if isinstance(k, tuple) else service_key(k) for k in owned}
+    return lambda key, svc: key in keys
+
+
+@dataclass(slots=True)
+class Drain:
+    """When the caller started draining real servers, and how long a drain may last.
+
+    started: (service key, dest key) → the time the drain began (seconds, any clock);
+    a real server that is to go but is not in `started` counts as starting now.
+    """
+
+    started: Mapping[tuple, float] = field(default_factory=dict)
+    timeout: float = DEFAULT_DRAIN_TIMEOUT
+    now: float = 0.0
+
+    def expired(self, key: tuple) -> bool:
+        began = self.started.get(key)
+        return began is not None and self.now - began >= self.timeout
+
+
+def _removal(svc: Service, skey: tuple, cur: Destination, drain: Drain | None) -> Operation | None:
+    """What to do with a real server that is no longer desired (None: keep waiting)."""
+    if svc.protocol in REMOVE_AT_ONCE or cur.active_conns + cur.inactive_conns == 0:
+        return DeleteDest(svc, cur)
+    if drain is not None and drain.expired((skey, dest_key(cur))):
+        return DeleteDest(svc, cur)
+    if cur.weight != 0:
+        return DrainDest(svc, replace(cur, weight=0), cur)
+    return None
+
+
+# --- the diff ----------------------------------------------------------------------------------------
+
+
+def diff(desired: Table, actual: Table, owned: Owned = None, drain: Drain | None = None) -> list[Operation]:
+    """The operations that turn `actual` into `desired`, in a safe order.
+
+    owned: which services not in `desired` the cluster owns, and so deletes:
+      None/False — none (the default: they belong to someone else); True — all of them (the
+      cluster owns the whole table); a collection of service keys (or services), e.g. those of
+      the last applied revision; or a predicate on the kernel's Service.
+    drain: drain bookkeeping for real servers that are to go (see Drain); without it, a TCP
+      real server with connections is drained and then waits for its connections to end.
+    """
+    actual_by_key = {service_key(s): s for s in actual.services}
+    desired_keys = set()
+    svc_ops: list[Operation] = []
+    dest_ops: list[Operation] = []
+    drain_ops: list[Operation] = []
+    del_dest_ops: list[Operation] = []
+    same_dest = _same_dest
+    nkey = norm_address
+
+    for svc in desired.services:
+        skey = service_key(svc)
+        desired_keys.add(skey)
+        cur = actual_by_key.get(skey)
+        if cur is None:
+            svc_ops.append(AddService(svc))
+            dest_ops += [AddDest(svc, d) for d in svc.destinations]
+            continue
+        if service_config(svc) != service_config(cur):
+            svc_ops.append(EditService(svc, cur))
+        current = {(nkey(c.address), c.port): c for c in cur.destinations}
+        pop = current.pop
+        for d in svc.destinations:
+            c = pop((nkey(d.address), d.port), None)
+            if c is None:
+                dest_ops.append(AddDest(svc, d))
+            elif not same_dest(d, c):
+                dest_ops.append(EditDest(svc, d, c))
+        for c in current.values():
+            op = _removal(cur, skey, c, drain)
+            if op is None:
+                continue
+            (drain_ops if op.kind == "drain_dest" else del_dest_ops).append(op)
+
+    owns = _owner(owned)
+    del_svc_ops: list[Operation] = [
+        DeleteService(cur) for k, cur in actual_by_key.items() if k not in desired_keys and owns(k, cur)
+    ]
+    return svc_ops + dest_ops + drain_ops + del_dest_ops + del_svc_ops
+
+
+def pending_removals(desired: Table, actual: Table) -> set[tuple]:
+    """(service key, dest key) of the real servers in the kernel that desired services no
+    longer have: what the caller should be timing drains for."""
+    actual_by_key = {service_key(s): s for s in actual.services}
+    out = set()
+    for svc in desired.services:
+        skey = service_key(svc)
+        cur = actual_by_key.get(skey)
+        if cur is None:
+            continue
+        wanted = {dest_key(d) for d in svc.destinations}
+        out.update((skey, dest_key(c)) for c in cur.destinations if dest_key(c) not in wanted)
+    return out
+
+
+def update_drain_times(started: Mapping[tuple, float], desired: Table, actual: Table, now: float) -> dict:
+    """The drain start times to keep after this reconcile: old ones kept, new ones `now`,
+    and real servers that are gone (or wanted again) forgotten."""
+    return {key: started.get(key, now) for key in pending_removals(desired, actual)}
+
+
+# --- simulation --------------------------------------------------------------------------------------
+
+
+class PlanError(ValueError):
+    """An operation that the kernel would refuse (the simulation's EEXIST / ESRCH / ENOENT)."""
+
+
+def _copy_service(svc: Service, with_dests: bool) -> Service:
+    new = copy.copy(svc)
+    new.destinations = [copy.copy(d) for d in svc.destinations] if with_dests else []
+    return new
+
+
+def apply_ops(table: Table, ops: list[Operation]) -> Table:
+    """Simulate the operations on a copy of `table`, as the kernel would run them."""
+    out = Table(services=[_copy_service(s, True) for s in table.services], timeouts=table.timeouts,
+                daemons=list(table.daemons), info=table.info)
+    index = {service_key(s): s for s in out.services}
+
+    def find(op: Operation) -> Service:
+        svc = index.get(service_key(op.service))
+        if svc is None:
+            raise PlanError(f"{op}: no such service")
+        return svc
+
+    def find_dest(svc: Service, op: Operation) -> int:
+        key = dest_key(op.dest)
+        for i, d in enumerate(svc.destinations):
+            if dest_key(d) == key:
+                return i
+        return -1
+
+    for op in ops:
+        kind = op.kind
+        if kind == "add_service":
+            key = service_key(op.service)
+            if key in index:
+                raise PlanError(f"{op}: service already exists")
+            new = _copy_service(op.service, False)
+            new.stats = None
+            out.services.append(new)
+            index[key] = new
+        elif kind == "edit_service":
+            svc = find(op)
+            src = op.service
+            for name in ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags"):
+                setattr(svc, name, getattr(src, name))
+        elif kind == "delete_service":
+            svc = find(op)
+            out.services.remove(svc)
+            del index[service_key(svc)]
+        elif kind == "add_dest":
+            svc = find(op)
+            if find_dest(svc, op) >= 0:
+                raise PlanError(f"{op}: destination already exists")
+            svc.destinations.append(copy.copy(op.dest))
+        elif kind in ("edit_dest", "drain_dest"):
+            svc = find(op)
+            i = find_dest(svc, op)
+            if i < 0:
+                raise PlanError(f"{op}: no such destination")
+            old = svc.destinations[i]
+            svc.destinations[i] = replace(op.dest, active_conns=old.active_conns, inactive_conns=old.inactive_conns,
+                                          persistent_conns=old.persistent_conns, stats=old.stats)
+        elif kind == "delete_dest":
+            svc = find(op)
+            i = find_dest(svc, op)
+            if i < 0:
+                raise PlanError(f"{op}: no such destination")
+            del svc.destinations[i]
+        else:
+            raise PlanError(f"unknown operation {kind!r}")
+    return out
