@@ -1,7 +1,44 @@
 from django.urls import path
 
-from . import views
+from .views import audit, auth, clusters, services, tables, users
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("login/", auth.login, name="login"),
+    path("logout/", auth.logout, name="logout"),
+    path("password/", auth.password_change, name="password_change"),
+    path("", clusters.dashboard, name="dashboard"),
+    # clusters
+    path("clusters/new/", clusters.cluster_create, name="cluster_create"),
+    path("clusters/<slug:name>/", clusters.cluster_detail, name="cluster"),
+    path("clusters/<slug:name>/settings/", clusters.cluster_edit, name="cluster_edit"),
+    path("clusters/<slug:name>/delete/", clusters.cluster_delete, name="cluster_delete"),
+    path("clusters/<slug:name>/balancers/new/", clusters.balancer_create, name="balancer_create"),
+    path("clusters/<slug:name>/services/new/", services.service_create, name="service_create"),
+    path("clusters/<slug:name>/ipvsadm/", tables.cluster_list, name="cluster_list"),
+    path("clusters/<slug:name>/plan/", tables.plan, name="plan"),
+    path("clusters/<slug:name>/import/", tables.import_table, name="import"),
+    path("clusters/<slug:name>/export/", tables.export_table, name="export"),
+    path("clusters/<slug:name>/console/", tables.console, name="console"),
+    # balancers
+    path("balancers/<slug:name>/", clusters.balancer_detail, name="balancer"),
+    path("balancers/<slug:name>/edit/", clusters.balancer_edit, name="balancer_edit"),
+    path("balancers/<slug:name>/delete/", clusters.balancer_delete, name="balancer_delete"),
+    path("balancers/<slug:name>/ipvsadm/", tables.balancer_list, name="balancer_list"),
+    # virtual services and real servers
+    path("services/<int:pk>/", services.service_detail, name="service"),
+    path("services/<int:pk>/edit/", services.service_edit, name="service_edit"),
+    path("services/<int:pk>/delete/", services.service_delete, name="service_delete"),
+    path("services/<int:pk>/servers/new/", services.real_server_create, name="real_server_create"),
+    path("servers/<int:pk>/edit/", services.real_server_edit, name="real_server_edit"),
+    path("servers/<int:pk>/delete/", services.real_server_delete, name="real_server_delete"),
+    path("servers/<int:pk>/weight/", services.real_server_weight, name="real_server_weight"),
+    path("servers/<int:pk>/state/", services.real_server_state, name="real_server_state"),
+    # audit
+    path("audit/", audit.audit_log, name="audit"),
+    path("audit/export.csv", audit.audit_csv, name="audit_csv"),
+    path("audit/verify/", audit.audit_verify, name="audit_verify"),
+    # users
+    path("users/", users.user_list, name="users"),
+    path("users/new/", users.user_create, name="user_create"),
+    path("users/<int:pk>/", users.user_edit, name="user_edit"),
 ]

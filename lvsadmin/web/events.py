@@ -1,0 +1,37 @@
+"""Security events of the web panel, written to the audit chain explicitly: login, login_failed, logout, denied."""
+
+from __future__ import annotations
+
+from lvsadmin.audit.log import Actor, record
+
+
+def _client(request) -> dict:
+    return {
+        "address": request.META.get("REMOTE_ADDR", ""),
+        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:200],
+    }
+
+
+def login(request, user) -> None:
+    actor = Actor.for_user(user, getattr(request, "request_id", None))
+    record(actor, "login", user, object_type="user", object_repr=user.get_username(), after=_client(request))
+
+
+def login_failed(request, username: str, reason: str = "bad credentials") -> None:
+    actor = Actor(username=(username or "")[:150] or "anonymous", request_id=getattr(request, "request_id", "") or "")
+    if not actor.request_id:
+        actor = Actor(username=actor.username)
+    record(actor, "login_failed", object_type="user", object_repr=(username or "")[:255],
+           after=dict(_client(request), reason=reason))
+
+
+def logout(request, user) -> None:
+    actor = Actor.for_user(user, getattr(request, "request_id", None))
+    record(actor, "logout", user, object_type="user", object_repr=user.get_username(), after=_client(request))
+
+
+def denied(request, needed: str | None) -> None:
+    """A signed-in user asked for something their role does not allow."""
+    actor = Actor.from_request(request)
+    record(actor, "denied", object_type="url", object_repr=f"{request.method} {request.path}"[:255],
+           after=dict(_client(request), method=request.method, path=request.path[:500], needed=needed))

@@ -1,0 +1,253 @@
+"""The balancers' kernel tables as last reported, and the plan: what applying would change on each balancer.
+
+Where the last reported table comes from (newest first):
+- `Balancer.facts["table"]`: a codec dict, when the agent includes its dumped table in its facts;
+- the balancer's newest Backup (`lvsadmin.backups`): the kernel table as it was when it was taken.
+When neither exists the page says so and the plan assumes an empty table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
+
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, key_text
+from lvsadmin.ipvs import codec, plan
+from lvsadmin.ipvs import model as ipvs
+
+from . import hooks
+
+# A plan that removes more than this many services, or more than this share of the real servers, needs a
+# second, explicit confirmation before it is applied.
+LARGE_REMOVAL_SERVICES = 10
+LARGE_REMOVAL_SHARE = 0.2
+
+
+@dataclass
+class Reported:
+    table: ipvs.Table
+    source: str  # "heartbeat" | "backup"
+    as_of: datetime | None
+
+
+def reported_table(balancer: Balancer) -> Reported | None:
+    facts = balancer.facts or {}
+    if isinstance(facts.get("table"), dict):
+        try:
+            table = codec.table_from_dict(facts["table"])
+        except (KeyError, TypeError, ValueError):
+            table = None
+        if table is not None:
+            when = facts.get("table_at") or facts.get("heartbeat_at")
+            return Reported(table, "heartbeat", parse_datetime(when) if isinstance(when, str) else balancer.last_seen)
+    Backup = hooks.backup_model()
+    if Backup is not None:
+        backup = Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").first()
+        if backup is not None:
+            try:
+                from lvsadmin.backups.services import parse_document
+
+                return Reported(parse_document(backup.document), "backup", backup.taken_at)
+            except Exception:  # a corrupt backup is not a table to plan against
+                return None
+    return None
+
+
+# --- the plan ------------------------------------------------------------------------------------------------
+
+
+SERVICE_FIELDS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
+DEST_FIELDS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def service_label(svc: ipvs.Service) -> str:
+    if svc.protocol == ipvs.FWMARK:
+        return f"FWM {svc.fwmark}" + (" IPv6" if svc.fwmark_family == 6 else "")
+    return f"{svc.protocol.upper()} {_hostport(svc.address, svc.port)}"
+
+
+def _field_changes(new, old, names) -> list[tuple[str, object, object]]:
+    if old is None:
+        return []
+    return [(n, getattr(old, n), getattr(new, n)) for n in names if getattr(old, n) != getattr(new, n)]
+
+
+@dataclass
+class Line:
+    action: str  # add | change | drain | remove | timeouts
+    what: str  # "service" | "real server" | "timeouts"
+    label: str
+    fields: list = field(default_factory=list)  # [(name, before, after)]
+    note: str = ""
+    command: str = ""
+
+
+@dataclass
+class BalancerPlan:
+    balancer: Balancer
+    reported: Reported | None
+    lines: list[Line] = field(default_factory=list)
+    unowned: list[str] = field(default_factory=list)
+    removed_services: int = 0
+    removed_servers: int = 0
+    actual_servers: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(1 for line in self.lines if line.action == action)
+
+    @property
+    def large(self) -> bool:
+        share = self.removed_servers / self.actual_servers if self.actual_servers else 0
+        return self.removed_services > LARGE_REMOVAL_SERVICES or share > LARGE_REMOVAL_SHARE
+
+
+def _service_args(svc: ipvs.Service) -> str:
+    if svc.protocol == ipvs.FWMARK:
+        return f"-f {svc.fwmark}" + (" -6" if svc.fwmark_family == 6 else "")
+    flag = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}[svc.protocol]
+    return f"{flag} {_hostport(svc.address, svc.port)}"
+
+
+def command(op) -> str:
+    """The operation as an ipvsadm command line, for operators to read."""
+    svc, dest = op.service, getattr(op, "dest", None)
+    if op.kind in ("add_service", "edit_service"):
+        text = f"{'-A' if op.kind == 'add_service' else '-E'} {_service_args(svc)} -s {svc.scheduler}"
+        if svc.persistent:
+            text += f" -p {svc.timeout}"
+        if svc.one_packet:
+            text += " -o"
+        if svc.pe_name:
+            text += f" --pe {svc.pe_name}"
+        return text
+    if op.kind == "delete_service":
+        return f"-D {_service_args(svc)}"
+    target = f"-r {_hostport(dest.address, dest.port)}"
+    if op.kind == "delete_dest":
+        return f"-d {_service_args(svc)} {target}"
+    fwd = {"masq": "-m", "route": "-g", "tunnel": "-i"}.get(dest.forward, "-g")
+    text = f"{'-a' if op.kind == 'add_dest' else '-e'} {_service_args(svc)} {target} {fwd} -w {dest.weight}"
+    if dest.upper_threshold:
+        text += f" -x {dest.upper_threshold}"
+    if dest.lower_threshold:
+        text += f" -y {dest.lower_threshold}"
+    return text
+
+
+def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table) -> BalancerPlan:
+    """What applying would change on this balancer: ipvs.plan.diff against its last reported table."""
+    reported = reported_table(balancer)
+    actual = reported.table if reported else ipvs.Table(services=[], timeouts=None)
+    result = BalancerPlan(balancer, reported, actual_servers=sum(len(s.destinations) for s in actual.services))
+    # Services in the kernel that the cluster does not define are someone else's, unless the cluster owns the
+    # whole table, or the agent reported them as its own (they are not in its last report's `unowned` list).
+    latest = ApplyReport.objects.filter(balancer=balancer).order_by("-id").only("unowned").first()
+    unowned = set(latest.unowned or []) if latest else {key_text(plan.service_key(s)) for s in actual.services}
+    desired_keys = {plan.service_key(s) for s in desired.services}
+    if cluster.owns_whole_table:
+        owned = True
+    else:
+        owned = {plan.service_key(s) for s in actual.services if key_text(plan.service_key(s)) not in unowned}
+        result.unowned = [key_text(plan.service_key(s)) for s in actual.services
+                          if plan.service_key(s) not in desired_keys and plan.service_key(s) not in owned]
+    if desired.timeouts is not None and actual.timeouts is not None and desired.timeouts != actual.timeouts:
+        t, old = desired.timeouts, actual.timeouts
+        fields = [(n, getattr(old, n), getattr(t, n)) for n in ("tcp", "tcpfin", "udp")
+                  if getattr(old, n) != getattr(t, n)]
+        result.lines.append(Line("timeouts", "timeouts", "connection timeouts", fields,
+                                 command=f"--set {t.tcp} {t.tcpfin} {t.udp}"))
+    for op in plan.diff(desired, actual, owned=owned):
+        svc, dest, old = op.service, getattr(op, "dest", None), getattr(op, "old", None)
+        label = service_label(svc)
+        if op.kind == "add_service":
+            fields = [(n, None, getattr(svc, n)) for n in SERVICE_FIELDS if getattr(svc, n) not in (0, False, "")]
+            result.lines.append(Line("add", "service", label, fields, command=command(op)))
+        elif op.kind == "edit_service":
+            result.lines.append(Line("change", "service", label, _field_changes(svc, old, SERVICE_FIELDS),
+                                     command=command(op)))
+        elif op.kind == "delete_service":
+            n = len(svc.destinations)
+            result.removed_services += 1
+            result.removed_servers += n
+            result.lines.append(Line("remove", "service", label, note=f"with its {n} real server(s)",
+                                     command=command(op)))
+        else:
+            dlabel = f"{label} → {_hostport(dest.address, dest.port)}"
+            if op.kind == "add_dest":
+                result.lines.append(Line("add", "real server", dlabel,
+                                         [(n, None, getattr(dest, n)) for n in ("forward", "weight")],
+                                         command=command(op)))
+            elif op.kind == "edit_dest":
+                draining = dest.weight == 0 and old is not None and old.weight > 0
+                result.lines.append(Line("drain" if draining else "change", "real server", dlabel,
+                                         _field_changes(dest, old, DEST_FIELDS),
+                                         note="weight 0: keeps its connections, gets no new ones" if draining
+                                         else "", command=command(op)))
+            elif op.kind == "drain_dest":
+                result.removed_servers += 1
+                result.lines.append(Line("drain", "real server", dlabel, [("weight", old.weight if old else None, 0)],
+                                         note="removed from the cluster: drained, then deleted when its "
+                                              "connections end", command=command(op)))
+            elif op.kind == "delete_dest":
+                result.removed_servers += 1
+                result.lines.append(Line("remove", "real server", dlabel, command=command(op)))
+    return result
+
+
+@dataclass
+class ClusterPlan:
+    cluster: Cluster
+    revision: int
+    balancers: list[BalancerPlan]
+
+    @property
+    def large(self) -> bool:
+        return any(b.large for b in self.balancers)
+
+    @property
+    def removed_services(self) -> int:
+        return max((b.removed_services for b in self.balancers), default=0)
+
+    @property
+    def removed_servers(self) -> int:
+        return max((b.removed_servers for b in self.balancers), default=0)
+
+    @property
+    def empty(self) -> bool:
+        return not any(b.lines for b in self.balancers)
+
+
+def cluster_plan(cluster: Cluster) -> ClusterPlan:
+    from lvsadmin.core.selectors import desired_table
+
+    desired = desired_table(cluster)
+    balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
+    return ClusterPlan(cluster, cluster.desired_revision, [balancer_plan(cluster, b, desired) for b in balancers])
+
+
+def with_counters(table: ipvs.Table, balancer: Balancer) -> ipvs.Table:
+    """A copy of `table` with the balancer's latest counters (ServiceSample) filled in, for --stats and --rate."""
+    import copy
+
+    from lvsadmin.core.models import ServiceSample
+
+    samples = dict(ServiceSample.objects.filter(balancer=balancer).values_list("service_key", "data"))
+    stat_names = [f for f in ipvs.Stats.__slots__]
+    out = copy.deepcopy(table)
+    for svc in out.services:
+        data = samples.get(key_text(svc.key)) or {}
+        svc.stats = ipvs.Stats(**{n: int(data.get(n) or 0) for n in stat_names})
+        dests = data.get("dests") or {}
+        for dest in svc.destinations:
+            d = dests.get(f"{dest.address}|{dest.port}") or {}
+            dest.stats = ipvs.Stats(**{n: int(d.get(n) or 0) for n in stat_names})
+            dest.active_conns = int(d.get("active_conns") or 0)
+            dest.inactive_conns = int(d.get("inactive_conns") or 0)
+            dest.persistent_conns = int(d.get("persistent_conns") or 0)
+    return out

@@ -1,0 +1,113 @@
+"""What the agents report, as the pages show it: a balancer's effective status, and live counters.
+
+Counters come from ServiceSample (one row per balancer and service, replaced on each heartbeat) and are
+summed over the cluster's balancers. A page reads only the samples of the services it shows: one query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from lvsadmin.core.models import Balancer, ServiceSample
+
+STATUS_LABELS = {"in_sync": "in sync", "pending": "pending", "drift": "drift", "error": "error", "offline": "offline"}
+
+
+def is_offline(balancer: Balancer, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return balancer.last_seen is None or now - balancer.last_seen > timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
+
+
+def effective_status(balancer: Balancer, desired_revision: int, now: datetime | None = None) -> str:
+    """offline (no heartbeat lately) wins; then error and drift as reported; then pending until applied."""
+    if is_offline(balancer, now):
+        return "offline"
+    if balancer.status in ("error", "drift"):
+        return balancer.status
+    if balancer.applied_revision < desired_revision:
+        return "pending"
+    return balancer.status if balancer.status in STATUS_LABELS else "pending"
+
+
+def _value(data: dict, name: str) -> int:
+    if name in data:
+        return int(data.get(name) or 0)
+    stats = data.get("stats") or {}
+    return int(stats.get(name) or 0)
+
+
+@dataclass
+class Counters:
+    active: int = 0
+    inactive: int = 0
+    cps: int = 0
+    inbps: int = 0
+    outbps: int = 0
+    balancers: int = 0
+    sampled_at: datetime | None = None
+    stale: bool = False
+
+    @property
+    def bps(self) -> int:
+        return self.inbps + self.outbps
+
+    def add(self, data: dict, sampled_at: datetime | None = None, stale: bool = False) -> None:
+        self.active += _value(data, "active_conns")
+        self.inactive += _value(data, "inactive_conns")
+        self.cps += _value(data, "cps")
+        self.inbps += _value(data, "inbps")
+        self.outbps += _value(data, "outbps")
+        self.balancers += 1
+        self.stale = self.stale or stale
+        if sampled_at and (self.sampled_at is None or sampled_at > self.sampled_at):
+            self.sampled_at = sampled_at
+
+
+@dataclass
+class ServiceCounters:
+    total: Counters = field(default_factory=Counters)
+    destinations: dict[str, Counters] = field(default_factory=dict)
+
+    def for_destination(self, address: str, port: int) -> Counters:
+        return self.destinations.get(f"{address}|{port}") or Counters()
+
+
+def _is_stale(sampled_at: datetime, now: datetime) -> bool:
+    return now - sampled_at > timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
+
+
+def service_counters(cluster_id: int, services, *, destinations: bool = False) -> dict[int, ServiceCounters]:
+    """Counters of each given service (pk → ServiceCounters), summed over the cluster's balancers; one query."""
+    by_key = {svc.key_text: svc.pk for svc in services}
+    out = {pk: ServiceCounters() for pk in by_key.values()}
+    if not by_key:
+        return out
+    now = timezone.now()
+    rows = ServiceSample.objects.filter(balancer__cluster_id=cluster_id, service_key__in=list(by_key))
+    for sample in rows.only("service_key", "sampled_at", "data"):
+        stale = _is_stale(sample.sampled_at, now)
+        entry = out[by_key[sample.service_key]]
+        entry.total.add(sample.data or {}, sample.sampled_at, stale)
+        if destinations:
+            for key, dest in ((sample.data or {}).get("dests") or {}).items():
+                entry.destinations.setdefault(key, Counters()).add(dest or {}, sample.sampled_at, stale)
+    return out
+
+
+def cluster_totals(counters: dict[int, ServiceCounters]) -> Counters:
+    total = Counters()
+    for entry in counters.values():
+        c = entry.total
+        total.active += c.active
+        total.inactive += c.inactive
+        total.cps += c.cps
+        total.inbps += c.inbps
+        total.outbps += c.outbps
+        total.stale = total.stale or c.stale
+        if c.sampled_at and (total.sampled_at is None or c.sampled_at > total.sampled_at):
+            total.sampled_at = c.sampled_at
+    return total

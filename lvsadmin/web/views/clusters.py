@@ -1,0 +1,165 @@
+"""Dashboard, clusters (their services table with live counters) and balancers."""
+
+from __future__ import annotations
+
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+
+from lvsadmin.audit.models import ChangeRecord
+from lvsadmin.core import services
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
+
+from .. import hooks, live
+from ..forms import BalancerForm, ClusterForm, ServiceFilterForm
+from ..pages import fragment_name, render_page
+from ..roles import ADMIN, policy
+from ..tables import KeysetPage, ServiceTable
+from .common import actor, confirm_delete, form_round_trip
+
+HISTORY_ROWS = 10
+
+
+def _service_count():
+    count = (VirtualService.objects.filter(cluster=OuterRef("pk")).order_by().values("cluster")
+             .annotate(n=Count("pk")).values("n"))
+    return Coalesce(Subquery(count, output_field=IntegerField()), 0)
+
+
+def _with_status(balancers, clusters_by_id):
+    now = timezone.now()
+    for b in balancers:
+        cluster = clusters_by_id[b.cluster_id]
+        b.cluster = cluster
+        b.effective_status = live.effective_status(b, cluster.desired_revision, now)
+    return balancers
+
+
+@policy()
+def dashboard(request):
+    clusters = list(Cluster.objects.annotate(service_count=_service_count()))
+    by_id = {c.pk: c for c in clusters}
+    balancers = _with_status(list(hooks.with_last_backup(Balancer.objects.order_by("name"))), by_id)
+    for c in clusters:
+        c.balancer_list = [b for b in balancers if b.cluster_id == c.pk]
+    summary = {}
+    for b in balancers:
+        summary[b.effective_status] = summary.get(b.effective_status, 0) + 1
+    context = {"clusters": clusters, "summary": sorted(summary.items()), "backups_hooked": hooks.backup_model()}
+    return render_page(request, "web/dashboard.html", context, fragments=("clusters",))
+
+
+def _history(object_type: str, object_id: int):
+    records = ChangeRecord.objects.filter(object_type=object_type, object_id=object_id).order_by("-id")
+    return list(records[:HISTORY_ROWS])
+
+
+@policy()
+def cluster_detail(request, name):
+    cluster = get_object_or_404(Cluster, name=name)
+    form = ServiceFilterForm(request.GET)
+    table = ServiceTable(cluster, form)
+    table.page()
+    counters = table.counters()
+    context = {"cluster": cluster, "form": form, "table": table, "counters": counters,
+               "totals": live.cluster_totals(counters), "oob": False}
+    fragment = fragment_name(request, ("services", "counters"))
+    if fragment == "counters":
+        context["oob"] = True
+    else:
+        balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
+        context["balancers"] = _with_status(balancers, {cluster.pk: cluster})
+    return render_page(request, "web/cluster.html", context, fragment=fragment)
+
+
+@policy(read=ADMIN, write=ADMIN)
+def cluster_create(request):
+    form = ClusterForm(request.POST or None)
+    return form_round_trip(
+        request, form, lambda data: services.create_cluster(actor(request), **data),
+        template="web/cluster_form.html", context={"cluster": None},
+        success_url=lambda c: reverse("cluster", args=[c.name]), success_message=lambda c: f"Created cluster {c}.")
+
+
+@policy(read=ADMIN, write=ADMIN)
+def cluster_edit(request, name):
+    cluster = get_object_or_404(Cluster, name=name)
+    form = ClusterForm(request.POST or None, instance=cluster)
+    return form_round_trip(
+        request, form, lambda data: services.update_cluster(actor(request), cluster, **data),
+        template="web/cluster_form.html", context={"cluster": cluster, "history": _history("cluster", cluster.pk)},
+        success_url=lambda c: reverse("cluster", args=[c.name]), success_message=lambda c: f"Saved cluster {c}.")
+
+
+@policy(read=ADMIN, write=ADMIN)
+def cluster_delete(request, name):
+    cluster = get_object_or_404(Cluster, name=name)
+    n_services = cluster.services.count()
+    n_balancers = cluster.balancers.count()
+    blocked = (f"Cluster {cluster} still has {n_balancers} balancer(s): delete or move them first."
+               if n_balancers else "")
+    return confirm_delete(
+        request, obj_label=f"cluster {cluster}",
+        consequences=[f"its {n_services} virtual service(s) and their real servers are deleted from the desired "
+                      "state", "the deletion is audited"],
+        delete=lambda: services.delete_cluster(actor(request), cluster), success_url=reverse("dashboard"),
+        cancel_url=reverse("cluster", args=[cluster.name]), blocked=blocked)
+
+
+@policy(read=ADMIN, write=ADMIN)
+def balancer_create(request, name):
+    cluster = get_object_or_404(Cluster, name=name)
+    form = BalancerForm(request.POST or None, initial={"cluster": cluster})
+
+    def save(data):
+        data = dict(data)
+        return services.create_balancer(actor(request), data.pop("cluster") or cluster, **data)
+
+    return form_round_trip(
+        request, form, save, template="web/balancer_form.html", context={"cluster": cluster, "balancer": None},
+        success_url=lambda b: reverse("balancer", args=[b.name]), success_message=lambda b: f"Added balancer {b}.")
+
+
+@policy(read=ADMIN, write=ADMIN)
+def balancer_edit(request, name):
+    balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
+    form = BalancerForm(request.POST or None, instance=balancer)
+    return form_round_trip(
+        request, form, lambda data: services.update_balancer(actor(request), balancer, **data),
+        template="web/balancer_form.html", context={"cluster": balancer.cluster, "balancer": balancer},
+        success_url=lambda b: reverse("balancer", args=[b.name]), success_message=lambda b: f"Saved balancer {b}.")
+
+
+@policy(read=ADMIN, write=ADMIN)
+def balancer_delete(request, name):
+    balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
+    return confirm_delete(
+        request, obj_label=f"balancer {balancer}",
+        consequences=["the panel forgets it and its reports; its kernel table is left as it is",
+                      f"its agent (queue {balancer.queue}) gets no more snapshots"],
+        delete=lambda: services.delete_balancer(actor(request), balancer),
+        success_url=reverse("cluster", args=[balancer.cluster.name]),
+        cancel_url=reverse("balancer", args=[balancer.name]))
+
+
+@policy()
+def balancer_detail(request, name):
+    balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
+    cluster = balancer.cluster
+    balancer.effective_status = live.effective_status(balancer, cluster.desired_revision)
+    before, after = _int(request.GET.get("before")), _int(request.GET.get("after"))
+    reports = KeysetPage.of(ApplyReport.objects.filter(balancer=balancer), 20, before, after)
+    latest = reports.rows[0] if reports.first and reports.rows else (
+        ApplyReport.objects.filter(balancer=balancer).order_by("-id").first())
+    context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
+               "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk)}
+    return render_page(request, "web/balancer.html", context, fragments=("reports",))
+
+
+def _int(value):
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None

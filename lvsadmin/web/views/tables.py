@@ -1,0 +1,171 @@
+"""Whole tables: the plan and apply, `ipvsadm -Ln` listings, import, export and the ipvsadm console."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+
+from lvsadmin.core import services
+from lvsadmin.core.models import Balancer, Cluster
+from lvsadmin.core.selectors import desired_table
+from lvsadmin.ipvs import rules
+
+from .. import kernel, live
+from ..forms import ApplyForm, TableTextForm
+from ..pages import redirect, render_page
+from ..roles import OPERATOR, policy
+from .common import actor
+
+
+def _cluster(name) -> Cluster:
+    return get_object_or_404(Cluster, name=name)
+
+
+# --- plan and apply -------------------------------------------------------------------------------------
+
+
+@policy(write=OPERATOR)
+def plan(request, name):
+    cluster = _cluster(name)
+    form = ApplyForm(request.POST or None)
+    status, error, stale = 200, "", None
+    if request.method == "POST":
+        if not form.is_valid():
+            status, error = 422, "The plan's revision is missing: reload the plan and apply again."
+        else:
+            reviewed = form.cleaned_data["revision"]
+            # The second confirmation is checked against the plan the operator reviewed, computed again here.
+            computed = kernel.cluster_plan(cluster)
+            if reviewed == computed.revision and computed.large and not form.cleaned_data["confirm_large"]:
+                status = 422
+                error = ("This plan removes many services or real servers: tick the confirmation to apply it.")
+                form.add_error("confirm_large", "confirm that you mean to remove this much")
+            else:
+                try:
+                    revision = services.apply_cluster(actor(request), cluster, reviewed_revision=reviewed,
+                                                      comment=form.cleaned_data.get("comment") or "")
+                except services.StalePlan as exc:
+                    status, stale = 409, exc
+                else:
+                    n = cluster.balancers.count()
+                    messages.success(request, f"Apply of revision {revision} sent to {n} balancer"
+                                              f"{'' if n == 1 else 's'}; their status follows as they report.")
+                    return redirect(request, reverse("plan", args=[cluster.name]))
+    cluster.refresh_from_db()
+    the_plan = kernel.cluster_plan(cluster)
+    if status != 422:
+        form = ApplyForm(initial={"revision": the_plan.revision})
+    context = {"cluster": cluster, "plan": the_plan, "form": form, "error": error, "stale": stale,
+               "thresholds": (kernel.LARGE_REMOVAL_SERVICES, int(kernel.LARGE_REMOVAL_SHARE * 100))}
+    return render_page(request, "web/plan.html", context, status=status, fragments=("plan",))
+
+
+# --- listings -------------------------------------------------------------------------------------------
+
+
+LIST_MODES = {"": "default", "stats": "stats", "rate": "rate", "thresholds": "thresholds"}
+
+
+@policy()
+def cluster_list(request, name):
+    cluster = _cluster(name)
+    table = desired_table(cluster)
+    balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
+    mode = request.GET.get("show", "") if request.GET.get("show", "") in ("", "thresholds") else ""
+    text = rules.format_list(table, mode=LIST_MODES[mode]) if table.services else ""
+    context = {"cluster": cluster, "text": text, "balancers": balancers, "mode": mode, "modes": ("", "thresholds"),
+               "title": f"Desired state of {cluster.name}", "revision": cluster.desired_revision}
+    return render_page(request, "web/listing.html", context)
+
+
+@policy()
+def balancer_list(request, name):
+    balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
+    reported = kernel.reported_table(balancer)
+    mode = request.GET.get("show", "") if request.GET.get("show", "") in LIST_MODES else ""
+    text = ""
+    if reported:
+        table = kernel.with_counters(reported.table, balancer) if mode in ("stats", "rate") else reported.table
+        text = rules.format_list(table, mode=LIST_MODES[mode])
+    balancer.effective_status = live.effective_status(balancer, balancer.cluster.desired_revision)
+    context = {"cluster": balancer.cluster, "balancer": balancer, "reported": reported, "text": text,
+               "mode": mode, "modes": tuple(LIST_MODES), "title": f"Kernel table of {balancer.name}"}
+    return render_page(request, "web/listing.html", context)
+
+
+@policy()
+def export_table(request, name):
+    cluster = _cluster(name)
+    text = rules.format_save(desired_table(cluster), numeric=True)
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = (f'attachment; filename="{cluster.name}-r{cluster.desired_revision}-{stamp}'
+                                       f'.ipvsadm"')
+    return response
+
+
+# --- import and console: preview the change, then commit it ---------------------------------------------
+
+
+def _preview_or_commit(request, cluster, form, build_table, *, action: str, template: str):
+    """POST with `step=preview`: parse, show the change. POST with `step=commit`: write it (audited)."""
+    context = {"cluster": cluster, "form": form, "changes": None, "revision": cluster.desired_revision}
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        text = form.cleaned_data["text"]
+        try:
+            table = build_table(text)
+            changes = services.preview_table(cluster, table)
+        except rules.ParseError as exc:
+            form.add_error("text", str(exc))
+        except ValidationError as exc:
+            form.add_error("text", " ".join(exc.messages))
+        else:
+            if request.POST.get("step") == "commit":
+                reviewed = form.cleaned_data.get("revision")
+                try:
+                    done = services.replace_table_reviewed(
+                        actor(request), cluster, table,
+                        reviewed if reviewed is not None else cluster.desired_revision, action=action, source=text)
+                except services.StalePlan as exc:
+                    status = 409
+                    context["stale"] = exc
+                    cluster.refresh_from_db()
+                    changes = services.preview_table(cluster, table)
+                except ValidationError as exc:
+                    form.add_error("text", " ".join(exc.messages))
+                else:
+                    if done:
+                        messages.success(request, f"{action.capitalize()}: {done.summary()} (revision "
+                                                  f"{done.revision}). Review the plan to apply it.")
+                    else:
+                        messages.info(request, "Nothing to change: the desired state already matches.")
+                    return redirect(request, reverse("plan", args=[cluster.name]))
+            context.update(changes=changes, text=text, revision=cluster.desired_revision)
+    if form.errors:
+        status = 422
+    return render_page(request, template, context, status=status, fragments=("result",))
+
+
+@policy(read=OPERATOR, write=OPERATOR)
+def import_table(request, name):
+    cluster = _cluster(name)
+    form = TableTextForm(request.POST or None, request.FILES or None)
+    return _preview_or_commit(request, cluster, form, rules.parse_save, action="import", template="web/import.html")
+
+
+def apply_commands(cluster: Cluster, text: str):
+    """The cluster's desired table with ipvsadm command lines applied in order (nothing is written)."""
+    return rules.apply_commands(desired_table(cluster), rules.parse_commands(text))
+
+
+@policy(read=OPERATOR, write=OPERATOR)
+def console(request, name):
+    cluster = _cluster(name)
+    form = TableTextForm(request.POST or None)
+    return _preview_or_commit(request, cluster, form, lambda text: apply_commands(cluster, text), action="command",
+                              template="web/console.html")

@@ -1,0 +1,60 @@
+"""Users, for admins: list, create with a role, change the role, deactivate or reactivate."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+
+from lvsadmin.core import services
+
+from ..forms import UserCreateForm, UserEditForm
+from ..pages import render_page
+from ..roles import ADMIN, policy
+from .common import actor, form_round_trip
+
+User = get_user_model()
+
+
+@policy(read=ADMIN)
+def user_list(request):
+    groups = Prefetch("groups", queryset=Group.objects.filter(name__in=services.ROLES))
+    users = list(User.objects.order_by("username").prefetch_related(groups))
+    for user in users:
+        names = {g.name for g in user.groups.all()}
+        user.role = "admin" if user.is_superuser else next(
+            (r for r in reversed(services.ROLES) if r in names), "—")
+    return render_page(request, "web/users.html", {"users": users})
+
+
+@policy(read=ADMIN, write=ADMIN)
+def user_create(request):
+    form = UserCreateForm(request.POST or None)
+
+    def save(data):
+        try:
+            return services.create_user(actor(request), username=data["username"], password=data["password1"],
+                                        role=data["role"], email=data.get("email") or "")
+        except services.ValidationError as exc:
+            if hasattr(exc, "error_dict") and "password" in exc.error_dict:
+                exc.error_dict["password1"] = exc.error_dict.pop("password")
+            raise
+
+    return form_round_trip(request, form, save, template="web/user_form.html", context={"edited": None},
+                           success_url=reverse("users"), success_message=lambda u: f"Created user {u}.")
+
+
+@policy(read=ADMIN, write=ADMIN)
+def user_edit(request, pk):
+    edited = get_object_or_404(User, pk=pk)
+    names = set(edited.groups.values_list("name", flat=True))
+    stored = "admin" if edited.is_superuser else next((r for r in reversed(services.ROLES) if r in names), "viewer")
+    form = UserEditForm(request.POST or None, initial={"role": stored, "is_active": edited.is_active})
+
+    def save(data):
+        return services.update_user(actor(request), edited, role=data["role"], is_active=data["is_active"])
+
+    return form_round_trip(request, form, save, template="web/user_form.html", context={"edited": edited},
+                           success_url=reverse("users"), success_message=lambda u: f"Saved user {u}.")
