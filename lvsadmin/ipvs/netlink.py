@@ -320,9 +320,9 @@ def _addr16(address: str) -> tuple[int, bytes]:
     return hit
 
 
-# A service's identity: AF, protocol, address, port (48 bytes with the nest header) ...
+# A service's identity: AF, protocol, address, port ...
 _SVC_KEY = struct.Struct("=HH" "HHH2x" "HHH2x" "HH16s" "HHH2x")
-# ... or AF and firewall mark (20 bytes).
+# ... or AF and firewall mark.
 _SVC_KEY_FWM = struct.Struct("=HH" "HHH2x" "HHI")
 # The rest of a full service: flags, timeout, netmask (sched/pe names are variable-length).
 _SVC_TAIL = struct.Struct("=HHII" "HHI" "HH4s")
@@ -331,10 +331,10 @@ _SVC_TAIL = struct.Struct("=HHII" "HHI" "HH4s")
 def service_key_attr(svc: Service) -> bytes:
     """IPVS_CMD_ATTR_SERVICE holding only the identifying fields."""
     if svc.protocol == FWMARK:
-        return _SVC_KEY_FWM.pack(20, CMD_ATTR_SERVICE, 6, SVC_AF, FAMILY_AF[svc.fwmark_family], 8, SVC_FWMARK,
-                                 svc.fwmark)
+        return _SVC_KEY_FWM.pack(_SVC_KEY_FWM.size, CMD_ATTR_SERVICE, 6, SVC_AF, FAMILY_AF[svc.fwmark_family],
+                                 8, SVC_FWMARK, svc.fwmark)
     af, raw = _addr16(svc.address)
-    return _SVC_KEY.pack(48, CMD_ATTR_SERVICE, 6, SVC_AF, af, 6, SVC_PROTOCOL, PROTO_NUM[svc.protocol],
+    return _SVC_KEY.pack(_SVC_KEY.size, CMD_ATTR_SERVICE, 6, SVC_AF, af, 6, SVC_PROTOCOL, PROTO_NUM[svc.protocol],
                          20, SVC_ADDR, raw, 6, SVC_PORT, socket.htons(svc.port))
 
 
@@ -370,7 +370,7 @@ def service_full_attr(svc: Service) -> bytes:
     return _NLA.pack(4 + len(body), CMD_ATTR_SERVICE) + body
 
 
-# A full destination: every field, since SET replaces the whole entry (108 bytes).
+# A full destination: every field, since SET replaces the whole entry.
 _DEST_FULL = struct.Struct(
     "=HH"  # nest
     "HH16s"  # addr
@@ -384,7 +384,7 @@ _DEST_FULL = struct.Struct(
     "HHH2x"  # tunnel port (be)
     "HHH2x"  # tunnel flags
 )
-# A destination's identity (44 bytes).
+# A destination's identity.
 _DEST_KEY = struct.Struct("=HH" "HH16s" "HHH2x" "HHH2x")
 
 
@@ -397,7 +397,7 @@ def dest_full_attr(dest: Destination) -> bytes:
     else:
         ttype = tport = tflags = 0
     return _DEST_FULL.pack(
-        108, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
+        _DEST_FULL.size, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
         8, DEST_FWD_METHOD, FWD_NUM[dest.forward], 8, DEST_WEIGHT, dest.weight,
         8, DEST_U_THRESH, dest.upper_threshold, 8, DEST_L_THRESH, dest.lower_threshold,
         6, DEST_ADDR_FAMILY, af, 5, DEST_TUN_TYPE, ttype, 6, DEST_TUN_PORT, tport, 6, DEST_TUN_FLAGS, tflags,
@@ -406,8 +406,13 @@ def dest_full_attr(dest: Destination) -> bytes:
 
 def dest_key_attr(dest: Destination) -> bytes:
     af, raw = _addr16(dest.address)
-    return _DEST_KEY.pack(44, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
+    return _DEST_KEY.pack(_DEST_KEY.size, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
                           6, DEST_ADDR_FAMILY, af)
+
+
+def timeouts_attrs(t: Timeouts) -> bytes:
+    return (_attr(CMD_ATTR_TIMEOUT_TCP, _U32.pack(t.tcp)) + _attr(CMD_ATTR_TIMEOUT_TCP_FIN, _U32.pack(t.tcpfin))
+            + _attr(CMD_ATTR_TIMEOUT_UDP, _U32.pack(t.udp)))
 
 
 # --- attribute decoding -------------------------------------------------------------------------
@@ -491,7 +496,7 @@ def parse_service(buf, start: int, end: int, stats: bool = False) -> tuple[Servi
     if SVC_FWMARK in a:
         svc.fwmark = _u(buf, a[SVC_FWMARK])
         svc.fwmark_family = family
-        key = _SVC_KEY_FWM.pack(20, CMD_ATTR_SERVICE, 6, SVC_AF, af, 8, SVC_FWMARK, svc.fwmark)
+        key = _SVC_KEY_FWM.pack(_SVC_KEY_FWM.size, CMD_ATTR_SERVICE, 6, SVC_AF, af, 8, SVC_FWMARK, svc.fwmark)
     else:
         proto = _u(buf, a[SVC_PROTOCOL], _U16)
         svc.protocol = PROTO_NAME.get(proto, str(proto))
@@ -500,7 +505,7 @@ def parse_service(buf, start: int, end: int, stats: bool = False) -> tuple[Servi
         svc.address = _ntop(af, raw)
         port_be = _u(buf, a[SVC_PORT], _U16)
         svc.port = socket.ntohs(port_be)
-        key = _SVC_KEY.pack(48, CMD_ATTR_SERVICE, 6, SVC_AF, af, 6, SVC_PROTOCOL, proto, 20, SVC_ADDR, raw,
+        key = _SVC_KEY.pack(_SVC_KEY.size, CMD_ATTR_SERVICE, 6, SVC_AF, af, 6, SVC_PROTOCOL, proto, 20, SVC_ADDR, raw,
                             6, SVC_PORT, port_be)
     if stats:
         span = a.get(SVC_STATS64)
@@ -842,17 +847,20 @@ class IPVS:
         for op in ops:
             cmd = _OP_CMD[op.kind]
             svc = op.service
-            k = key_cache.get(id(svc))
             if cmd == CMD_NEW_DEST or cmd == CMD_SET_DEST:
+                k = key_cache.get(id(svc))
                 if k is None:
                     k = key_cache[id(svc)] = service_key_attr(svc)
                 attrs = k + dest_full_attr(op.dest)
             elif cmd == CMD_DEL_DEST:
+                k = key_cache.get(id(svc))
                 if k is None:
                     k = key_cache[id(svc)] = service_key_attr(svc)
                 attrs = k + dest_key_attr(op.dest)
             elif cmd == CMD_DEL_SERVICE:
                 attrs = service_key_attr(svc)
+            elif cmd == CMD_SET_CONFIG:
+                attrs = timeouts_attrs(op.timeouts)
             else:
                 attrs = service_full_attr(svc)
             encoded.append(pack_genl(cmd, IPVS_GENL_VERSION, 0) + attrs)
@@ -889,7 +897,8 @@ class IPVS:
                         op = ops[index]
                         kmsg = self._error_text(buf, off, length, mflags)
                         failures.append(OpFailure(index, op, make_error(
-                            _OP_CMD[op.kind], err, op.service, getattr(op, "dest", None), kmsg=kmsg)))
+                            _OP_CMD[op.kind], err, getattr(op, "service", None), getattr(op, "dest", None),
+                            what=f"timeouts {op.timeouts}" if op.kind == "set-timeouts" else "", kmsg=kmsg)))
                     if mseq == final:
                         return
                 off += (length + 3) & ~3
@@ -910,9 +919,7 @@ class IPVS:
 
     def set_timeouts(self, t: Timeouts) -> None:
         """Set the three timeouts (0 leaves a timeout unchanged, as in ipvsadm --set)."""
-        attrs = (_attr(CMD_ATTR_TIMEOUT_TCP, _U32.pack(t.tcp)) + _attr(CMD_ATTR_TIMEOUT_TCP_FIN, _U32.pack(t.tcpfin))
-                 + _attr(CMD_ATTR_TIMEOUT_UDP, _U32.pack(t.udp)))
-        self._do(CMD_SET_CONFIG, attrs, what=f"tcp {t.tcp} tcpfin {t.tcpfin} udp {t.udp}")
+        self._do(CMD_SET_CONFIG, timeouts_attrs(t), what=f"tcp {t.tcp} tcpfin {t.tcpfin} udp {t.udp}")
 
     def info(self) -> Info:
         for reply in self._do(CMD_GET_INFO, b"", what="info"):
@@ -978,7 +985,7 @@ class IPVS:
         self._do(CMD_FLUSH, b"", what="the whole table")
 
 
-# Operation kinds of lvsadmin.ipvs.plan → IPVS commands.
+# Operation kinds → IPVS commands: those of lvsadmin.ipvs.plan and those of lvsadmin.agent.planning.
 _OP_CMD = {
     "add_service": CMD_NEW_SERVICE,
     "edit_service": CMD_SET_SERVICE,
@@ -987,4 +994,46 @@ _OP_CMD = {
     "edit_dest": CMD_SET_DEST,
     "drain_dest": CMD_SET_DEST,
     "delete_dest": CMD_DEL_DEST,
+    "add-service": CMD_NEW_SERVICE,
+    "edit-service": CMD_SET_SERVICE,
+    "del-service": CMD_DEL_SERVICE,
+    "add-dest": CMD_NEW_DEST,
+    "edit-dest": CMD_SET_DEST,
+    "drain-dest": CMD_SET_DEST,
+    "del-dest": CMD_DEL_DEST,
+    "set-timeouts": CMD_SET_CONFIG,
 }
+
+
+class Backend:
+    """The agent's kernel backend (lvsadmin.agent.kernel.Backend) over an IPVS socket."""
+
+    def __init__(self):
+        self._ipvs: IPVS | None = None
+
+    @property
+    def ipvs(self) -> IPVS:
+        if self._ipvs is None:
+            self._ipvs = IPVS()
+        return self._ipvs
+
+    def dump(self, counters: bool = True) -> Table:
+        table = self.ipvs.dump(stats=counters)
+        table.timeouts = self.ipvs.timeouts()
+        table.info = self.ipvs.info()
+        return table
+
+    def apply(self, operations: list) -> list[dict]:
+        return [{"op": str(f.op), "error": str(f.error)} for f in self.ipvs.apply(operations)]
+
+    def info(self) -> Info:
+        return self.ipvs.info()
+
+    def close(self) -> None:
+        if self._ipvs is not None:
+            self._ipvs.close()
+            self._ipvs = None
+
+
+def backend() -> Backend:
+    return Backend()
