@@ -20,7 +20,7 @@ import logging
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -135,8 +135,9 @@ def record_report(report: dict) -> ApplyReport | None:
         fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
 
+    # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones.
     worth_keeping = moved or errors or drift or applied or outcome == ApplyReport.Outcome.ERROR or (
-        report.get("trigger") not in ("resync", "drain", "startup") and outcome != ApplyReport.Outcome.STALE)
+        report.get("trigger") not in ("resync", "drain", "startup"))
     if not worth_keeping:
         return None
     stored = ApplyReport.objects.create(
@@ -328,9 +329,15 @@ def ensure_periodic_tasks() -> list[str]:
     for name, task, every in jobs:
         if PeriodicTask.objects.filter(name=name).exists():
             continue
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
-        PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": interval, "queue": "control",
-                                 "description": "Made by lvsadmin; edit the interval here."})
-        made.append(name)
+        interval = (IntervalSchedule.objects.filter(every=every, period=IntervalSchedule.SECONDS).order_by("id")
+                    .first() or IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS))
+        try:
+            with transaction.atomic():
+                _, created = PeriodicTask.objects.get_or_create(
+                    name=name, defaults={"task": task, "interval": interval, "queue": "control",
+                                         "description": "Made by lvsadmin; edit the interval here."})
+        except IntegrityError:  # beat and the control worker start together: the other one made it
+            created = False
+        if created:
+            made.append(name)
     return made
