@@ -23,6 +23,8 @@ from . import hooks
 # second, explicit confirmation before it is applied.
 LARGE_REMOVAL_SERVICES = 10
 LARGE_REMOVAL_SHARE = 0.2
+# Lines of a balancer's plan shown on the page unless all are asked for (a whole new table is 100,000 lines).
+PLAN_LINES_SHOWN = 200
 
 
 @dataclass
@@ -102,6 +104,10 @@ class BalancerPlan:
         return sum(1 for line in self.lines if line.action == action)
 
     @property
+    def hidden(self) -> int:
+        return max(0, len(self.lines) - PLAN_LINES_SHOWN)
+
+    @property
     def large(self) -> bool:
         share = self.removed_servers / self.actual_servers if self.actual_servers else 0
         return self.removed_services > LARGE_REMOVAL_SERVICES or share > LARGE_REMOVAL_SHARE
@@ -166,8 +172,7 @@ def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table) -> 
         svc, dest, old = op.service, getattr(op, "dest", None), getattr(op, "old", None)
         label = service_label(svc)
         if op.kind == "add_service":
-            fields = [(n, None, getattr(svc, n)) for n in SERVICE_FIELDS if getattr(svc, n) not in (0, False, "")]
-            result.lines.append(Line("add", "service", label, fields, command=command(op)))
+            result.lines.append(Line("add", "service", label, command=command(op)))
         elif op.kind == "edit_service":
             result.lines.append(Line("change", "service", label, _field_changes(svc, old, SERVICE_FIELDS),
                                      command=command(op)))
@@ -180,9 +185,7 @@ def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table) -> 
         else:
             dlabel = f"{label} → {_hostport(dest.address, dest.port)}"
             if op.kind == "add_dest":
-                result.lines.append(Line("add", "real server", dlabel,
-                                         [(n, None, getattr(dest, n)) for n in ("forward", "weight")],
-                                         command=command(op)))
+                result.lines.append(Line("add", "real server", dlabel, command=command(op)))
             elif op.kind == "edit_dest":
                 draining = dest.weight == 0 and old is not None and old.weight > 0
                 result.lines.append(Line("drain" if draining else "change", "real server", dlabel,

@@ -123,11 +123,24 @@ class AuditRow:
 HIDDEN_DIFF_KEYS = {"source"}
 
 
-def record_diff(rec: ChangeRecord) -> list[FieldChange]:
+class Diff(list):
+    """Field changes; `mode` says how to show them: "changes" (before → after), "added" or "removed" (values)."""
+
+    @property
+    def mode(self) -> str:
+        kinds = {c.kind for c in self}
+        if kinds == {"added"}:
+            return "added"
+        if kinds == {"removed"}:
+            return "removed"
+        return "changes"
+
+
+def record_diff(rec: ChangeRecord) -> Diff:
     """Field-level before/after of one record; for creates and deletes, every field it had."""
     before = rec.before if isinstance(rec.before, dict) else ({} if rec.before is None else {"value": rec.before})
     after = rec.after if isinstance(rec.after, dict) else ({} if rec.after is None else {"value": rec.after})
-    out = []
+    out = Diff()
     for name in list(before) + [k for k in after if k not in before]:
         if name in HIDDEN_DIFF_KEYS:
             continue

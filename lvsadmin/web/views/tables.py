@@ -59,7 +59,9 @@ def plan(request, name):
     the_plan = kernel.cluster_plan(cluster)
     if status != 422:
         form = ApplyForm(initial={"revision": the_plan.revision})
+    show_all = request.GET.get("all") == "1"
     context = {"cluster": cluster, "plan": the_plan, "form": form, "error": error, "stale": stale,
+               "show_all": show_all, "limit": ":" if show_all else f":{kernel.PLAN_LINES_SHOWN}",
                "thresholds": (kernel.LARGE_REMOVAL_SERVICES, int(kernel.LARGE_REMOVAL_SHARE * 100))}
     return render_page(request, "web/plan.html", context, status=status, fragments=("plan",))
 

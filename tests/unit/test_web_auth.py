@@ -1,0 +1,155 @@
+"""Signing in and out, throttling, sessions, production settings, passwords, users and roles."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from lvsadmin.audit.models import ChangeRecord
+from lvsadmin.web.roles import role_of
+from tests.unit.conftest_web import *  # noqa: F403
+from tests.unit.conftest_web import PASSWORD, client_for, make_user
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sign_in(client, username, password=PASSWORD):
+    return client.post("/login/", {"username": username, "password": password})
+
+
+def test_signing_in_lands_on_the_dashboard_and_is_audited(client, operator):
+    response = sign_in(client, "otto")
+    assert response.status_code == 302 and response["Location"] == "/"
+    rec = ChangeRecord.objects.get(action="login")
+    assert rec.username == "otto" and rec.object_type == "user" and rec.after["address"] == "127.0.0.1"
+    assert client.get("/").status_code == 200
+
+
+def test_a_failed_sign_in_is_refused_inline_and_audited(client, operator):
+    response = sign_in(client, "otto", "wrong password")
+    assert response.status_code == 422 and b"Wrong user name or password" in response.content
+    rec = ChangeRecord.objects.get(action="login_failed")
+    assert rec.username == "otto" and rec.after["reason"] == "bad credentials"
+    assert not ChangeRecord.objects.filter(action="login").exists()
+
+
+def test_signing_out_is_audited_and_ends_the_session(client, operator):
+    sign_in(client, "otto")
+    response = client.post("/logout/")
+    assert response.status_code == 302 and response["Location"] == "/login/"
+    assert ChangeRecord.objects.filter(action="logout", username="otto").count() == 1
+    assert client.get("/").status_code == 302
+
+
+def test_repeated_failures_lock_the_account_for_that_address(client, operator):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in(client, "otto", "wrong password")
+    response = sign_in(client, "otto")  # even the right password, now
+    assert response.status_code == 429 and b"Too many failed sign-ins" in response.content
+    assert client.get("/").status_code == 302
+    assert ChangeRecord.objects.filter(action="login_failed").count() == settings.AXES_FAILURE_LIMIT + 1
+    assert ChangeRecord.objects.filter(action="login_failed").first().after["reason"].startswith("locked out")
+
+
+def test_a_deactivated_user_cannot_sign_in(client, operator, admin):
+    from lvsadmin.audit.log import Actor
+    from lvsadmin.core import services
+
+    services.update_user(Actor.for_user(admin), operator, is_active=False)
+    assert sign_in(client, "otto").status_code == 422
+
+
+def test_sessions_expire_after_thirty_idle_minutes():
+    assert settings.SESSION_COOKIE_AGE == 30 * 60
+    assert settings.SESSION_SAVE_EVERY_REQUEST is True
+
+
+def test_production_settings_pass_the_deployment_checks_without_a_warning():
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECURE", "SECURE_SSL_REDIRECT")}
+    env.update(SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="lvs.example.net",
+               DJANGO_SETTINGS_MODULE="lvsadmin.settings")
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_use_secure_cookies_and_hsts():
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECURE")}
+    env.update(SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="a.example,b.example",
+               DJANGO_SETTINGS_MODULE="lvsadmin.settings")
+    code = ("from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+            "s.SECURE_HSTS_SECONDS >= 31536000, s.SECURE_SSL_REDIRECT, s.ALLOWED_HOSTS)")
+    result = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True True True True ['a.example', 'b.example']", result.stderr
+
+
+def test_changing_ones_password_checks_the_old_one_and_is_audited(client, viewer):
+    client.force_login(viewer)
+    bad = client.post("/password/", {"old_password": "nope", "new_password1": "a new long secret",
+                                     "new_password2": "a new long secret"})
+    assert bad.status_code == 422 and b"incorrect" in bad.content
+    good = client.post("/password/", {"old_password": PASSWORD, "new_password1": "a new long secret",
+                                      "new_password2": "a new long secret"})
+    assert good.status_code == 302
+    viewer.refresh_from_db()
+    assert viewer.check_password("a new long secret")
+    rec = ChangeRecord.objects.filter(action="update", object_type="user").last()
+    assert rec.after == {"password": "(changed)"} and "secret" not in str(rec.before) + str(rec.after)
+    assert client.get("/").status_code == 200  # still signed in
+
+
+def test_superusers_count_as_admin_and_groups_give_the_other_roles(admin_user, viewer, operator, admin):
+    assert [role_of(u) for u in (admin_user, viewer, operator, admin)] == ["admin", "viewer", "operator", "admin"]
+    nobody = make_user("nobody", None)
+    assert role_of(nobody) is None
+
+
+def test_an_admin_creates_a_user_with_a_role(admin):
+    client = client_for(admin)
+    bad = client.post("/users/new/", {"username": "newbie", "role": "operator", "password1": "short",
+                                      "password2": "short"})
+    assert bad.status_code == 422 and b"too short" in bad.content
+    response = client.post("/users/new/", {"username": "newbie", "role": "operator",
+                                           "password1": "long enough secret", "password2": "long enough secret"})
+    assert response.status_code == 302
+    user = get_user_model().objects.get(username="newbie")
+    assert role_of(user) == "operator"
+    rec = ChangeRecord.objects.get(action="create", object_type="user", object_repr="newbie")
+    assert rec.username == "ada" and rec.after["roles"] == ["operator"] and "password" not in rec.after
+
+
+def test_an_admin_changes_a_role_and_deactivates_a_user(admin, viewer):
+    client = client_for(admin)
+    page = client.get(f"/users/{viewer.pk}/")
+    assert b'value="viewer" selected' in page.content
+    response = client.post(f"/users/{viewer.pk}/", {"role": "operator", "is_active": ""})
+    assert response.status_code == 302
+    viewer.refresh_from_db()
+    assert not viewer.is_active and set(viewer.groups.values_list("name", flat=True)) == {"operator"}
+    rec = ChangeRecord.objects.filter(action="update", object_type="user").last()
+    assert rec.before["roles"] == ["viewer"] and rec.after["roles"] == ["operator"] and rec.after["is_active"] is False
+
+
+def test_an_admin_cannot_lock_themselves_out(admin):
+    client = client_for(admin)
+    response = client.post(f"/users/{admin.pk}/", {"role": "admin", "is_active": ""})
+    assert response.status_code == 422 and b"cannot deactivate your own account" in response.content
+    admin.refresh_from_db()
+    assert admin.is_active
+
+
+def test_the_users_page_lists_every_user_with_their_role(admin, viewer, operator):
+    html = client_for(admin).get("/users/").content.decode()
+    for name in ("ada", "vera", "otto"):
+        assert name in html
+    assert "operator" in html and "viewer" in html
