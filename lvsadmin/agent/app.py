@@ -94,7 +94,7 @@ def get_agent() -> Agent:
     global _agent
     with _agent_lock:
         if _agent is None:
-            _agent = Agent(NAME, make_backend(), StateStore(), _send)
+            _agent = Agent(NAME, make_backend, StateStore(), _send)
             log.info("agent %s: queue %s, state %s, applied revision %s", NAME, QUEUE, _agent.store.path,
                      _agent.state.applied_revision)
         return _agent

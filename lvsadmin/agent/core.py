@@ -49,10 +49,13 @@ def _now_iso() -> str:
 
 
 class Agent:
-    def __init__(self, name: str, backend: Backend, store: StateStore, send: Sender,
+    def __init__(self, name: str, backend: Backend | Callable[[], Backend], store: StateStore, send: Sender,
                  clock: Callable[[], float] = time.time):
+        """`backend`: a Backend, or a factory called once per thread (a netlink socket is not thread-safe)."""
         self.name = name
-        self.backend = backend
+        self._backend_factory = backend if callable(backend) and not hasattr(backend, "dump") else None
+        self._shared_backend = None if self._backend_factory else backend
+        self._local = threading.local()
         self.store = store
         self.send = send
         self.clock = clock
@@ -66,6 +69,15 @@ class Agent:
         self._beats = 0
         self._last_samples: dict[str, dict] = {}
         self._facts_cache: dict | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._shared_backend is not None:
+            return self._shared_backend
+        backend = getattr(self._local, "backend", None)
+        if backend is None:
+            backend = self._local.backend = self._backend_factory()
+        return backend
 
     # --- reconcile ------------------------------------------------------------------------------
 
@@ -136,7 +148,7 @@ class Agent:
 
     def _plan(self, snapshot: dict, desired: Table, actual: Table) -> planning.Plan:
         st = self.state
-        previously = {s.key for s in self._applied_table().services} if st.applied else set()
+        previously = {planning.service_key(s) for s in self._applied_table().services} if st.applied else set()
         return planning.plan(desired, actual, previously_owned=previously,
                              owns_whole_table=bool(snapshot.get("owns_whole_table")), drains=st.drains,
                              now=self.clock(), drain_timeout=float(snapshot.get("drain_timeout") or 0))
@@ -186,17 +198,17 @@ class Agent:
         if after is not None:
             check = self._plan(snapshot, desired, after)
             # Drains under way are expected; anything else left means the kernel did not take the change.
-            remaining = [planning.describe(op) for op in check.operations if op.kind not in ("drain-dest", "del-dest")
-                         or not plan.drains.get(planning.key_text(op.service.key), {}).get(
-                             planning.dest_text(op.dest))]
+            remaining = [planning.describe(op) for op in check.operations
+                         if not planning.is_drain_leftover(op, plan.drains)]
         durations["verify"] = time.monotonic() - mark
 
         st.reconciles += 1
         if after is not None:
             # What the agent owns from now on: the snapshot's services, and those it owned that are still
             # there (a delete that failed is retried next time). Drift is measured against this.
-            previously = {s.key for s in self._applied_table().services} if st.applied else set()
-            keys = {s.key for s in desired.services} | (previously & {s.key for s in after.services})
+            key = planning.service_key
+            previously = {key(s) for s in self._applied_table().services} if st.applied else set()
+            keys = {key(s) for s in desired.services} | (previously & {key(s) for s in after.services})
             st.applied = codec.table_to_dict(planning.owned_table(after, keys))
             st.drains = plan.drains
         outcome = "error" if errors else ("ok" if plan.operations else "noop")
@@ -251,7 +263,7 @@ class Agent:
             if not self.state.drains:
                 return None
             plan_probe = self._plan(snap, codec.table_from_dict(snap["table"]), self.backend.dump(counters=True))
-            due = [op for op in plan_probe.operations if op.kind == "del-dest"]
+            due = [op for op in plan_probe.operations if op.kind == "delete_dest"]
             if not due and plan_probe.drains == self.state.drains:
                 return None
             return self.reconcile(dict(snap, balancer=self.name), trigger="drain")
@@ -294,7 +306,7 @@ class Agent:
         finally:
             if not busy:
                 self.lock.release()
-        samples = {planning.key_text(svc.key): service_sample(svc) for svc in table.services}
+        samples = {planning.key_text(planning.service_key(svc)): service_sample(svc) for svc in table.services}
         if full:
             beat["samples"] = samples
             beat["keys"] = list(samples)

@@ -35,7 +35,7 @@ class Backend(Protocol):
 
 
 class MemoryBackend:
-    """A fake kernel: a Table in memory, optionally persisted to a JSON file after every change.
+    """A fake kernel: a Table in memory, optionally kept in a JSON file (written atomically after each change).
 
     Only for tests of the control-side loop on a host without IPVS: the real proof is the kernel tier.
     """
@@ -43,17 +43,18 @@ class MemoryBackend:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
+        self._table: Table | None = None
         self.applied_operations: list = []
 
     def _load(self) -> Table:
         if self.path is not None and self.path.exists():
             return codec.table_from_dict(json.loads(self.path.read_text()))
-        return getattr(self, "_table", None) or Table(timeouts=Timeouts())
+        return self._table if self._table is not None else Table(timeouts=Timeouts())
 
     def _save(self, table: Table) -> None:
         self._table = table
         if self.path is not None:
-            tmp = self.path.with_suffix(".tmp")
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(codec.table_to_dict(table, counters=True)))
             os.replace(tmp, self.path)
 
@@ -69,14 +70,20 @@ class MemoryBackend:
         return Info(version="1.2.1", conn_tab_size=4096)
 
     def apply(self, operations: list) -> list[dict]:
+        """Each operation as the kernel would run it (lvsadmin.ipvs.plan.apply_ops); failures don't stop the rest."""
+        from lvsadmin.ipvs import plan
+
         errors = []
         with self._lock:
             table = self._load()
             for op in operations:
                 try:
-                    planning.apply_to_table(table, op)
+                    if op.kind == "set-timeouts":
+                        table.timeouts = copy.copy(op.timeouts)
+                    else:
+                        table = plan.apply_ops(table, [op])
                     self.applied_operations.append(op)
-                except (KeyError, ValueError) as exc:
+                except plan.PlanError as exc:
                     errors.append({"op": planning.describe(op), "error": str(exc)})
             self._save(table)
         return errors
@@ -87,12 +94,23 @@ class MemoryBackend:
             self._save(table)
 
 
+_shared_memory: MemoryBackend | None = None
+
+
 def make_backend(spec: str | None = None) -> Backend:
-    """`netlink` (the default: the kernel of this host) or `memory[:PATH]` (a fake kernel, for tests)."""
+    """`netlink` (the default: the kernel of this host) or `memory[:PATH]` (a fake kernel, for tests).
+
+    Called once per thread by the agent: each thread gets its own netlink socket.
+    """
     spec = spec or os.environ.get("LVSADMIN_AGENT_BACKEND") or "netlink"
     kind, _, arg = spec.partition(":")
     if kind == "memory":
-        return MemoryBackend(arg or None)
+        if arg:
+            return MemoryBackend(arg)  # threads share the file
+        global _shared_memory
+        if _shared_memory is None:
+            _shared_memory = MemoryBackend()
+        return _shared_memory
     if kind == "netlink":
         from lvsadmin.ipvs import netlink
 

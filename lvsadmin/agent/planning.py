@@ -1,24 +1,26 @@
-"""The agent's plan: which operations bring the kernel to the snapshot, given what the agent owns and drains.
+"""The agent's plan: `lvsadmin.ipvs.plan.diff` plus what only the agent knows.
 
-Pure functions, no I/O. The agent decides here what is its own business:
+Pure functions, no I/O. On top of the shared planner the agent decides:
 
-- owned services: those the snapshot names, plus those it applied before (so a service removed from the
+- ownership: the services the snapshot names, plus those it applied before (so a service removed from the
   cluster is removed from the kernel); every other service is unowned: reported and left alone, unless the
   cluster owns the whole table.
 - draining: a real server that left the snapshot is set to weight 0 and deleted once it has no connections
-  or the cluster's drain timeout has passed; UDP and SCTP real servers are deleted at once.
+  or the cluster's drain timeout has passed (UDP and SCTP at once); the agent remembers when each drain began.
+- timeouts: the cluster's tcp/tcpfin/udp timeouts (`SetTimeouts`).
 - drift: how the kernel differs from the configuration the agent last applied.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
-from lvsadmin.ipvs.model import Destination, Service, Table, Timeouts
+from lvsadmin.ipvs import plan as ipvs_plan
+from lvsadmin.ipvs.model import FWMARK, Service, Table, Timeouts
 
-# The order operations are applied in: new services and destinations first, draining, deletions last.
-ORDER = {"set-timeouts": 0, "add-service": 1, "edit-service": 2, "add-dest": 3, "edit-dest": 4, "drain-dest": 5,
-         "del-dest": 6, "del-service": 7}
+service_key = ipvs_plan.service_key
+dest_key = ipvs_plan.dest_key
 
 
 def key_text(key: tuple) -> str:
@@ -26,17 +28,18 @@ def key_text(key: tuple) -> str:
     return "|".join(str(part) for part in key)
 
 
-def dest_text(dest: Destination) -> str:
-    return f"{dest.address}|{dest.port}"
+def dest_text(dest) -> str:
+    address, port = dest_key(dest)
+    return f"{address}|{port}"
 
 
-@dataclass
-class Op:
-    kind: str  # one of ORDER
-    service: Service | None = None  # without destinations
-    dest: Destination | None = None
-    timeouts: Timeouts | None = None
-    reason: str = ""
+@dataclass(slots=True)
+class SetTimeouts:
+    """ipvsadm --set: the kernel's tcp / tcpfin / udp timeouts (one for the whole table)."""
+
+    kind: ClassVar[str] = "set-timeouts"
+    timeouts: Timeouts
+    service: None = None
 
     def __str__(self) -> str:
         return describe(self)
@@ -47,20 +50,21 @@ def _hostport(address: str, port: int) -> str:
 
 
 def service_args(svc: Service) -> str:
-    if svc.protocol == "fwmark":
+    if svc.protocol == FWMARK:
         return f"-f {svc.fwmark}" + (" -6" if svc.fwmark_family == 6 else "")
     flag = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}[svc.protocol]
     return f"{flag} {_hostport(svc.address, svc.port)}"
 
 
-def describe(op: Op) -> str:
-    """The operation as an ipvsadm command line (for reports and the audit)."""
-    if op.kind == "set-timeouts":
+def describe(op) -> str:
+    """An operation as the ipvsadm command line that would do it (for reports and the audit)."""
+    kind = op.kind.replace("-", "_")
+    if kind == "set_timeouts":
         t = op.timeouts
         return f"--set {t.tcp} {t.tcpfin} {t.udp}"
     svc = op.service
-    if op.kind in ("add-service", "edit-service"):
-        text = f"{'-A' if op.kind == 'add-service' else '-E'} {service_args(svc)} -s {svc.scheduler}"
+    if kind in ("add_service", "edit_service"):
+        text = f"{'-A' if kind == 'add_service' else '-E'} {service_args(svc)} -s {svc.scheduler}"
         if svc.persistent:
             text += f" -p {svc.timeout}"
         if svc.one_packet:
@@ -68,102 +72,65 @@ def describe(op: Op) -> str:
         if svc.pe_name:
             text += f" --pe {svc.pe_name}"
         return text
-    if op.kind == "del-service":
+    if kind in ("delete_service", "del_service"):
         return f"-D {service_args(svc)}"
     dest = op.dest
-    fwd = {"masq": "-m", "route": "-g", "tunnel": "-i"}.get(dest.forward, "-g")
     target = f"-r {_hostport(dest.address, dest.port)}"
-    if op.kind == "del-dest":
-        text = f"-d {service_args(svc)} {target}"
-    else:
-        text = f"{'-a' if op.kind == 'add-dest' else '-e'} {service_args(svc)} {target} {fwd} -w {dest.weight}"
-        if dest.upper_threshold:
-            text += f" -x {dest.upper_threshold}"
-        if dest.lower_threshold:
-            text += f" -y {dest.lower_threshold}"
-    return text + (f"  # {op.reason}" if op.reason else "")
-
-
-def _bare(svc: Service) -> Service:
-    return replace(svc, destinations=[], stats=None)
-
-
-def _conns(dest: Destination) -> int:
-    return dest.active_conns + dest.inactive_conns
+    if kind in ("delete_dest", "del_dest"):
+        return f"-d {service_args(svc)} {target}"
+    fwd = {"masq": "-m", "route": "-g", "tunnel": "-i"}.get(dest.forward, "-g")
+    text = f"{'-a' if kind == 'add_dest' else '-e'} {service_args(svc)} {target} {fwd} -w {dest.weight}"
+    if dest.upper_threshold:
+        text += f" -x {dest.upper_threshold}"
+    if dest.lower_threshold:
+        text += f" -y {dest.lower_threshold}"
+    return text + ("  # drain" if kind == "drain_dest" else "")
 
 
 @dataclass
 class Plan:
-    operations: list[Op] = field(default_factory=list)
-    drains: dict = field(default_factory=dict)  # still draining after this plan: {svc key text: {dest: since}}
+    operations: list = field(default_factory=list)
+    # Real servers still draining after this plan: {service key text: {"address|port": drain start}}.
+    drains: dict = field(default_factory=dict)
     unowned: list[str] = field(default_factory=list)
 
-    @property
-    def mutating(self) -> bool:
-        return bool(self.operations)
 
-
-def plan(desired: Table, actual: Table, *, previously_owned: set[tuple] = frozenset(), owns_whole_table: bool = False,
+def plan(desired: Table, actual: Table, *, previously_owned=frozenset(), owns_whole_table: bool = False,
          drains: dict | None = None, now: float = 0.0, drain_timeout: float = 300.0) -> Plan:
-    """Operations that bring `actual` to `desired`, in a safe order."""
+    """Operations that bring `actual` to `desired`, in the shared planner's safe order."""
     drains = drains or {}
-    result = Plan()
-    want = desired.by_key()
-    have = actual.by_key()
+    started: dict[tuple, float] = {}
+    for svc in actual.services:
+        svc_drains = drains.get(key_text(service_key(svc)))
+        if svc_drains:
+            for d in svc.destinations:
+                since = svc_drains.get(dest_text(d))
+                if since is not None:
+                    started[(service_key(svc), dest_key(d))] = since
+    previously = {service_key(s) if isinstance(s, Service) else s for s in previously_owned}
+    owned = True if owns_whole_table else previously
+    drain = ipvs_plan.Drain(started=started, timeout=float(drain_timeout), now=now)
+    ops = ipvs_plan.diff(desired, actual, owned=owned, drain=drain)
     if desired.timeouts is not None and actual.timeouts is not None and desired.timeouts != actual.timeouts:
-        result.operations.append(Op("set-timeouts", timeouts=desired.timeouts))
-    for key, svc in want.items():
-        cur = have.get(key)
-        if cur is None:
-            result.operations.append(Op("add-service", _bare(svc)))
-            result.operations += [Op("add-dest", _bare(svc), d) for d in svc.destinations]
-            continue
-        if cur.config() != svc.config():
-            result.operations.append(Op("edit-service", _bare(svc)))
-        wanted_dests = {d.key: d for d in svc.destinations}
-        for dest in svc.destinations:
-            now_dest = cur.destination(*dest.key)
-            if now_dest is None:
-                result.operations.append(Op("add-dest", _bare(svc), dest))
-            elif now_dest.config() != dest.config():
-                result.operations.append(Op("edit-dest", _bare(svc), dest))
-        svc_drains = drains.get(key_text(key), {})
-        kept: dict = {}
-        for dest in cur.destinations:
-            if dest.key in wanted_dests:
-                continue
-            op, since = _leaving(svc, dest, svc_drains.get(dest_text(dest)), now, drain_timeout)
-            if op is not None:
-                result.operations.append(op)
-            if since is not None:
-                kept[dest_text(dest)] = since
-        if kept:
-            result.drains[key_text(key)] = kept
-    for key, cur in have.items():
-        if key in want:
-            continue
-        if key in previously_owned or owns_whole_table:
-            reason = ("no longer in the cluster" if key in previously_owned
-                      else "not in the cluster, which owns the table")
-            result.operations.append(Op("del-service", _bare(cur), reason=reason))
-        else:
-            result.unowned.append(key_text(key))
-    result.operations.sort(key=lambda op: ORDER[op.kind])
+        ops.insert(0, SetTimeouts(desired.timeouts))
+
+    deleted = {(service_key(op.service), dest_key(op.dest)) for op in ops if op.kind == "delete_dest"}
+    result = Plan(operations=ops)
+    for (skey, dkey), since in ipvs_plan.update_drain_times(started, desired, actual, now).items():
+        if (skey, dkey) not in deleted:
+            result.drains.setdefault(key_text(skey), {})[f"{dkey[0]}|{dkey[1]}"] = since
+    wanted = {service_key(s) for s in desired.services}
+    if not owns_whole_table:
+        result.unowned = [key_text(service_key(s)) for s in actual.services
+                          if service_key(s) not in wanted and service_key(s) not in previously]
     return result
 
 
-def _leaving(svc: Service, dest: Destination, since: float | None, now: float, drain_timeout: float):
-    """(operation, drain start) for a destination that left the snapshot."""
-    if svc.protocol in ("udp", "sctp"):
-        return Op("del-dest", _bare(svc), dest, reason=f"removed ({svc.protocol}: at once)"), None
-    if _conns(dest) == 0:
-        return Op("del-dest", _bare(svc), dest, reason="removed, no connections left"), None
-    since = now if since is None else since
-    if now - since >= drain_timeout:
-        return Op("del-dest", _bare(svc), dest, reason=f"removed, drain timeout ({drain_timeout:.0f} s) passed"), None
-    if dest.weight != 0:
-        return Op("drain-dest", _bare(svc), replace(dest, weight=0, stats=None), reason="draining"), since
-    return None, since
+def is_drain_leftover(op, drains: dict) -> bool:
+    """A drain or delete of a real server that is draining: expected while the drain lasts."""
+    if op.kind not in ("drain_dest", "delete_dest"):
+        return False
+    return dest_text(op.dest) in drains.get(key_text(service_key(op.service)), {})
 
 
 def drift(applied: Table | None, actual: Table) -> list[dict]:
@@ -171,82 +138,53 @@ def drift(applied: Table | None, actual: Table) -> list[dict]:
     if applied is None:
         return []
     out = []
-    have = actual.by_key()
     if applied.timeouts is not None and actual.timeouts is not None and applied.timeouts != actual.timeouts:
         a, k = applied.timeouts, actual.timeouts
         out.append({"kind": "timeouts",
                     "text": f"timeouts {k.tcp}/{k.tcpfin}/{k.udp}, applied {a.tcp}/{a.tcpfin}/{a.udp}"})
-    for key, svc in applied.by_key().items():
+    have = {service_key(s): s for s in actual.services}
+    for svc in applied.services:
+        skey = service_key(svc)
         label = service_args(svc)
-        cur = have.get(key)
+        cur = have.get(skey)
         if cur is None:
-            out.append({"kind": "service-missing", "service": key_text(key), "text": f"{label} is gone"})
+            out.append({"kind": "service-missing", "service": key_text(skey), "text": f"{label} is gone"})
             continue
-        if cur.config() != svc.config():
-            out.append({"kind": "service-changed", "service": key_text(key),
-                        "text": f"{label} changed: {_fields(svc.config(), cur.config())}"})
-        mine = {d.key: d for d in svc.destinations}
-        theirs = {d.key: d for d in cur.destinations}
+        before, after = ipvs_plan.service_config(svc), ipvs_plan.service_config(cur)
+        if before != after:
+            out.append({"kind": "service-changed", "service": key_text(skey),
+                        "text": f"{label} changed: {_changed(before, after, SERVICE_FIELDS)}"})
+        mine = {dest_key(d): d for d in svc.destinations}
+        theirs = {dest_key(d): d for d in cur.destinations}
         for dkey, dest in mine.items():
-            other = theirs.get(dkey)
             where = f"{label} -r {_hostport(*dkey)}"
+            other = theirs.get(dkey)
             if other is None:
-                out.append({"kind": "dest-missing", "service": key_text(key), "dest": dest_text(dest),
+                out.append({"kind": "dest-missing", "service": key_text(skey), "dest": dest_text(dest),
                             "text": f"{where} is gone"})
-            elif other.config() != dest.config():
-                out.append({"kind": "dest-changed", "service": key_text(key), "dest": dest_text(dest),
-                            "text": f"{where} changed: {_fields(dest.config(), other.config())}"})
+            elif ipvs_plan.dest_config(other) != ipvs_plan.dest_config(dest):
+                out.append({"kind": "dest-changed", "service": key_text(skey), "dest": dest_text(dest),
+                            "text": f"{where} changed: {_changed(dest.config(), other.config(), DEST_FIELDS)}"})
         for dkey, other in theirs.items():
             if dkey not in mine:
-                out.append({"kind": "dest-added", "service": key_text(key), "dest": dest_text(other),
+                out.append({"kind": "dest-added", "service": key_text(skey), "dest": dest_text(other),
                             "text": f"{label} -r {_hostport(*dkey)} was added"})
     return out
 
 
-def _fields(applied: tuple, actual: tuple) -> str:
-    return f"{applied} -> {actual}"
+SERVICE_FIELDS = ("scheduler", "persistent", "timeout", "netmask", "pe", "one-packet", "flags")
+DEST_FIELDS = ("forward", "weight", "upper threshold", "lower threshold", "tunnel")
 
 
-def owned_table(actual: Table, keys: set[tuple]) -> Table:
+def _changed(before: tuple, after: tuple, names: tuple) -> str:
+    return ", ".join(f"{name} {a} (applied {b})" for name, b, a in zip(names, before, after, strict=False)
+                     if a != b)
+
+
+def owned_table(actual: Table, keys) -> Table:
     """The services of `actual` that the agent owns, configuration only (what drift is measured against)."""
+    keys = set(keys)
     services = [replace(s, stats=None, destinations=[replace(d, stats=None, active_conns=0, inactive_conns=0,
                                                              persistent_conns=0) for d in s.destinations])
-                for s in actual.services if s.key in keys]
+                for s in actual.services if service_key(s) in keys]
     return Table(services=services, timeouts=actual.timeouts)
-
-
-def apply_to_table(table: Table, op: Op) -> None:
-    """Apply one operation to a Table as the kernel would (the fake kernel of the integration tests)."""
-    svcs = table.by_key()
-    if op.kind == "set-timeouts":
-        table.timeouts = replace(op.timeouts)
-        return
-    key = op.service.key
-    if op.kind == "add-service":
-        if key in svcs:
-            raise ValueError("File exists")
-        table.services.append(replace(op.service, destinations=[]))
-        return
-    svc = svcs.get(key)
-    if svc is None:
-        raise KeyError("No such service")
-    if op.kind == "edit-service":
-        dests = svc.destinations
-        idx = table.services.index(svc)
-        table.services[idx] = replace(op.service, destinations=dests)
-    elif op.kind == "del-service":
-        table.services.remove(svc)
-    elif op.kind == "add-dest":
-        if svc.destination(*op.dest.key) is not None:
-            raise ValueError("File exists")
-        svc.destinations.append(replace(op.dest))
-    else:
-        dest = svc.destination(*op.dest.key)
-        if dest is None:
-            raise KeyError("No such destination")
-        if op.kind == "del-dest":
-            svc.destinations.remove(dest)
-        else:
-            idx = svc.destinations.index(dest)
-            svc.destinations[idx] = replace(op.dest, active_conns=dest.active_conns,
-                                            inactive_conns=dest.inactive_conns, stats=dest.stats)
