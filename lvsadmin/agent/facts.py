@@ -65,10 +65,4 @@ def kernel_facts(info=None) -> dict:
     installed = schedulers_installed(uname.release)
     facts["schedulers_loaded"] = loaded
     facts["schedulers"] = [s for s in SCHEDULERS if s in set(loaded) | set(installed)]
-    try:
-        import pyroute2
-
-        facts["pyroute2"] = getattr(pyroute2, "__version__", "")
-    except ImportError:  # the memory backend does not need it
-        pass
     return facts
