@@ -19,6 +19,7 @@ exercises the wrap-around.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from hypothesis import strategies as st
@@ -60,36 +61,59 @@ def _v4_in(network: str):
     )
 
 
+# Strategies are built once: building them inside every draw makes hypothesis slow.
+_V4 = {
+    False: st.one_of([_v4_in(r) for r in _V4_RANGES]),
+    True: st.one_of([_v4_in(r) for r in _V4_SAFE_RANGES]),
+}
+_V6 = {
+    # 2001:db8::/96 with the last 32 bits below 2**31: every word compares without wrapping.
+    True: st.integers(1, 2**31 - 1).map(lambda n: str(ipaddress.IPv6Address((0x20010DB8 << 96) | n))),
+    False: st.one_of(
+        st.integers(1, 0xFFFF).map(lambda n: str(ipaddress.IPv6Address((0x20010DB8 << 96) | n))),
+        st.integers(1, 2**96 - 1).map(lambda n: str(ipaddress.IPv6Address((0x20010DB8 << 96) | n))),
+        st.integers(1, 2**120 - 1).map(lambda n: str(ipaddress.IPv6Address((0xFD << 120) | n))),
+    ),
+}
+
+
 def ipv4_addresses(order_safe: bool = False):
     """Unicast IPv4 addresses that the VM's kernel treats as remote."""
-    ranges = _V4_SAFE_RANGES if order_safe else _V4_RANGES
-    return st.one_of([_v4_in(r) for r in ranges])
+    return _V4[bool(order_safe)]
 
 
 def ipv6_addresses(order_safe: bool = False):
     """Global unicast IPv6 addresses (documentation prefix, and ULA unless order_safe)."""
-    if order_safe:
-        # 2001:db8::/96 with the last 32 bits below 2**31: every word compares without wrapping.
-        return st.integers(1, 2**31 - 1).map(lambda n: str(ipaddress.IPv6Address((0x20010DB8 << 96) | n)))
-    doc = st.integers(1, 2**96 - 1).map(lambda n: str(ipaddress.IPv6Address((0x20010DB8 << 96) | n)))
-    ula = st.integers(1, 2**120 - 1).map(lambda n: str(ipaddress.IPv6Address((0xFD << 120) | n)))
-    small = st.integers(1, 0xFFFF).map(lambda n: str(ipaddress.IPv6Address((0x20010DB8 << 96) | n)))
-    return st.one_of(small, doc, ula)
+    return _V6[bool(order_safe)]
 
 
 def addresses(family: int, order_safe: bool = False):
     return ipv4_addresses(order_safe) if family == 4 else ipv6_addresses(order_safe)
 
 
-def _ipv4_masks():
-    prefixes = st.integers(0, 31).map(lambda p: (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF)
-    return st.one_of(prefixes, st.integers(0, 0xFFFFFFFE))  # ipvsadm takes any dotted value
+_IPV4_MASKS = st.one_of(
+    st.integers(0, 31).map(lambda p: (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF),
+    st.integers(0, 0xFFFFFFFE),  # ipvsadm takes any dotted value
+)
+_COUNTER = st.one_of(st.integers(0, 10**6), st.integers(0, 2**64 - 1), st.sampled_from([99_999_999, 10**8, 10**9]))
+_U32 = st.integers(0, 2**32 - 1)
+_BOOL = st.booleans()
+_UPPER = st.one_of(st.just(0), st.integers(0, 2**31 - 1))
+
+
+@functools.cache
+def _ints(low: int, high: int):
+    return st.integers(low, high)
+
+
+@functools.cache
+def _one_of(choices: tuple):
+    return st.sampled_from(choices)
 
 
 @st.composite
 def stats(draw):
-    big = st.one_of(st.integers(0, 10**6), st.integers(0, 2**64 - 1), st.sampled_from([99_999_999, 10**8, 10**9]))
-    return Stats(*(draw(big) for _ in range(10)))
+    return Stats(*(draw(_COUNTER) for _ in range(10)))
 
 
 @st.composite
@@ -102,25 +126,33 @@ def services(
     families=(4, 6),
 ) -> Service:
     """A service without destinations, valid for validate.py and for ipvsadm -R."""
-    protocol = draw(st.sampled_from(protocols))
-    family = draw(st.sampled_from(families))
-    scheduler = draw(st.sampled_from(schedulers))
-    persistent = draw(st.booleans())
+    protocol = draw(_one_of(tuple(protocols)))
+    family = draw(_one_of(tuple(families)))
+    scheduler = draw(_one_of(tuple(schedulers)))
+    persistent = draw(_BOOL)
     if protocol == FWMARK:
-        svc = Service(protocol=FWMARK, fwmark=draw(st.integers(1, MAX_SAVEABLE_FWMARK)), fwmark_family=family)
+        svc = Service(protocol=FWMARK, fwmark=draw(_ints(1, MAX_SAVEABLE_FWMARK)), fwmark_family=family)
     else:
-        port = draw(st.integers(0 if persistent else 1, 65535))
+        port = draw(_ints(0 if persistent else 1, 65535))
         svc = Service(protocol=protocol, address=draw(addresses(family, order_safe)), port=port)
     svc.scheduler = scheduler
     svc.persistent = persistent
-    svc.timeout = draw(st.integers(1, MAX_IPVSADM_TIMEOUT)) if persistent else 0
+    svc.timeout = draw(_ints(1, MAX_IPVSADM_TIMEOUT)) if persistent else 0
     if family == 4:
-        svc.netmask = draw(_ipv4_masks()) if persistent and draw(st.booleans()) else 0xFFFFFFFF
+        svc.netmask = draw(_IPV4_MASKS) if persistent and draw(_BOOL) else 0xFFFFFFFF
     else:
-        svc.netmask = draw(st.integers(1, 128)) if persistent and draw(st.booleans()) else 128
-    svc.pe_name = draw(st.sampled_from(["", "", "sip"]))
-    svc.one_packet = protocol in ("udp", FWMARK) and draw(st.booleans())
-    svc.sched_flags = draw(st.integers(0, 3)) if scheduler in ("sh", "mh") else 0
+        svc.netmask = draw(_ints(1, 128)) if persistent and draw(_BOOL) else 128
+    svc.pe_name = draw(
+        _one_of(
+            (
+                "",
+                "",
+                "sip",
+            )
+        )
+    )
+    svc.one_packet = protocol in ("udp", FWMARK) and draw(_BOOL)
+    svc.sched_flags = draw(_ints(0, 3)) if scheduler in ("sh", "mh") else 0
     return svc
 
 
@@ -134,30 +166,61 @@ def destinations(
     counters: bool = False,
 ) -> Destination:
     """A real server valid for ``svc`` (not checked against the service's other servers)."""
-    forward = draw(st.sampled_from(["masq", "route", "tunnel"]))
+    forward = draw(
+        _one_of(
+            (
+                "masq",
+                "route",
+                "tunnel",
+            )
+        )
+    )
     family = svc.family
-    if forward == "tunnel" and draw(st.integers(0, 3)) == 0:
+    if forward == "tunnel" and draw(_ints(0, 3)) == 0:
         family = 10 - family  # a tunnel may cross address families
     address = draw(addresses(family, order_safe))
     if forward == "masq" or svc.protocol == FWMARK:
-        port = draw(st.one_of(st.just(svc.port), st.integers(0, 65535)))
+        port = draw(_one_of((svc.port,)) | _ints(0, 65535))
     else:
         port = svc.port
-    dest = Destination(address=address, port=port, forward=forward, weight=draw(st.integers(0, 65535)))
+    dest = Destination(address=address, port=port, forward=forward, weight=draw(_ints(0, 65535)))
     if thresholds:
-        dest.upper_threshold = draw(st.one_of(st.just(0), st.integers(0, 2**31 - 1)))
-        dest.lower_threshold = draw(st.integers(0, dest.upper_threshold))
+        dest.upper_threshold = draw(_UPPER)
+        dest.lower_threshold = draw(_ints(0, dest.upper_threshold))
     if forward == "tunnel":
-        dest.tun_type = draw(st.sampled_from(["ipip", "gue", "gre"]))
+        dest.tun_type = draw(
+            _one_of(
+                (
+                    "ipip",
+                    "gue",
+                    "gre",
+                )
+            )
+        )
         if dest.tun_type == "gue":
-            dest.tun_port = draw(st.integers(1, 65535))
-            dest.tun_csum = draw(st.sampled_from(["nocsum", "csum", "remcsum"]))
+            dest.tun_port = draw(_ints(1, 65535))
+            dest.tun_csum = draw(
+                _one_of(
+                    (
+                        "nocsum",
+                        "csum",
+                        "remcsum",
+                    )
+                )
+            )
         elif dest.tun_type == "gre":
-            dest.tun_csum = draw(st.sampled_from(["nocsum", "csum"]))
+            dest.tun_csum = draw(
+                _one_of(
+                    (
+                        "nocsum",
+                        "csum",
+                    )
+                )
+            )
     if counters:
-        dest.active_conns = draw(st.integers(0, 2**32 - 1))
-        dest.inactive_conns = draw(st.integers(0, 2**32 - 1))
-        dest.persistent_conns = draw(st.integers(0, 2**32 - 1))
+        dest.active_conns = draw(_U32)
+        dest.inactive_conns = draw(_U32)
+        dest.persistent_conns = draw(_U32)
         dest.stats = draw(stats())
     return dest
 
@@ -178,13 +241,13 @@ def tables(
     """A whole table: distinct services, each with distinct real servers, in a random order."""
     table = Table()
     keys: set[tuple] = set()
-    for _ in range(draw(st.integers(0, max_services))):
+    for _ in range(draw(_ints(0, max_services))):
         svc = draw(services(order_safe=order_safe, schedulers=schedulers, protocols=protocols, families=families))
         if svc.key in keys:
             continue
         keys.add(svc.key)
         seen: set[tuple] = set()
-        for _ in range(draw(st.integers(0, max_destinations))):
+        for _ in range(draw(_ints(0, max_destinations))):
             dest = draw(destinations(svc, order_safe=order_safe, thresholds=thresholds, counters=counters))
             if dest.key in seen:
                 continue

@@ -1279,17 +1279,18 @@ def _dest_rule(name: str, dname: str, dest: Destination) -> str:
     return text
 
 
-def format_save(table: Table, *, numeric: bool = True, host_name: HostName | None = None) -> str:
+def format_save(table: Table, *, numeric: bool = True, host_name: HostName | None = None, sort: bool = True) -> str:
     """Exactly what ``ipvsadm -S -n`` (or ``ipvsadm -S`` with ``numeric=False``) prints.
 
     ``host_name`` maps an address to the name to print (default: a reverse lookup, as ipvsadm
     does); it is used only when not numeric.  Ports get their services-database names.
+    ``sort=False`` keeps the table's own order (ipvsadm has no such option: -S always sorts).
     """
     lines = []
-    for svc in sort_services(table.services):
+    for svc in sort_services(table.services) if sort else table.services:
         name = _service_name(svc, True, numeric, host_name)
         lines.append(_service_rule(svc, name))
-        for dest in sort_destinations(svc.destinations):
+        for dest in sort_destinations(svc.destinations) if sort else svc.destinations:
             lines.append(_dest_rule(name, _dest_name(svc, dest, True, numeric, host_name), dest))
     return "".join(line + "\n" for line in lines)
 

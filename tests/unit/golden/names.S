@@ -1,0 +1,16 @@
+-A -t 10.0.0.1:http -s rr
+-a -t 10.0.0.1:http -r a3da47f3333e:http -m -w 1
+-a -t 10.0.0.1:http -r averyveryverylonghostname-for-truncation-tests-even-longer- -m -w 1
+-A -t 10.0.0.3:http -s rr
+-A -t 10.0.0.4:http -s rr
+-a -t 10.0.0.4:http -r 10.5.5.5:http -m -w 1
+-A -t a3da47f3333e:imaps -s wlc -p 360 -M 255.255.0.0
+-A -t averyveryverylonghostname-for-truncation-tests-even-longer- -s wlc
+-A -u averyveryverylonghostname-for-truncation-tests.example.org: -s rr
+-A --sctp-service 10.0.0.2:3868 -s wlc
+-a --sctp-service 10.0.0.2:3868 -r averyveryverylonghostname-for-truncation-tests.example.org: -m -w 1
+-A -t [v6host.example]:http -s rr
+-a -t [v6host.example]:http -r [v6host.example]:http -m -w 1
+-A -f 80 -s rr
+-a -f 80 -r 10.3.3.3:80 -m -w 1
+-a -f 80 -r averyveryverylonghostname-for-truncation-tests.example.org: -m -w 1

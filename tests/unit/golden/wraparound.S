@@ -1,0 +1,16 @@
+-A -t 10.0.0.9:0 -s wlc -p 360
+-A -t 100.0.0.1:http -s rr
+-A -t 192.168.1.1:http -s rr
+-A -t 10.0.0.1:http -s rr
+-a -t 10.0.0.1:http -r 200.1.1.1:http -i -w 1 --tun-type gue --tun-port 6080 --tun-remcsum
+-a -t 10.0.0.1:http -r 10.1.1.1:http-alt -m -w 3
+-a -t 10.0.0.1:http -r [2001:db8::5]:http -i -w 1 --tun-type ipip
+-a -t 10.0.0.1:http -r 150.1.1.1:http -i -w 1 --tun-type gre --tun-csum
+-A -t 10.0.0.8:http -s wlc -p 30 -M 255.255.255.0 --pe sip
+-A -u 10.0.0.1:domain -s rr -o
+-A --sctp-service 10.0.0.2:3868 -s wlc
+-A -t [2001:db8::1]:https -s mh -p 360 -M 96 --pe sip -b mh-fallback,mh-port
+-A -f 5 -s rr -o
+-a -f 5 -r 10.2.2.2:0 -g -w 0
+-A -f 5 -6 -s sh -p 100 -M 64 -b sh-port
+-a -f 5 -6 -r [2001:db8::7]:99 -m -w 1
