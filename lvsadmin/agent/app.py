@@ -164,7 +164,9 @@ class Heartbeat(bootsteps.StartStopStep):
             except Exception:  # the kernel had a bad moment: the next beat tries again
                 log.exception("%s failed", "resuming" if startup else "following drains up")
             try:
-                agent.send_heartbeat(startup=startup, expires=max(3 * interval, 10))
+                # Stale heartbeats are dropped, not queued up while the control worker is away (the margin
+                # covers a clock that differs between the balancer and the control host).
+                agent.send_heartbeat(startup=startup, expires=max(10 * interval, 60))
                 startup = False
             except Exception:
                 log.exception("heartbeat failed")

@@ -69,6 +69,8 @@ class Agent:
         self._beats = 0
         self._last_samples: dict[str, dict] = {}
         self._facts_cache: dict | None = None
+        self._owned_cache: tuple | None = None
+        self._applied_cache: tuple | None = None
 
     @property
     def backend(self) -> Backend:
@@ -154,7 +156,13 @@ class Agent:
                              now=self.clock(), drain_timeout=float(snapshot.get("drain_timeout") or 0))
 
     def _applied_table(self) -> Table | None:
-        return codec.table_from_dict(self.state.applied) if self.state.applied else None
+        """The state's applied configuration as a Table (parsed once per version of it; don't mutate it)."""
+        applied = self.state.applied
+        if not applied:
+            return None
+        if self._applied_cache is None or self._applied_cache[0] is not applied:
+            self._applied_cache = (applied, codec.table_from_dict(applied))
+        return self._applied_cache[1]
 
     def _converge(self, snapshot: dict, desired: Table, trigger: str, started: str, t0: float) -> dict:
         st = self.state
@@ -303,6 +311,10 @@ class Agent:
                 "facts": self.facts(table.info) if startup else self.facts(),
                 "drift": drift,
             }
+            # Services in the kernel that this agent neither carries nor carried: someone else's.
+            mine = self._owned_keys()
+            beat["facts"]["unowned_services"] = [planning.key_text(planning.service_key(s)) for s in table.services
+                                                 if planning.service_key(s) not in mine]
         finally:
             if not busy:
                 self.lock.release()
@@ -316,6 +328,17 @@ class Agent:
                 beat["keys"] = list(samples)
         self._last_samples = samples
         return beat
+
+    def _owned_keys(self) -> set:
+        """Keys of the services this agent applied or is to carry (cached per state version)."""
+        st = self.state
+        if self._owned_cache is None or self._owned_cache[0] is not st.applied or self._owned_cache[1] is not \
+                st.snapshot:
+            keys = {planning.service_key(s) for s in self._applied_table().services} if st.applied else set()
+            if st.snapshot:
+                keys |= {planning.service_key(s) for s in codec.table_from_dict(st.snapshot["table"]).services}
+            self._owned_cache = (st.applied, st.snapshot, keys)
+        return self._owned_cache[2]
 
     def send_heartbeat(self, startup: bool = False, expires: float | None = None) -> dict:
         beat = self.heartbeat(startup)

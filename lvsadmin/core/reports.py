@@ -211,7 +211,8 @@ def record_heartbeat(beat: dict) -> Balancer | None:
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
 
     if "samples" in beat:
-        store_samples(balancer, beat.get("samples") or {}, keys=beat.get("keys"), sampled_at=sent)
+        # Received now: the balancer's clock may differ from ours, and pages compare sampled_at with our clock.
+        store_samples(balancer, beat.get("samples") or {}, keys=beat.get("keys"), sampled_at=now)
     if beat.get("startup"):
         # A (re)started agent: send it what it should carry, without waiting for the next resync.
         transaction.on_commit(lambda: resync_balancer(balancer.pk, trigger="startup"))

@@ -251,3 +251,53 @@ def use_broker(url: str) -> None:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+
+
+# --- the IPVS VM (scripts/ipvs-vm) ---------------------------------------------------------------------
+
+
+def ipvs_vm_module():
+    """scripts/ipvs-vm as a module (its Guest class boots and drives a guest)."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("ipvs_vm", str(REPO / "scripts" / "ipvs-vm"))
+    spec = importlib.util.spec_from_loader("ipvs_vm", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+class VM:
+    """A booted guest: run shell scripts in it (as root, in the repository, with the project's venv)."""
+
+    def __init__(self, guest):
+        self.guest = guest
+
+    @classmethod
+    def boot(cls, name: str, timeout: float = 240.0) -> VM:
+        """Boot a guest; raises pytest's skip when QEMU or the Debian kernel is missing."""
+        import pytest
+
+        vm = ipvs_vm_module()
+        guest = vm.Guest(f"{name}-{os.getpid()}")
+        try:
+            guest.boot(timeout=timeout)
+        except vm.Missing as exc:
+            pytest.skip(f"no IPVS VM here: {exc} (apt-get install {vm.APT_PACKAGES})")
+        return cls(guest)
+
+    def sh(self, script: str, timeout: float = 300.0, env: dict | None = None, check: bool = True) -> str:
+        env = dict(env or {})
+        env.setdefault("PYTHONPATH", str(REPO))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        rc, out, err, timed_out = self.guest.exec(["sh", "-c", script], cwd=str(REPO), env=env, timeout=timeout)
+        out_text, err_text = out.decode(errors="replace"), err.decode(errors="replace")
+        if check and (rc != 0 or timed_out):
+            raise AssertionError(f"in the guest: {script!r} -> rc {rc}{' (timed out)' if timed_out else ''}\n"
+                                 f"stdout:\n{out_text[-4000:]}\nstderr:\n{err_text[-4000:]}")
+        return out_text
+
+    def stop(self) -> None:
+        self.guest.stop()
+        shutil.rmtree(self.guest.dir, ignore_errors=True)
