@@ -79,18 +79,23 @@ def policy(read: str = VIEWER, write: str | None = None, methods: tuple[str, ...
                     return HttpResponseClientRedirect(
                         f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': request.path})}")
                 return redirect_to_login(request.get_full_path())
+            if not has_role(request.user, read):
+                return _deny(request, read)
             if request.method not in allowed:
                 return HttpResponseNotAllowed([m for m in allowed if m != "OPTIONS"])
-            needed = read if request.method in SAFE_METHODS else write
-            if not has_role(request.user, needed):
-                events.denied(request, needed)
-                return render(request, "403.html", {"needed": needed}, status=403)
+            if request.method not in SAFE_METHODS and not has_role(request.user, write):
+                return _deny(request, write)
             return view(request, *args, **kwargs)
 
         guarded.lvs_policy = {"read": read, "write": write, "methods": allowed}
         return guarded
 
     return decorator
+
+
+def _deny(request, needed: str | None):
+    events.denied(request, needed)
+    return render(request, "403.html", {"needed": needed}, status=403)
 
 
 def public(view):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -21,6 +21,7 @@ from ..roles import OPERATOR, policy
 from .common import actor, confirm_delete, form_round_trip
 
 SERVERS_PER_PAGE = 100
+HISTORY_ROWS = 15
 STATE_VERBS = {"active": "Enabled", "draining": "Draining", "disabled": "Disabled"}
 
 
@@ -42,7 +43,10 @@ def service_detail(request, pk):
     for rs in servers:
         rs.counters = counters.for_destination(rs.address, rs.port)
     states = dict(RealServer.objects.filter(service=svc).order_by().values_list("state").annotate(n=Count("pk")))
-    history = list(ChangeRecord.objects.filter(object_type="virtualservice", object_id=svc.pk).order_by("-id")[:10])
+    # The service's own history and its real servers' (both found through the object index).
+    mine = Q(object_type="virtualservice", object_id=svc.pk) | Q(
+        object_type="realserver", object_id__in=RealServer.objects.filter(service=svc).values("pk"))
+    history = list(ChangeRecord.objects.filter(mine).order_by("-id")[:HISTORY_ROWS])
     context = {"svc": svc, "cluster": svc.cluster, "servers": servers, "page_obj": page_obj, "counters": counters,
                "states": states, "history": history}
     return render_page(request, "web/service.html", context, fragments=("servers",))
