@@ -12,6 +12,8 @@ Environment:
   LVSADMIN_AGENT_BACKEND     netlink (default) or memory[:PATH] (a fake kernel, for the host integration tests)
   HEARTBEAT_SECONDS          how often the heartbeat goes out (default 5)
   CELERY_VISIBILITY_TIMEOUT  seconds before Redis gives an unacknowledged message to another worker (3600)
+  LVSADMIN_AGENT_APPLY_BATCH, LVSADMIN_AGENT_APPLY_PAUSE
+                             tests only: apply N operations at a time with a pause between (to kill it midway)
 
 Tasks (queue lvs.<name>): `lvsadmin.agent.reconcile(snapshot)`, `lvsadmin.agent.reconverge(request)`,
 `lvsadmin.agent.backup(request)`. The heartbeat is a thread started by a worker bootstep: it needs no
@@ -94,7 +96,9 @@ def get_agent() -> Agent:
     global _agent
     with _agent_lock:
         if _agent is None:
-            _agent = Agent(NAME, make_backend, StateStore(), _send)
+            _agent = Agent(NAME, make_backend, StateStore(), _send,
+                           apply_batch=int(os.environ.get("LVSADMIN_AGENT_APPLY_BATCH") or 0),
+                           apply_pause=float(os.environ.get("LVSADMIN_AGENT_APPLY_PAUSE") or 0))
             log.info("agent %s: queue %s, state %s, applied revision %s", NAME, QUEUE, _agent.store.path,
                      _agent.state.applied_revision)
         return _agent

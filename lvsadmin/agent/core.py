@@ -50,9 +50,14 @@ def _now_iso() -> str:
 
 class Agent:
     def __init__(self, name: str, backend: Backend | Callable[[], Backend], store: StateStore, send: Sender,
-                 clock: Callable[[], float] = time.time):
-        """`backend`: a Backend, or a factory called once per thread (a netlink socket is not thread-safe)."""
+                 clock: Callable[[], float] = time.time, apply_batch: int = 0, apply_pause: float = 0.0):
+        """`backend`: a Backend, or a factory called once per thread (a netlink socket is not thread-safe).
+
+        apply_batch / apply_pause: hand the backend at most `apply_batch` operations at a time, pausing between
+        batches (0: all at once, no pause). Only tests that must interrupt an apply midway slow it down so.
+        """
         self.name = name
+        self.apply_batch, self.apply_pause = max(0, int(apply_batch)), max(0.0, float(apply_pause))
         self._backend_factory = backend if callable(backend) and not hasattr(backend, "dump") else None
         self._shared_backend = None if self._backend_factory else backend
         self._local = threading.local()
@@ -184,11 +189,16 @@ class Agent:
         mark = time.monotonic()
         errors: list[dict] = []
         if plan.operations:
+            ops = plan.operations
+            batch = self.apply_batch or len(ops)
             try:
-                errors = list(self.backend.apply(plan.operations))
+                for i in range(0, len(ops), batch):
+                    if i and self.apply_pause:
+                        time.sleep(self.apply_pause)
+                    errors += self.backend.apply(ops[i:i + batch])
             except Exception as exc:
                 log.exception("apply failed")
-                errors = [{"op": "apply", "error": f"{type(exc).__name__}: {exc}"}]
+                errors.append({"op": "apply", "error": f"{type(exc).__name__}: {exc}"})
         applied = len(plan.operations) - len(errors)
         st.mutations += applied
         durations["apply"] = time.monotonic() - mark

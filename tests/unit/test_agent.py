@@ -1,0 +1,288 @@
+"""The agent's logic (lvsadmin.agent.core / planning) over the fake kernel: no broker, no Django, no VM."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvsadmin.agent.core import FULL_SAMPLE_EVERY, Agent
+from lvsadmin.agent.kernel import MemoryBackend
+from lvsadmin.agent.state import StateStore
+from lvsadmin.ipvs import codec
+from lvsadmin.ipvs.model import Destination, Service, Table, Timeouts
+
+VIP = "10.1.0.1"
+
+
+def snap(revision, dests=("10.2.0.1", "10.2.0.2"), protocol="tcp", cluster="web", drain_timeout=60, owns=False,
+         extra=()):
+    svc = Service(protocol=protocol, address=VIP, port=80, scheduler="rr",
+                  destinations=[Destination(address=d, port=80, forward="masq") for d in dests])
+    table = Table(services=[svc, *extra], timeouts=Timeouts())
+    return {"cluster": cluster, "revision": revision, "owns_whole_table": owns, "drain_timeout": drain_timeout,
+            "table": codec.table_to_dict(table)}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    return MemoryBackend(tmp_path / "kernel.json")
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def sent():
+    return []
+
+
+@pytest.fixture
+def make_agent(kernel, tmp_path, clock, sent):
+    def make(name="lb1"):
+        return Agent(name, kernel, StateStore(tmp_path / "state.json"), lambda task, payload, expires=None:
+                     sent.append((task, payload)), clock=clock)
+    return make
+
+
+def dests(kernel, protocol="tcp"):
+    svc = kernel.dump().by_key().get((protocol, VIP, 80))
+    return {d.address: d.weight for d in svc.destinations} if svc else None
+
+
+def edit_kernel(kernel, fn):
+    table = kernel.dump()
+    fn(table)
+    kernel.set_table(table)
+
+
+def set_conns(kernel, address, active, protocol="tcp"):
+    edit_kernel(kernel, lambda t: setattr(t.by_key()[(protocol, VIP, 80)].destination(address, 80),
+                                          "active_conns", active))
+
+
+def test_reconcile_converges_reports_and_is_idempotent(make_agent, kernel, sent):
+    agent = make_agent()
+    report = agent.reconcile(snap(1))
+    assert report["outcome"] == "ok" and report["applied"] == 3 and not report["errors"]
+    assert report["operations"][0] == f"-A -t {VIP}:80 -s rr"
+    assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}
+    assert sent[-1][0] == "lvsadmin.core.record_report" and sent[-1][1]["revision"] == 1
+    assert set(report["durations"]) >= {"dump", "plan", "apply", "verify", "total"}
+    assert report["facts"]["ipvs_version"] == "1.2.1"
+    count = len(kernel.applied_operations)
+    again = agent.reconcile(snap(1))
+    assert again["outcome"] == "noop" and again["operations"] == [] and len(kernel.applied_operations) == count
+
+
+def test_older_revisions_are_ignored_also_after_a_restart(make_agent, kernel):
+    agent = make_agent()
+    agent.reconcile(snap(5, dests=("10.2.0.1",)))
+    assert agent.reconcile(snap(4))["outcome"] == "stale"
+    assert dests(kernel) == {"10.2.0.1": 1}
+    restarted = make_agent()
+    assert restarted.state.applied_revision == 5
+    assert restarted.reconcile(snap(3))["outcome"] == "stale"
+    assert dests(kernel) == {"10.2.0.1": 1}
+
+
+def test_a_snapshot_for_another_balancer_is_refused(make_agent, kernel):
+    assert make_agent().reconcile(dict(snap(1), balancer="lb2")) is None
+    assert dests(kernel) is None
+
+
+def test_a_balancer_that_moved_cluster_starts_its_revisions_over(make_agent, kernel):
+    agent = make_agent()
+    agent.reconcile(snap(9))
+    report = agent.reconcile(snap(1, dests=("10.2.0.3",), cluster="other"))
+    assert report["outcome"] == "ok" and dests(kernel) == {"10.2.0.3": 1}
+
+
+def test_unowned_services_are_left_alone_unless_the_cluster_owns_the_table(make_agent, kernel):
+    edit_kernel(kernel, lambda t: t.services.append(Service(protocol="udp", address="10.9.9.9", port=53)))
+    agent = make_agent()
+    report = agent.reconcile(snap(1))
+    assert report["unowned"] == ["udp|10.9.9.9|53"]
+    assert ("udp", "10.9.9.9", 53) in kernel.dump().by_key()
+    report = agent.reconcile(snap(2, owns=True))
+    assert "-D -u 10.9.9.9:53" in report["operations"]
+    assert ("udp", "10.9.9.9", 53) not in kernel.dump().by_key()
+
+
+def test_a_service_the_agent_applied_is_removed_when_the_cluster_drops_it(make_agent, kernel):
+    other = Service(protocol="tcp", address="10.1.0.2", port=443, scheduler="wlc")
+    agent = make_agent()
+    agent.reconcile(snap(1, extra=[other]))
+    assert ("tcp", "10.1.0.2", 443) in kernel.dump().by_key()
+    report = agent.reconcile(snap(2))
+    assert "-D -t 10.1.0.2:443" in report["operations"] and report["unowned"] == []
+    assert ("tcp", "10.1.0.2", 443) not in kernel.dump().by_key()
+
+
+def test_a_removed_tcp_server_drains_then_goes_when_its_connections_end(make_agent, kernel, clock):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    set_conns(kernel, "10.2.0.2", 3)
+    report = agent.reconcile(snap(2, dests=("10.2.0.1",)))
+    assert report["operations"] == [f"-e -t {VIP}:80 -r 10.2.0.2:80 -m -w 0  # drain"]
+    assert report["pending_drains"] == [f"tcp|{VIP}|80 -> 10.2.0.2|80"] and report["remaining"] == []
+    assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 0}
+    assert agent.state.applied_revision == 2
+    clock.now += 10
+    assert agent.follow_up() is None  # still connections, drain time not up
+    set_conns(kernel, "10.2.0.2", 0)
+    report = agent.follow_up()
+    assert report["trigger"] == "drain" and report["operations"] == [f"-d -t {VIP}:80 -r 10.2.0.2:80"]
+    assert dests(kernel) == {"10.2.0.1": 1} and agent.state.drains == {}
+
+
+def test_a_drain_ends_at_the_drain_timeout(make_agent, kernel, clock):
+    agent = make_agent()
+    agent.reconcile(snap(1, drain_timeout=30))
+    set_conns(kernel, "10.2.0.2", 3)
+    agent.reconcile(snap(2, dests=("10.2.0.1",), drain_timeout=30))
+    clock.now += 29
+    assert agent.follow_up() is None
+    # A restart in between keeps the drain's start time.
+    agent = make_agent()
+    clock.now += 2
+    report = agent.follow_up()
+    assert report["operations"] == [f"-d -t {VIP}:80 -r 10.2.0.2:80"]
+
+
+def test_a_draining_server_that_comes_back_gets_its_weight_again(make_agent, kernel):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    set_conns(kernel, "10.2.0.2", 3)
+    agent.reconcile(snap(2, dests=("10.2.0.1",)))
+    report = agent.reconcile(snap(3))
+    assert report["operations"] == [f"-e -t {VIP}:80 -r 10.2.0.2:80 -m -w 1"]
+    assert agent.state.drains == {}
+
+
+def test_udp_and_sctp_servers_go_at_once(make_agent, kernel):
+    for protocol in ("udp", "sctp"):
+        kernel.set_table(Table(timeouts=Timeouts()))
+        agent = make_agent(f"lb-{protocol}")
+        agent.state.applied = None
+        agent.reconcile(snap(1, protocol=protocol, cluster=protocol))
+        set_conns(kernel, "10.2.0.2", 3, protocol)
+        agent.reconcile(snap(2, dests=("10.2.0.1",), protocol=protocol, cluster=protocol))
+        assert dests(kernel, protocol) == {"10.2.0.1": 1}
+
+
+def test_drift_is_measured_against_what_the_agent_applied(make_agent, kernel):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    assert agent.heartbeat()["drift"] == []
+
+    def tamper(table):
+        svc = table.by_key()[("tcp", VIP, 80)]
+        svc.scheduler = "wlc"
+        svc.destinations = [d for d in svc.destinations if d.address != "10.2.0.2"]
+        svc.destinations[0].weight = 7
+        svc.destinations.append(Destination(address="10.2.0.9", port=80, forward="route"))
+
+    edit_kernel(kernel, tamper)
+    drift = {d["kind"]: d["text"] for d in agent.heartbeat()["drift"]}
+    assert drift == {
+        "service-changed": f"-t {VIP}:80 changed: scheduler wlc (applied rr)",
+        "dest-missing": f"-t {VIP}:80 -r 10.2.0.2:80 is gone",
+        "dest-changed": f"-t {VIP}:80 -r 10.2.0.1:80 changed: weight 7 (applied 1)",
+        "dest-added": f"-t {VIP}:80 -r 10.2.0.9:80 was added",
+    }
+    report = agent.reconverge({"trigger": "resync"})
+    assert report["trigger"] == "resync" and len(report["drift"]) == 4 and report["outcome"] == "ok"
+    assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}
+    assert agent.heartbeat()["drift"] == []
+
+
+def test_heartbeat_sends_changed_counters_and_every_service_now_and_then(make_agent, kernel):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    first = agent.heartbeat(startup=True)
+    assert first["startup"] and first["keys"] == [f"tcp|{VIP}|80"]
+    sample = first["samples"][f"tcp|{VIP}|80"]
+    assert sample["dests"]["10.2.0.1|80"]["weight"] == 1 and sample["active_conns"] == 0
+    assert agent.heartbeat()["samples"] == {}  # nothing changed
+    set_conns(kernel, "10.2.0.1", 4)
+    beat = agent.heartbeat()
+    assert beat["samples"][f"tcp|{VIP}|80"]["active_conns"] == 4 and "keys" not in beat
+    beats = [agent.heartbeat() for _ in range(FULL_SAMPLE_EVERY)]
+    assert any(b.get("keys") and b["samples"] for b in beats)
+
+
+def test_heartbeat_names_services_that_are_not_the_agents(make_agent, kernel):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    edit_kernel(kernel, lambda t: t.services.append(Service(protocol="udp", address="10.9.9.9", port=53)))
+    assert agent.heartbeat()["facts"]["unowned_services"] == ["udp|10.9.9.9|53"]
+
+
+def test_a_failed_operation_is_an_error_and_the_revision_does_not_move(make_agent, kernel):
+    class Refusing(MemoryBackend):
+        def apply(self, operations):
+            return [{"op": str(operations[0]), "error": "No such file or directory (scheduler module missing)"}]
+
+    agent = Agent("lb1", Refusing(kernel.path), StateStore(kernel.path.with_name("s.json")), lambda *a, **k: None)
+    report = agent.reconcile(snap(1))
+    assert report["outcome"] == "error" and report["errors"][0]["error"].startswith("No such file")
+    assert agent.state.applied_revision == 0 and agent.state.pending is not None
+
+
+def test_a_snapshot_left_half_applied_is_resumed_at_start(make_agent, kernel, tmp_path):
+    store = StateStore(tmp_path / "state.json")
+    state = store.load()
+    state.balancer, state.cluster, state.pending = "lb1", "web", snap(3)
+    store.save(state)
+    agent = make_agent()
+    report = agent.resume()
+    assert report["trigger"] == "startup" and report["outcome"] == "ok"
+    assert agent.state.applied_revision == 3 and agent.state.pending is None
+    assert make_agent().resume() is None
+
+
+def test_a_pending_newer_revision_makes_older_ones_stale(make_agent, kernel, tmp_path):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    agent.state.pending = snap(4)
+    assert agent.reconcile(snap(3))["outcome"] == "stale"
+
+
+def test_follow_up_waits_while_a_reconcile_holds_the_lock(make_agent, kernel, clock):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    set_conns(kernel, "10.2.0.2", 3)
+    agent.reconcile(snap(2, dests=("10.2.0.1",)))
+    set_conns(kernel, "10.2.0.2", 0)
+    import threading
+
+    result = []
+    with agent.lock:
+        t = threading.Thread(target=lambda: result.append(agent.follow_up()))
+        t.start()
+        t.join()
+    assert result == [None] and dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 0}
+    assert agent.follow_up()["operations"] == [f"-d -t {VIP}:80 -r 10.2.0.2:80"]
+
+
+def test_the_cluster_timeouts_are_set(make_agent, kernel):
+    s = snap(1)
+    s["table"]["timeouts"] = {"tcp": 100, "tcpfin": 10, "udp": 30}
+    report = make_agent().reconcile(s)
+    assert report["operations"][0] == "--set 100 10 30"
+    assert kernel.dump().timeouts == Timeouts(tcp=100, tcpfin=10, udp=30)
+
+
+def test_state_survives_a_corrupt_file(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("{not json")
+    assert StateStore(path).load().applied_revision == 0

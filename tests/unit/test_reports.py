@@ -1,0 +1,184 @@
+"""The control side of the agents' messages (lvsadmin.core.reports): reports, heartbeats, resync, offline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from lvsadmin.audit.models import ChangeRecord
+from lvsadmin.core import reports, services
+from lvsadmin.core.models import ApplyReport, Balancer, ServiceSample
+
+
+@pytest.fixture
+def balancer(cluster, actor):
+    return services.create_balancer(actor, cluster, name="lb1")
+
+
+@pytest.fixture
+def edited(cluster, actor):
+    svc = services.create_service(actor, cluster, protocol="tcp", address="10.1.0.1", port=80)
+    services.create_real_server(actor, svc, address="10.2.0.1", port=80)
+    cluster.refresh_from_db()
+    return cluster
+
+
+def report(revision, **kw):
+    return {"balancer": "lb1", "cluster": "web", "revision": revision, "trigger": "apply", "outcome": "ok",
+            "operations": ["-A -t 10.1.0.1:80 -s wlc"], "applied": 1, "errors": [], "drift": [], "unowned": [],
+            "durations": {"total": 0.1}, "started": timezone.now().isoformat(),
+            "finished": timezone.now().isoformat(), **kw}
+
+
+def test_a_report_moves_the_revision_forward_only(balancer, edited):
+    rev = edited.desired_revision
+    stored = reports.record_report(report(rev))
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.applied_revision == rev and b.status == "in_sync" and b.last_seen is not None
+    assert stored.outcome == "ok" and stored.revision == rev and stored.durations["total"] == 0.1
+    audit = ChangeRecord.objects.get(action="apply", object_type="balancer", object_id=b.pk)
+    assert audit.username == "agent:lb1" and audit.after["revision"] == rev and audit.before["applied_revision"] == 0
+    reports.record_report(report(rev - 1))
+    assert Balancer.objects.get(pk=balancer.pk).applied_revision == rev
+
+
+def test_an_older_revision_leaves_the_balancer_pending(balancer, edited):
+    reports.record_report(report(edited.desired_revision - 1))
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.status == "pending" and f"desired state is at {edited.desired_revision}" in b.status_detail
+
+
+def test_errors_mark_the_balancer_and_do_not_move_the_revision(balancer, edited):
+    reports.record_report(report(edited.desired_revision, outcome="error",
+                                 errors=[{"op": "-A -t 10.1.0.1:80 -s mh", "error": "No such file or directory"}]))
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.status == "error" and b.applied_revision == 0
+    assert "-A -t 10.1.0.1:80 -s mh: No such file or directory" in b.status_detail
+
+
+def test_drift_found_by_a_reconcile_is_audited_as_repaired(balancer, edited):
+    drift = [{"kind": "dest-missing", "text": "-t 10.1.0.1:80 -r 10.2.0.1:80 is gone"}]
+    reports.record_report(report(edited.desired_revision, trigger="resync", drift=drift))
+    rec = ChangeRecord.objects.get(action="drift")
+    assert rec.after["repaired"] is True and rec.before["drift"] == drift
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.status == "in_sync" and "drift repaired" in b.status_detail
+
+
+def test_periodic_noop_reports_are_not_kept(balancer, edited):
+    reports.record_report(report(edited.desired_revision))
+    count = ApplyReport.objects.count()
+    assert reports.record_report(report(edited.desired_revision, trigger="resync", outcome="noop", applied=0,
+                                        operations=[])) is None
+    assert ApplyReport.objects.count() == count
+    assert reports.record_report(report(edited.desired_revision, outcome="noop", applied=0, operations=[]))
+
+
+def test_a_stale_report_is_kept_but_changes_nothing(balancer, edited):
+    reports.record_report(report(edited.desired_revision))
+    stored = reports.record_report(report(1, outcome="stale", applied=0, operations=[]))
+    assert stored.outcome == "stale"
+    assert Balancer.objects.get(pk=balancer.pk).applied_revision == edited.desired_revision
+
+
+def test_a_report_about_another_cluster_is_stale(balancer, edited):
+    stored = reports.record_report(report(edited.desired_revision, cluster="old"))
+    assert stored.outcome == "stale" and Balancer.objects.get(pk=balancer.pk).applied_revision == 0
+
+
+def test_unknown_balancers_are_ignored(db):
+    assert reports.record_report(report(1)) is None
+    assert reports.record_heartbeat({"balancer": "lb1"}) is None
+
+
+def beat(**kw):
+    return {"balancer": "lb1", "cluster": "web", "sent": timezone.now().isoformat(), "startup": False,
+            "busy": False, "applied_revision": 1, "facts": {"ipvs_version": "1.2.1"}, "drift": [], **kw}
+
+
+def sample(conns):
+    return {"conns": conns, "active_conns": conns, "inactive_conns": 0, "dests": {}}
+
+
+def test_heartbeats_keep_facts_and_the_latest_samples(balancer, edited):
+    reports.record_heartbeat(beat(samples={"tcp|10.1.0.1|80": sample(1), "udp|10.1.0.1|53": sample(2)},
+                                  keys=["tcp|10.1.0.1|80", "udp|10.1.0.1|53"]))
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.facts["ipvs_version"] == "1.2.1" and b.last_seen is not None
+    assert ServiceSample.objects.filter(balancer=b).count() == 2
+    # Only what changed comes next; a full heartbeat's key list drops services that are gone.
+    reports.record_heartbeat(beat(samples={"tcp|10.1.0.1|80": sample(5)}))
+    assert ServiceSample.objects.get(balancer=b, service_key="tcp|10.1.0.1|80").data["conns"] == 5
+    reports.record_heartbeat(beat(samples={}, keys=["tcp|10.1.0.1|80"]))
+    assert list(ServiceSample.objects.filter(balancer=b).values_list("service_key", flat=True)) == ["tcp|10.1.0.1|80"]
+
+
+def test_drift_seen_by_a_heartbeat_is_shown_and_audited_once(balancer, edited):
+    reports.record_report(report(edited.desired_revision))
+    drift = [{"kind": "dest-missing", "text": "-t 10.1.0.1:80 -r 10.2.0.1:80 is gone"}]
+    reports.record_heartbeat(beat(drift=drift))
+    reports.record_heartbeat(beat(drift=drift))
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.status == "drift" and "10.2.0.1:80 is gone" in b.status_detail
+    assert ChangeRecord.objects.filter(action="drift").count() == 1
+    reports.record_heartbeat(beat(drift=[], busy=True))
+    assert Balancer.objects.get(pk=balancer.pk).status == "drift"  # a reconcile is running: wait for it
+    reports.record_heartbeat(beat(drift=[]))
+    assert Balancer.objects.get(pk=balancer.pk).status == "in_sync"
+
+
+def test_an_older_heartbeat_does_not_overwrite_a_newer_one(balancer):
+    now = timezone.now()
+    reports.record_heartbeat(beat(sent=now.isoformat(), facts={"v": "new"}))
+    reports.record_heartbeat(beat(sent=(now - timedelta(seconds=5)).isoformat(), facts={"v": "old"}))
+    assert Balancer.objects.get(pk=balancer.pk).facts["v"] == "new"
+
+
+def test_silent_balancers_go_offline_and_come_back(balancer, edited, settings):
+    reports.record_report(report(edited.desired_revision))
+    Balancer.objects.filter(pk=balancer.pk).update(last_seen=timezone.now() - timedelta(
+        seconds=settings.OFFLINE_AFTER_SECONDS + 1))
+    assert reports.mark_offline() == 1
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.status == "offline" and "no heartbeat since" in b.status_detail
+    reports.record_heartbeat(beat())
+    assert Balancer.objects.get(pk=balancer.pk).status == "in_sync"
+
+
+def test_a_restarted_agent_is_sent_its_snapshot(balancer, edited, actor, monkeypatch,
+                                                django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
+                        lambda cluster_id, trigger="apply", balancers=None: sent.append((trigger, balancers)))
+    services.apply_cluster(actor, edited)
+    with django_capture_on_commit_callbacks(execute=True):
+        reports.record_heartbeat(beat(startup=True))
+    assert sent and sent[-1][0] == "startup" and [b.name for b in sent[-1][1]] == ["lb1"]
+
+
+def test_resync_sends_snapshots_only_for_applied_edits(balancer, edited, actor, monkeypatch):
+    snapshots, reconverges = [], []
+    monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
+                        lambda cluster_id, trigger="apply", balancers=None: snapshots.append(trigger) or 1)
+    monkeypatch.setattr(reports, "send_reconverge", lambda b, trigger="resync": reconverges.append(b.name))
+    # Edits nobody applied: the agents re-converge to what they have, no unreviewed change goes out.
+    assert reports.resync_all() == 1
+    assert snapshots == [] and reconverges == ["lb1"]
+    services.apply_cluster(actor, edited)
+    assert reports.resync_all() == 1
+    assert snapshots == ["resync"]
+    services.update_cluster(actor, edited, auto_apply=True)
+    services.create_real_server(actor, edited.services.get(), address="10.2.0.2", port=80)
+    reports.resync_all()
+    assert snapshots[-1] == "resync"
+
+
+def test_the_periodic_jobs_are_made_once(db, settings):
+    from django_celery_beat.models import PeriodicTask
+
+    assert set(reports.ensure_periodic_tasks()) == {reports.RESYNC_TASK_NAME, reports.OFFLINE_TASK_NAME}
+    assert reports.ensure_periodic_tasks() == []
+    resync = PeriodicTask.objects.get(name=reports.RESYNC_TASK_NAME)
+    assert resync.interval.every == settings.RESYNC_SECONDS and resync.queue == "control"
