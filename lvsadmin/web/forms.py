@@ -7,7 +7,6 @@ Model forms here never validate or save their instance (`_post_clean` is a no-op
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from lvsadmin.audit.models import ChangeRecord
@@ -225,5 +224,3 @@ class UserEditForm(forms.Form):
     role = forms.ChoiceField(choices=[(r, r) for r in services.ROLES])
     is_active = forms.BooleanField(required=False, label="Active (may sign in)")
 
-
-User = get_user_model()

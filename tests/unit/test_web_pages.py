@@ -263,3 +263,18 @@ def test_the_balancer_page_shows_facts_status_drift_and_paginated_reports(web, v
     older = viewer_client.get(f"/balancers/lb1/?before={ApplyReport.objects.order_by('id')[5].pk}",
                               **htmx("reports")).content.decode()
     assert older.count("<details>") == 5 and "Newer" in older
+
+
+def test_the_dashboard_shows_when_the_last_backup_was_taken(web, actor, viewer_client):
+    from lvsadmin.backups.capture import make_document
+    from lvsadmin.backups.services import store_backup
+    from lvsadmin.core.selectors import desired_table
+    from lvsadmin.ipvs import rules
+
+    table = desired_table(web["cluster"])
+    when = timezone.now().replace(microsecond=0) - timedelta(hours=2)
+    store_backup(actor, web["lb"], text=rules.format_save(table), document=make_document(table), trigger="manual",
+                 taken_at=when)
+    html = viewer_client.get("/").content.decode()
+    row = html[html.index(">lb1</a>"):][:900]
+    assert f"{when:%Y-%m-%d %H:%M:%S} UTC" in row

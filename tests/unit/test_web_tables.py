@@ -210,3 +210,15 @@ def test_a_console_command_the_kernel_would_refuse_names_its_line(web, operator_
     text = "-a -t 10.0.0.1:80 -r 192.0.2.13:80 -g\n-d -t 10.0.0.1:80 -r 192.0.2.77:80\n"
     response = operator_client.post("/clusters/web/console/", {"text": text, "step": "preview"})
     assert response.status_code == 422 and "line 2: No such destination" in response.content.decode()
+
+
+def test_without_a_heartbeat_table_the_plan_uses_the_newest_backup(web, actor, operator_client):
+    from lvsadmin.backups.capture import make_document
+    from lvsadmin.backups.services import store_backup
+
+    table = desired_table(web["cluster"])
+    table.services = table.services[:1]  # the backup has only the http service
+    store_backup(actor, web["lb"], text=rules.format_save(table), document=make_document(table), trigger="manual")
+    html = operator_client.get("/clusters/web/plan/").content.decode()
+    assert "against its kernel table as reported by backup" in html
+    assert html.count("add service") == 1 and ">UDP 10.0.0.53:53<" in html
