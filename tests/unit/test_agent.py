@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lvsadmin.agent.core import FULL_SAMPLE_EVERY, Agent
@@ -286,3 +288,13 @@ def test_state_survives_a_corrupt_file(tmp_path):
     path = tmp_path / "state.json"
     path.write_text("{not json")
     assert StateStore(path).load().applied_revision == 0
+
+
+def test_a_backup_is_the_kernel_table_sent_to_the_control_queue(make_agent, kernel, sent):
+    agent = make_agent()
+    agent.reconcile(snap(1))
+    payload = agent.backup({"balancer": "lb1", "trigger": "manual", "requested_by": "alice"})
+    assert sent[-1] == ("lvsadmin.backups.record_backup", payload)
+    assert payload["balancer"] == "lb1" and payload["requested_by"] == "alice"
+    assert f"-a -t {VIP}:80 -r 10.2.0.1:80 -m -w 1" in payload["text"]
+    assert codec.table_from_dict(json.loads(payload["document"])).by_key()[("tcp", VIP, 80)]
