@@ -324,6 +324,9 @@ def _addr16(address: str) -> tuple[int, bytes]:
 _SVC_KEY = struct.Struct("=HH" "HHH2x" "HHH2x" "HH16s" "HHH2x")
 # ... or AF and firewall mark.
 _SVC_KEY_FWM = struct.Struct("=HH" "HHH2x" "HHI")
+# Their nest headers: the attributes themselves are the first ones of a dumped service.
+_SVC_KEY_HDR = _NLA.pack(_SVC_KEY.size, CMD_ATTR_SERVICE)
+_SVC_KEY_FWM_HDR = _NLA.pack(_SVC_KEY_FWM.size, CMD_ATTR_SERVICE)
 # The rest of a full service: flags, timeout, netmask (sched/pe names are variable-length).
 _SVC_TAIL = struct.Struct("=HHII" "HHI" "HH4s")
 
@@ -341,8 +344,10 @@ def service_key_attr(svc: Service) -> bytes:
 def _netmask_raw(svc: Service, family: int) -> bytes:
     # ipvsadm sends the mask as a raw u32: IPv4 in network order, IPv6 the prefix in host order.
     if family == 6:
-        prefix = svc.netmask if svc.persistent and 1 <= svc.netmask <= 128 else 128
-        return _U32.pack(prefix)
+        # The model's default (the IPv4 host mask) stands for /128; anything else goes as it is,
+        # for the kernel to refuse if it is out of 1..128.
+        prefix = svc.netmask if svc.persistent and svc.netmask != IPV4_HOST_MASK else 128
+        return _U32.pack(prefix & 0xFFFFFFFF)
     mask = svc.netmask if svc.persistent else IPV4_HOST_MASK
     return struct.pack("!I", mask & 0xFFFFFFFF)
 
@@ -370,20 +375,25 @@ def service_full_attr(svc: Service) -> bytes:
     return _NLA.pack(4 + len(body), CMD_ATTR_SERVICE) + body
 
 
-# A full destination: every field, since SET replaces the whole entry.
+# A full destination: every field, since SET replaces the whole entry. The attributes are in
+# the order in which the kernel dumps them (ip_vs_genl_fill_dest), so that bytes 4..88 of
+# this encoding are exactly bytes 4..88 of the kernel's dump of the same destination: the
+# no-op reconcile compares them instead of decoding (IPVS.diff).
 _DEST_FULL = struct.Struct(
     "=HH"  # nest
     "HH16s"  # addr
     "HHH2x"  # port (be)
     "HHI"  # fwd method
     "HHI"  # weight
-    "HHI"  # upper threshold
-    "HHI"  # lower threshold
-    "HHH2x"  # address family
     "HHB3x"  # tunnel type
     "HHH2x"  # tunnel port (be)
     "HHH2x"  # tunnel flags
+    "HHI"  # upper threshold
+    "HHI"  # lower threshold
+    "HHH2x"  # address family
 )
+_DEST_CFG = slice(4, 88)  # addr .. lower threshold
+_DEST_CFG_STRUCT = struct.Struct("=" + _DEST_FULL.format[3:].removesuffix("HHH2x"))  # the same 84 bytes alone
 # A destination's identity.
 _DEST_KEY = struct.Struct("=HH" "HH16s" "HHH2x" "HHH2x")
 
@@ -399,8 +409,8 @@ def dest_full_attr(dest: Destination) -> bytes:
     return _DEST_FULL.pack(
         _DEST_FULL.size, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
         8, DEST_FWD_METHOD, FWD_NUM[dest.forward], 8, DEST_WEIGHT, dest.weight,
-        8, DEST_U_THRESH, dest.upper_threshold, 8, DEST_L_THRESH, dest.lower_threshold,
-        6, DEST_ADDR_FAMILY, af, 5, DEST_TUN_TYPE, ttype, 6, DEST_TUN_PORT, tport, 6, DEST_TUN_FLAGS, tflags,
+        5, DEST_TUN_TYPE, ttype, 6, DEST_TUN_PORT, tport, 6, DEST_TUN_FLAGS, tflags,
+        8, DEST_U_THRESH, dest.upper_threshold, 8, DEST_L_THRESH, dest.lower_threshold, 6, DEST_ADDR_FAMILY, af,
     )
 
 
@@ -408,6 +418,28 @@ def dest_key_attr(dest: Destination) -> bytes:
     af, raw = _addr16(dest.address)
     return _DEST_KEY.pack(_DEST_KEY.size, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
                           6, DEST_ADDR_FAMILY, af)
+
+
+# For IPVS.diff: a destination's dumped bytes in two parts, address+port (28 bytes, cached with
+# the address family) and the rest of its settings (56 bytes); cached by what they encode.
+_ap_cache: dict[tuple[str, int], tuple[bytes, int]] = {}
+_cfg_cache: dict[tuple, bytes] = {}
+
+
+def _addr_port_bytes(d: Destination) -> tuple[bytes, int]:
+    if len(_ap_cache) > 200_000:
+        _ap_cache.clear()
+    value = _ap_cache[(d.address, d.port)] = (dest_full_attr(d)[4:32], _addr16(d.address)[0])
+    return value
+
+
+def _tail_bytes(d: Destination) -> bytes:
+    value = dest_full_attr(d)[32:88]
+    if d.forward != "tunnel":
+        if len(_cfg_cache) > 10_000:
+            _cfg_cache.clear()
+        _cfg_cache[(d.forward, d.weight, d.upper_threshold, d.lower_threshold)] = value
+    return value
 
 
 def timeouts_attrs(t: Timeouts) -> bytes:
@@ -467,49 +499,127 @@ def _ntop(af: int, raw: bytes) -> str:
     return text
 
 
+_svc_layouts: dict[tuple, tuple | None] = {}
+_names: dict[bytes, str] = {}
+
+
+def _svc_layout(kind: int, sched_len: int, pe_len: int) -> tuple | None:
+    """The fixed layout of a service message whose scheduler (and persistence engine) attributes
+    have these lengths: ip_vs_genl_fill_service() always writes the same attributes in the same
+    order. (headers Struct, expected headers, values Struct)."""
+    fields = [(6, SVC_AF, "H2x")]
+    if kind == SVC_FWMARK:
+        fields.append((8, SVC_FWMARK, "I"))
+    else:
+        fields += [(6, SVC_PROTOCOL, "H2x"), (20, SVC_ADDR, "16s"), (6, SVC_PORT, "H2x")]
+    fields.append((sched_len, SVC_SCHED_NAME, f"{sched_len - 4}s{-sched_len & 3}x"))
+    if pe_len:
+        fields.append((pe_len, SVC_PE_NAME, f"{pe_len - 4}s{-pe_len & 3}x"))
+    fields += [(12, SVC_FLAGS, "I4x"), (8, SVC_TIMEOUT, "I"), (8, SVC_NETMASK, "4s")]
+    return _layout(fields)
+
+
 def parse_service(buf, start: int, end: int, stats: bool = False) -> tuple[Service, bytes]:
-    """A Service from the attributes of IPVS_CMD_ATTR_SERVICE; also its identity attribute as
-    bytes, ready to be sent back to ask for its destinations."""
-    a = parse_attrs(buf, start, end)
-    af = _u(buf, a[SVC_AF], _U16)
+    """A Service from the attributes of IPVS_CMD_ATTR_SERVICE (buf: bytes); also its identity
+    attribute, ready to be sent back to ask for its destinations. A reconcile parses every
+    service: one unpack for the usual layout, an attribute walk otherwise."""
+    if not stats and end - start >= 64:
+        u16 = _U16.unpack_from
+        kind = u16(buf, start + 10)[0]
+        at = start + (16 if kind == SVC_FWMARK else 44)
+        sched_len = u16(buf, at)[0]
+        after = at + ((sched_len + 3) & ~3)
+        pe_len = u16(buf, after)[0] if after + 4 <= end and u16(buf, after + 2)[0] == SVC_PE_NAME else 0
+        sig = (kind, sched_len, pe_len)
+        layout = _svc_layouts.get(sig)
+        if layout is None and sig not in _svc_layouts and 5 <= sched_len <= 24 and (not pe_len or 5 <= pe_len <= 24):
+            layout = _svc_layouts[sig] = _svc_layout(*sig)
+        if layout is not None and start + layout[0].size <= end and layout[0].unpack_from(buf, start) == layout[1]:
+            values = layout[2].unpack_from(buf, start)
+            names = _names
+            if kind == SVC_FWMARK:
+                af, fwmark, sched, *rest = values
+                proto = None
+            else:
+                af, proto, raw, port_be, sched, *rest = values
+            pe = rest[0] if pe_len else b""
+            flags, timeout, mask_raw = rest[-3:]
+            sched_name = names.get(sched) or names.setdefault(sched, sched.split(b"\0", 1)[0].decode())
+            pe_name = (names.get(pe) or names.setdefault(pe, pe.split(b"\0", 1)[0].decode())) if pe else ""
+            if af == socket.AF_INET6:
+                family, netmask = 6, _U32.unpack(mask_raw)[0]
+            else:
+                family, netmask = 4, int.from_bytes(mask_raw, "big")
+            persistent, one_packet = bool(flags & F_PERSISTENT), bool(flags & F_ONEPACKET)
+            sched_flags = (flags >> F_SCHED_SHIFT) & 7
+            if proto is None:
+                svc = Service(FWMARK, "", 0, fwmark, family, sched_name, persistent, timeout, netmask, pe_name,
+                              one_packet, sched_flags)
+                return svc, _SVC_KEY_FWM_HDR + buf[start:start + 16]
+            svc = Service(PROTO_NAME.get(proto) or str(proto), _ntop(af, raw), socket.ntohs(port_be), 0, 4, sched_name,
+                          persistent, timeout, netmask, pe_name, one_packet, sched_flags)
+            return svc, _SVC_KEY_HDR + buf[start:start + 44]
+    return _parse_service_walk(buf, start, end, stats)
+
+
+def _parse_service_walk(buf, start: int, end: int, stats: bool = False) -> tuple[Service, bytes]:
+    """parse_service for any layout: one pass over the attributes."""
+    af = proto = port_be = 0
+    fwmark = None
+    raw = b""
+    sched, pe, flags, timeout, mask_raw, st32, st64 = "none", "", 0, 0, None, None, None
+    unpack, u16, u32 = _NLA.unpack_from, _U16.unpack_from, _U32.unpack_from
+    off = start
+    while off + 4 <= end:
+        length, atype = unpack(buf, off)
+        if length < 4:
+            break
+        p, q = off + 4, off + length
+        atype &= 0x3FFF
+        if atype == SVC_AF:
+            af = u16(buf, p)[0]
+        elif atype == SVC_PROTOCOL:
+            proto = u16(buf, p)[0]
+        elif atype == SVC_ADDR:
+            raw = buf[p:q]
+        elif atype == SVC_PORT:
+            port_be = u16(buf, p)[0]
+        elif atype == SVC_FWMARK:
+            fwmark = u32(buf, p)[0]
+        elif atype == SVC_SCHED_NAME:
+            sched = bytes(buf[p:q]).split(b"\0", 1)[0].decode()
+        elif atype == SVC_PE_NAME:
+            pe = bytes(buf[p:q]).split(b"\0", 1)[0].decode()
+        elif atype == SVC_FLAGS:
+            flags = u32(buf, p)[0]
+        elif atype == SVC_TIMEOUT:
+            timeout = u32(buf, p)[0]
+        elif atype == SVC_NETMASK:
+            mask_raw = bytes(buf[p:p + 4])
+        elif atype == SVC_STATS64:
+            st64 = (p, q)
+        elif atype == SVC_STATS:
+            st32 = (p, q)
+        off += (length + 3) & ~3
     family = AF_FAMILY.get(af, af)
-    flags, _mask = struct.unpack_from("=II", buf, a[SVC_FLAGS][0])
-    sched_span = a.get(SVC_SCHED_NAME)
-    pe_span = a.get(SVC_PE_NAME)
-    raw_mask = bytes(buf[a[SVC_NETMASK][0]:a[SVC_NETMASK][0] + 4]) if SVC_NETMASK in a else None
-    if raw_mask is None:
+    if mask_raw is None:
         netmask = IPV4_HOST_MASK if family == 4 else 128
     elif family == 6:
-        netmask = _U32.unpack(raw_mask)[0]
+        netmask = _U32.unpack(mask_raw)[0]
     else:
-        netmask = struct.unpack("!I", raw_mask)[0]
-    svc = Service(
-        protocol=FWMARK,
-        scheduler=bytes(buf[sched_span[0]:sched_span[1]]).split(b"\0", 1)[0].decode() if sched_span else "none",
-        persistent=bool(flags & F_PERSISTENT),
-        timeout=_u(buf, a[SVC_TIMEOUT]) if SVC_TIMEOUT in a else 0,
-        netmask=netmask,
-        pe_name=bytes(buf[pe_span[0]:pe_span[1]]).split(b"\0", 1)[0].decode() if pe_span else "",
-        one_packet=bool(flags & F_ONEPACKET),
-        sched_flags=(flags >> F_SCHED_SHIFT) & 7,
-    )
-    if SVC_FWMARK in a:
-        svc.fwmark = _u(buf, a[SVC_FWMARK])
-        svc.fwmark_family = family
-        key = _SVC_KEY_FWM.pack(_SVC_KEY_FWM.size, CMD_ATTR_SERVICE, 6, SVC_AF, af, 8, SVC_FWMARK, svc.fwmark)
+        netmask = struct.unpack("!I", mask_raw)[0]
+    persistent, one_packet, sched_flags = bool(flags & F_PERSISTENT), bool(flags & F_ONEPACKET), (flags >> 3) & 7
+    if fwmark is not None:
+        svc = Service(FWMARK, "", 0, fwmark, family, sched, persistent, timeout, netmask, pe, one_packet, sched_flags)
+        key = _SVC_KEY_FWM.pack(_SVC_KEY_FWM.size, CMD_ATTR_SERVICE, 6, SVC_AF, af, 8, SVC_FWMARK, fwmark)
     else:
-        proto = _u(buf, a[SVC_PROTOCOL], _U16)
-        svc.protocol = PROTO_NAME.get(proto, str(proto))
-        s, e = a[SVC_ADDR]
-        raw = bytes(buf[s:e]).ljust(16, b"\0")
-        svc.address = _ntop(af, raw)
-        port_be = _u(buf, a[SVC_PORT], _U16)
-        svc.port = socket.ntohs(port_be)
+        raw = bytes(raw).ljust(16, b"\0")
+        svc = Service(PROTO_NAME.get(proto) or str(proto), _ntop(af, raw), socket.ntohs(port_be), 0, 4, sched,
+                      persistent, timeout, netmask, pe, one_packet, sched_flags)
         key = _SVC_KEY.pack(_SVC_KEY.size, CMD_ATTR_SERVICE, 6, SVC_AF, af, 6, SVC_PROTOCOL, proto, 20, SVC_ADDR, raw,
                             6, SVC_PORT, port_be)
-    if stats:
-        span = a.get(SVC_STATS64)
-        svc.stats = _parse_stats(buf, span) if span else (_parse_stats(buf, a[SVC_STATS]) if SVC_STATS in a else None)
+    if stats and (st64 or st32):
+        svc.stats = _parse_stats(buf, st64 or st32)
     return svc, key
 
 
@@ -552,6 +662,13 @@ _DEST_FIELDS = [
 _DEST_HDRS, _DEST_EXPECTED, _DEST_VALUES = _layout(_DEST_FIELDS)
 _DEST_MSG_LEN = _HDRLEN + _DEST_HDRS.size
 _DEST_EXPECTED = (_DEST_HDRS.size,) + _DEST_EXPECTED[1:]
+# The same without the counters: a reconcile does not need them.
+_DEST_VALUES_NOSTATS = _layout(_DEST_FIELDS[:14])[2]
+# Where, in a dumped destination message, its configuration bytes and its address family are
+# (the same bytes as _DEST_CFG of dest_full_attr()).
+_DUMP_CFG_START = _HDRLEN + 4
+_DUMP_CFG_END = _DUMP_CFG_START + 84
+_DUMP_AF = _HDRLEN + 4 + 20 + 8 * 11 + 4
 
 
 def _dest_generic(buf, start: int, end: int, stats: bool) -> Destination:
@@ -761,56 +878,76 @@ class IPVS:
     def destinations(self, svc: Service, stats: bool = False) -> list[Destination]:
         return self._dump_dests(service_key_attr(svc), stats, svc)
 
-    def _dump_dests(self, key_attr: bytes, stats: bool, svc: Service | None = None) -> list[Destination]:
-        # The hot path of a reconcile: one dump per service. Hand-inlined on purpose.
+    def _dest_messages(self, key_attr: bytes, svc: Service | None = None) -> list[tuple[bytes, int, int]]:
+        """Dump one service's destinations: (data, offset, length) of each destination message."""
         seq = self._next_seq()
-        sock, buf = self.sock, self.buf
+        sock = self.sock
         sock.send(_NLMSGHDR.pack(_HDRLEN + len(key_attr), self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
                   + _GENLHDR.pack(CMD_GET_DEST, IPVS_GENL_VERSION, 0) + key_attr)
         out = []
         append = out.append
         hdr_unpack = _NLMSGHDR.unpack_from
-        check = _DEST_HDRS.unpack_from
-        values = _DEST_VALUES.unpack_from
-        expected = _DEST_EXPECTED
-        fast_len = _DEST_MSG_LEN
+        while True:
+            # recv() returns bytes, whose slices are hashable (see diff); a dump's skbs hold at most 32 KiB.
+            data = sock.recv(65536)
+            n = len(data)
+            off = 0
+            while off < n:
+                length, mtype, _flags, mseq, _pid = hdr_unpack(data, off)
+                if mseq == seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        err = -_ERR.unpack_from(data, off + 16)[0]
+                        if err:
+                            raise make_error(CMD_GET_DEST, err, svc)
+                        return out
+                    append((data, off, length))
+                off += (length + 3) & ~3
+
+    @staticmethod
+    def _fixed_layout(msgs: list[tuple[bytes, int, int]]) -> bool:
+        """Whether the kernel laid these destination messages out as _DEST_FIELDS says.
+
+        One function of the kernel wrote them all, always the same attributes in the same
+        order, so the first message's headers vouch for the others of the same length."""
+        if not msgs:
+            return True
+        data, off, length = msgs[0]
+        if length != _DEST_MSG_LEN or _DEST_HDRS.unpack_from(data, off + _HDRLEN) != _DEST_EXPECTED:
+            return False
+        return all(m[2] == _DEST_MSG_LEN for m in msgs)
+
+    def _decode_dests(self, msgs: list[tuple[bytes, int, int]], stats: bool) -> list[Destination]:
+        if not self._fixed_layout(msgs):
+            out = []
+            for data, off, length in msgs:
+                a = parse_attrs(data, off + _HDRLEN, off + length)
+                span = a.get(CMD_ATTR_DEST)
+                if span:
+                    out.append(_dest_generic(data, span[0], span[1], stats))
+            return out
+        out = []
+        append = out.append
+        values = (_DEST_VALUES if stats else _DEST_VALUES_NOSTATS).unpack_from
         ntop4 = _ntop4
         ntohs = socket.ntohs
         fwd_name, ttype_name, tcsum_name = FWD_NAME, TUN_TYPE_NAME, TUN_CSUM_NAME
-        while True:
-            n = sock.recv_into(buf)
-            off = 0
-            while off < n:
-                length, mtype, _flags, mseq, _pid = hdr_unpack(buf, off)
-                if mseq != seq:
-                    off += (length + 3) & ~3
-                    continue
-                if mtype == NLMSG_DONE:
-                    return out
-                if mtype == NLMSG_ERROR:
-                    err = -_ERR.unpack_from(buf, off + 16)[0]
-                    if err:
-                        raise make_error(CMD_GET_DEST, err, svc)
-                    return out
-                if length == fast_len and check(buf, off + _HDRLEN) == expected:
-                    (raw, port, fwd, weight, ttype, tport, tflags, uth, lth, act, inact, pers, af,
-                     *st) = values(buf, off + _HDRLEN)
-                    if af == 2:
-                        address = ntop4.get(raw) or _ntop(af, raw)
-                    else:
-                        address = _ntop(af, raw)
-                    d = Destination(address, ntohs(port), fwd_name.get(fwd & 7) or str(fwd & 7), weight, uth, lth,
-                                    ttype_name.get(ttype) or str(ttype), ntohs(tport),
-                                    tcsum_name.get(tflags) or str(tflags), act, inact, pers)
-                    if stats:
-                        d.stats = Stats(*st[10:])
-                    append(d)
-                else:
-                    a = parse_attrs(buf, off + _HDRLEN, off + length)
-                    span = a.get(CMD_ATTR_DEST)
-                    if span:
-                        append(_dest_generic(buf, span[0], span[1], stats))
-                off += (length + 3) & ~3
+        for data, off, _length in msgs:
+            (raw, port, fwd, weight, ttype, tport, tflags, uth, lth, act, inact, pers, af,
+             *st) = values(data, off + _HDRLEN)
+            address = (ntop4.get(raw) if af == 2 else None) or _ntop(af, raw)
+            fwd &= 7
+            d = Destination(address, ntohs(port), fwd_name.get(fwd) or str(fwd), weight, uth, lth,
+                            ttype_name.get(ttype) or str(ttype), ntohs(tport), tcsum_name.get(tflags) or str(tflags),
+                            act, inact, pers)
+            if stats:
+                d.stats = Stats(*st[10:])
+            append(d)
+        return out
+
+    def _dump_dests(self, key_attr: bytes, stats: bool, svc: Service | None = None) -> list[Destination]:
+        return self._decode_dests(self._dest_messages(key_attr, svc), stats)
 
     def dump(self, stats: bool = False, extras: bool = False) -> Table:
         """The whole table: services with their destinations (and, with extras=True, the
@@ -824,6 +961,113 @@ class IPVS:
             table.daemons = self.daemons()
             table.info = self.info()
         return table
+
+    def diff(self, desired: Table, owned=None, drain=None) -> list:
+        """Dump the kernel table and diff it against `desired`: plan.diff(desired, self.dump(), ...)
+        in one pass, without decoding what is already as desired.
+
+        The reconcile's hot path. For each desired service that the kernel has with the same
+        settings, each dumped destination's configuration bytes are compared with the desired
+        destination's encoding; only services where something differs are decoded and handed
+        to plan.diff, together with the services that are missing or not desired.
+        """
+        from . import plan  # pure, and only needed here
+
+        desired_by_key = {plan.service_key(s): s for s in desired.services}
+        todo: set[tuple] = set()
+        actual: list[Service] = []
+        found: set[tuple] = set()
+        for ksvc, key_attr in self._dump_services_raw(False):
+            k = plan.service_key(ksvc)
+            want = desired_by_key.get(k)
+            if want is None:
+                actual.append(ksvc)  # not desired: only its ownership matters, not its destinations
+                continue
+            found.add(k)
+            msgs = self._dump_matching(key_attr, want.destinations, ksvc)
+            if msgs is None and plan.service_config(want) == plan.service_config(ksvc):
+                continue
+            if msgs is None:  # same destinations, other settings: decode them all the same
+                msgs = self._dest_messages(key_attr, ksvc)
+            ksvc.destinations = self._decode_dests(msgs, False)
+            actual.append(ksvc)
+            todo.add(k)
+        todo.update(k for k in desired_by_key if k not in found)
+        changed = Table(services=[s for s in desired.services if plan.service_key(s) in todo])
+        return plan.diff(changed, Table(services=actual), owned, drain)
+
+    def _dump_matching(self, key_attr: bytes, wanted: list[Destination], svc: Service):
+        """Dump one service's destinations and compare them, byte for byte, with `wanted`.
+
+        Returns None when the kernel holds exactly `wanted`, else the dumped messages (for
+        decoding). Fused into one loop, and fed from small caches, because it runs for every
+        real server of every reconcile."""
+        # The bytes the kernel would dump for each wanted destination: address+port, then
+        # forwarding/weight/tunnel/thresholds (keyed by what they encode, as in dest_full_attr).
+        expected = {}
+        ap_cache, cfg_cache = _ap_cache, _cfg_cache
+        try:
+            for d in wanted:
+                ap, af = ap_cache.get((d.address, d.port)) or _addr_port_bytes(d)
+                if d.forward == "tunnel":
+                    tail = _tail_bytes(d)
+                else:
+                    tail = cfg_cache.get((d.forward, d.weight, d.upper_threshold, d.lower_threshold)) or _tail_bytes(d)
+                expected[ap] = (tail, af)
+        except (KeyError, OSError, ValueError, OverflowError, struct.error):
+            expected = None  # not encodable as it is: let plan.diff judge
+        if expected is not None and len(expected) != len(wanted):
+            expected = None
+        seq = self._next_seq()
+        sock = self.sock
+        sock.send(_NLMSGHDR.pack(_HDRLEN + len(key_attr), self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+                  + _GENLHDR.pack(CMD_GET_DEST, IPVS_GENL_VERSION, 0) + key_attr)
+        chunks = []
+        matched = 0
+        ok = expected is not None
+        pop = expected.pop if ok else None
+        hdr_unpack = _NLMSGHDR.unpack_from
+        fast_len, hdrs, want_hdrs = _DEST_MSG_LEN, _DEST_HDRS.unpack_from, _DEST_EXPECTED
+        k0, k1, t1, af_at = _DUMP_CFG_START, _DUMP_CFG_START + 28, _DUMP_CFG_END, _DUMP_AF
+        while True:
+            data = sock.recv(65536)
+            chunks.append(data)
+            n = len(data)
+            off = 0
+            while off < n:
+                length, mtype, _flags, mseq, _pid = hdr_unpack(data, off)
+                if mseq == seq:
+                    if mtype == NLMSG_DONE or mtype == NLMSG_ERROR:
+                        if mtype == NLMSG_ERROR:
+                            err = -_ERR.unpack_from(data, off + 16)[0]
+                            if err:
+                                raise make_error(CMD_GET_DEST, err, svc)
+                        if ok and matched == len(wanted):
+                            return None
+                        return self._messages_of(chunks, seq)
+                    if ok:
+                        # Only one function of the kernel writes these: if the first has the
+                        # expected layout, the others of the same length have it too.
+                        if length != fast_len or (not matched and hdrs(data, off + _HDRLEN) != want_hdrs):
+                            ok = False
+                        else:
+                            v = pop(data[off + k0:off + k1], None)
+                            if v is None or v[0] != data[off + k1:off + t1] or v[1] != data[off + af_at]:
+                                ok = False
+                            matched += 1
+                off += (length + 3) & ~3
+
+    @staticmethod
+    def _messages_of(chunks: list[bytes], seq: int) -> list[tuple[bytes, int, int]]:
+        out = []
+        for data in chunks:
+            off, n = 0, len(data)
+            while off < n:
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if mseq == seq and mtype not in (NLMSG_DONE, NLMSG_ERROR):
+                    out.append((data, off, length))
+                off += (length + 3) & ~3
+        return out
 
     # -- bulk --
 
