@@ -18,7 +18,7 @@ import pytest
 
 from lvsadmin.audit.log import Actor
 from tests.integration.harness import (
-    VM,
+    REPO,
     Database,
     RedisServer,
     agent_argv,
@@ -39,9 +39,20 @@ HEARTBEAT = 2
 SLOW = 240  # seconds: Python and Celery start slowly under emulation
 
 
+class Guest:
+    """The session's ipvs_guest, as shell scripts that return their output."""
+
+    def __init__(self, ipvs_guest):
+        self.ipvs_guest = ipvs_guest
+
+    def sh(self, script: str, timeout: float = 300, check: bool = True) -> str:
+        return self.ipvs_guest.run(script, timeout=timeout, check=check, cwd=REPO).stdout
+
+
 class Loop:
-    def __init__(self, workdir, vm: VM, redis: RedisServer, db: Database):
+    def __init__(self, workdir, vm: Guest, redis: RedisServer, db: Database, broker_host: str):
         self.workdir, self.vm, self.redis, self.db = workdir, vm, redis, db
+        self.broker_host = broker_host
         self.control = None
         self.starts = 0
 
@@ -49,7 +60,7 @@ class Loop:
 
     def start_agent(self) -> None:
         self.starts += 1
-        env = {"LVSADMIN_BALANCER": NAME, "LVSADMIN_BROKER_URL": f"redis://10.0.2.2:{self.redis.port}/0",
+        env = {"LVSADMIN_BALANCER": NAME, "LVSADMIN_BROKER_URL": f"redis://{self.broker_host}:{self.redis.port}/0",
                "LVSADMIN_AGENT_STATE": STATE, "HEARTBEAT_SECONDS": str(HEARTBEAT),
                # A large apply takes a few seconds (200 operations, a pause, ...): long enough to be killed midway.
                "LVSADMIN_AGENT_APPLY_BATCH": "200", "LVSADMIN_AGENT_APPLY_PAUSE": "0.2"}
@@ -85,16 +96,17 @@ class Loop:
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory, django_db_blocker):
+def loop(ipvs_guest, tmp_path_factory, django_db_blocker):
     import shutil
 
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
     workdir = tmp_path_factory.mktemp("kernel-loop")
-    vm = VM.boot("agent-loop")
+    vm = Guest(ipvs_guest)
     redis = RedisServer(workdir / "redis")
     db = Database(workdir / "db")
-    lp = Loop(workdir, vm, redis, db)
+    # The guest reaches the host's loopback through QEMU's gateway (or is the host, when pytest runs inside it).
+    lp = Loop(workdir, vm, redis, db, "127.0.0.1" if ipvs_guest.in_guest else ipvs_guest.host_addr)
     try:
         redis.start()
         env = base_env(DATABASE_URL=db.url, REDIS_URL=redis.url, HEARTBEAT_SECONDS=HEARTBEAT,
@@ -108,6 +120,7 @@ def loop(tmp_path_factory, django_db_blocker):
 
             cluster = services.create_cluster(ACTOR, name="kern", drain_timeout=30)
             services.create_balancer(ACTOR, cluster, name=NAME)
+            vm.sh(f"ipvsadm -C; rm -f {STATE} /tmp/agent.log")  # the session's guest: start from a clean kernel
             lp.start_agent()
             try:
                 wait_for(lambda: balancer().last_seen, SLOW, interval=1, message="the agent's first heartbeat")
@@ -117,7 +130,8 @@ def loop(tmp_path_factory, django_db_blocker):
             yield lp
     finally:
         try:
-            vm.stop()
+            # The guest is the session's: leave it as we found it (no agent, an empty table, no state).
+            vm.sh(f"kill -KILL $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE} {STATE}; ipvsadm -C", check=False)
         finally:
             if lp.control:
                 lp.control.stop()

@@ -10,7 +10,8 @@ The agent code (lvsadmin.agent.core.Agent over the netlink backend) converges th
 TCP 10.200.100.1:80, rr, three masquerading real servers. Each real server answers with its own name.
 No packet is addressed outside these namespaces; the guest itself has no route out (see scripts/ipvs-vm).
 
-Run in the guest by the test below: `python tests/kernel/test_traffic.py --guest` prints one RESULT line.
+Run in the guest (the session's `ipvs_guest`) by the test below: `python tests/kernel/test_traffic.py --guest`
+prints one RESULT line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VIP, VPORT, RPORT = "10.200.100.1", 80, 8080
 SERVERS = {f"s{i}": f"10.201.{i}.2" for i in (1, 2, 3)}
 DRAIN_TIMEOUT = 15.0
@@ -37,19 +39,8 @@ pytestmark = pytest.mark.kernel
 # --- host side ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vm():
-    from tests.integration.harness import VM
-
-    guest = VM.boot("traffic")
-    try:
-        yield guest
-    finally:
-        guest.stop()
-
-
-def test_connections_through_the_vip_follow_the_scheduler_and_drains(vm):
-    out = vm.sh(".venv/bin/python tests/kernel/test_traffic.py --guest", timeout=600)
+def test_connections_through_the_vip_follow_the_scheduler_and_drains(ipvs_guest):
+    out = ipvs_guest.run([sys.executable, "tests/kernel/test_traffic.py", "--guest"], cwd=REPO, timeout=600).stdout
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     assert line, out
     r = json.loads(line[len("RESULT "):])
