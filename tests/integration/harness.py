@@ -199,22 +199,27 @@ class Database:
 
     @contextlib.contextmanager
     def activate(self):
-        """Point this process's default Django connection at this database for the block."""
+        """Make this process's default Django connection one to this database, for the block.
+
+        A new connection object, not the old one re-pointed: the old one may hold pytest-django's in-memory
+        SQLite test database, which closing would destroy (and which Django never really closes).
+        """
         import dj_database_url
         from django.db import connections
+        from django.db.utils import load_backend
 
-        conn = connections["default"]
-        conn.close()
-        saved = dict(conn.settings_dict)
+        old = connections["default"]
         parsed = dj_database_url.parse(self.url)
-        conn.settings_dict.update({k: v for k, v in parsed.items() if k in ("NAME", "USER", "PASSWORD", "HOST",
-                                                                            "PORT", "ENGINE")})
+        settings_dict = {**old.settings_dict, **{k: v for k, v in parsed.items()
+                                                 if k in ("NAME", "USER", "PASSWORD", "HOST", "PORT", "ENGINE")}}
+        settings_dict["TEST"] = {**settings_dict.get("TEST", {}), "NAME": None}
+        new = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "default")
+        connections["default"] = new
         try:
             yield self
         finally:
-            conn.close()
-            conn.settings_dict.clear()
-            conn.settings_dict.update(saved)
+            new.close()
+            connections["default"] = old
 
 
 def base_env(**extra) -> dict:
