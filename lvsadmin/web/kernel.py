@@ -94,18 +94,20 @@ class Line:
 class BalancerPlan:
     balancer: Balancer
     reported: Reported | None
-    lines: list[Line] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)  # the first `limit` lines only
+    counts: dict = field(default_factory=dict)  # action -> lines, over the whole plan
+    total: int = 0
     unowned: list[str] = field(default_factory=list)
     removed_services: int = 0
     removed_servers: int = 0
     actual_servers: int = 0
 
     def count(self, action: str) -> int:
-        return sum(1 for line in self.lines if line.action == action)
+        return self.counts.get(action, 0)
 
     @property
     def hidden(self) -> int:
-        return max(0, len(self.lines) - PLAN_LINES_SHOWN)
+        return self.total - len(self.lines)
 
     @property
     def large(self) -> bool:
@@ -146,8 +148,43 @@ def command(op) -> str:
     return text
 
 
-def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table) -> BalancerPlan:
-    """What applying would change on this balancer: ipvs.plan.diff against its last reported table."""
+def _action(op) -> str:
+    if op.kind in ("add_service", "add_dest"):
+        return "add"
+    if op.kind in ("delete_service", "delete_dest"):
+        return "remove"
+    if op.kind == "drain_dest" or (op.kind == "edit_dest" and op.dest.weight == 0 and op.old is not None
+                                   and op.old.weight > 0):
+        return "drain"
+    return "change"
+
+
+def _line(op, action: str) -> Line:
+    svc, dest, old = op.service, getattr(op, "dest", None), getattr(op, "old", None)
+    label = service_label(svc)
+    if dest is None:
+        if op.kind == "edit_service":
+            return Line(action, "service", label, _field_changes(svc, old, SERVICE_FIELDS), command=command(op))
+        note = f"with its {len(svc.destinations)} real server(s)" if op.kind == "delete_service" else ""
+        return Line(action, "service", label, note=note, command=command(op))
+    label = f"{label} → {_hostport(dest.address, dest.port)}"
+    if op.kind == "edit_dest":
+        note = "weight 0: keeps its connections, gets no new ones" if action == "drain" else ""
+        return Line(action, "real server", label, _field_changes(dest, old, DEST_FIELDS), note=note,
+                    command=command(op))
+    if op.kind == "drain_dest":
+        return Line(action, "real server", label, [("weight", old.weight if old else None, 0)],
+                    note="removed from the cluster: drained, then deleted when its connections end",
+                    command=command(op))
+    return Line(action, "real server", label, command=command(op))
+
+
+def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table,
+                  limit: int | None = PLAN_LINES_SHOWN) -> BalancerPlan:
+    """What applying would change on this balancer: ipvs.plan.diff against its last reported table.
+
+    Every operation is counted; only the first `limit` become lines to show (None: all of them).
+    """
     reported = reported_table(balancer)
     actual = reported.table if reported else ipvs.Table(services=[], timeouts=None)
     result = BalancerPlan(balancer, reported, actual_servers=sum(len(s.destinations) for s in actual.services))
@@ -162,44 +199,26 @@ def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table) -> 
         owned = {plan.service_key(s) for s in actual.services if key_text(plan.service_key(s)) not in unowned}
         result.unowned = [key_text(plan.service_key(s)) for s in actual.services
                           if plan.service_key(s) not in desired_keys and plan.service_key(s) not in owned]
+    counts: dict[str, int] = {}
     if desired.timeouts is not None and actual.timeouts is not None and desired.timeouts != actual.timeouts:
         t, old = desired.timeouts, actual.timeouts
         fields = [(n, getattr(old, n), getattr(t, n)) for n in ("tcp", "tcpfin", "udp")
                   if getattr(old, n) != getattr(t, n)]
         result.lines.append(Line("timeouts", "timeouts", "connection timeouts", fields,
                                  command=f"--set {t.tcp} {t.tcpfin} {t.udp}"))
-    for op in plan.diff(desired, actual, owned=owned):
-        svc, dest, old = op.service, getattr(op, "dest", None), getattr(op, "old", None)
-        label = service_label(svc)
-        if op.kind == "add_service":
-            result.lines.append(Line("add", "service", label, command=command(op)))
-        elif op.kind == "edit_service":
-            result.lines.append(Line("change", "service", label, _field_changes(svc, old, SERVICE_FIELDS),
-                                     command=command(op)))
-        elif op.kind == "delete_service":
-            n = len(svc.destinations)
+        counts["timeouts"] = 1
+    ops = plan.diff(desired, actual, owned=owned)
+    for op in ops:
+        action = _action(op)
+        counts[action] = counts.get(action, 0) + 1
+        if op.kind == "delete_service":
             result.removed_services += 1
-            result.removed_servers += n
-            result.lines.append(Line("remove", "service", label, note=f"with its {n} real server(s)",
-                                     command=command(op)))
-        else:
-            dlabel = f"{label} → {_hostport(dest.address, dest.port)}"
-            if op.kind == "add_dest":
-                result.lines.append(Line("add", "real server", dlabel, command=command(op)))
-            elif op.kind == "edit_dest":
-                draining = dest.weight == 0 and old is not None and old.weight > 0
-                result.lines.append(Line("drain" if draining else "change", "real server", dlabel,
-                                         _field_changes(dest, old, DEST_FIELDS),
-                                         note="weight 0: keeps its connections, gets no new ones" if draining
-                                         else "", command=command(op)))
-            elif op.kind == "drain_dest":
-                result.removed_servers += 1
-                result.lines.append(Line("drain", "real server", dlabel, [("weight", old.weight if old else None, 0)],
-                                         note="removed from the cluster: drained, then deleted when its "
-                                              "connections end", command=command(op)))
-            elif op.kind == "delete_dest":
-                result.removed_servers += 1
-                result.lines.append(Line("remove", "real server", dlabel, command=command(op)))
+            result.removed_servers += len(op.service.destinations)
+        elif op.kind in ("drain_dest", "delete_dest"):
+            result.removed_servers += 1
+        if limit is None or len(result.lines) < limit:
+            result.lines.append(_line(op, action))
+    result.counts, result.total = counts, len(ops) + counts.get("timeouts", 0)
     return result
 
 
@@ -226,12 +245,13 @@ class ClusterPlan:
         return not any(b.lines for b in self.balancers)
 
 
-def cluster_plan(cluster: Cluster) -> ClusterPlan:
+def cluster_plan(cluster: Cluster, limit: int | None = PLAN_LINES_SHOWN) -> ClusterPlan:
     from lvsadmin.core.selectors import desired_table
 
     desired = desired_table(cluster)
     balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
-    return ClusterPlan(cluster, cluster.desired_revision, [balancer_plan(cluster, b, desired) for b in balancers])
+    plans = [balancer_plan(cluster, b, desired, limit) for b in balancers]
+    return ClusterPlan(cluster, cluster.desired_revision, plans)
 
 
 def with_counters(table: ipvs.Table, balancer: Balancer) -> ipvs.Table:

@@ -6,11 +6,13 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.web.roles import role_of
@@ -73,7 +75,8 @@ def test_sessions_expire_after_thirty_idle_minutes():
 
 
 def test_production_settings_pass_the_deployment_checks_without_a_warning():
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECURE", "SECURE_SSL_REDIRECT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DEBUG", "SECURE", "SECURE_SSL_REDIRECT", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     env.update(SECRET_KEY=secrets.token_urlsafe(64), ALLOWED_HOSTS="lvs.example.net",
                DJANGO_SETTINGS_MODULE="lvsadmin.settings")
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -153,3 +156,29 @@ def test_the_users_page_lists_every_user_with_their_role(admin, viewer, operator
     for name in ("ada", "vera", "otto"):
         assert name in html
     assert "operator" in html and "viewer" in html
+
+
+def test_automatic_refreshes_do_not_keep_an_idle_session_alive(web, viewer_client):
+    from django.contrib.sessions.models import Session
+
+    from tests.unit.conftest_web import htmx
+
+    key = viewer_client.session.session_key
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now() + timedelta(minutes=5))
+    poll = viewer_client.get("/clusters/web/", HTTP_X_POLL="1", **htmx("counters"))
+    assert poll.status_code == 200 and "sessionid" not in poll.cookies
+    expiry = Session.objects.get(session_key=key).expire_date
+    assert expiry < timezone.now() + timedelta(minutes=6)
+    viewer_client.get("/clusters/web/")  # a person clicking: 30 more idle minutes
+    assert Session.objects.get(session_key=key).expire_date > timezone.now() + timedelta(minutes=29)
+    assert 'hx-headers=\'{"X-Poll": "1"}\'' in viewer_client.get("/clusters/web/").content.decode()
+
+
+def test_an_expired_session_sends_a_polling_page_to_sign_in(web, viewer_client):
+    from django.contrib.sessions.models import Session
+
+    from tests.unit.conftest_web import htmx
+
+    Session.objects.all().update(expire_date=timezone.now() - timedelta(seconds=1))
+    poll = viewer_client.get("/clusters/web/", HTTP_X_POLL="1", **htmx("counters"))
+    assert poll["HX-Redirect"] == "/login/?next=%2Fclusters%2Fweb%2F"

@@ -222,3 +222,16 @@ def test_without_a_heartbeat_table_the_plan_uses_the_newest_backup(web, actor, o
     html = operator_client.get("/clusters/web/plan/").content.decode()
     assert "against its kernel table as reported by backup" in html
     assert html.count("add service") == 1 and ">UDP 10.0.0.53:53<" in html
+
+
+def test_a_long_plan_shows_its_first_lines_and_counts_them_all(cluster, actor, operator_client):
+    services.create_balancer(actor, cluster, name="lb1")
+    svcs = VirtualService.objects.bulk_create([VirtualService(cluster=cluster, protocol="tcp", address=f"10.3.0.{i}",
+                                                              port=80, position=i) for i in range(1, 151)])
+    RealServer.objects.bulk_create([RealServer(service=s, address=f"192.0.2.{j}", port=80, position=j)
+                                    for s in svcs for j in (1, 2)])
+    html = operator_client.get("/clusters/web/plan/").content.decode()
+    assert "450 to add" in html and html.count('<td class="op-add">') == 200
+    assert "and 250 more lines" in html and 'href="?all=1"' in html
+    full = operator_client.get("/clusters/web/plan/?all=1").content.decode()
+    assert full.count('<td class="op-add">') == 450 and "more lines" not in full

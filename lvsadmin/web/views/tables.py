@@ -56,12 +56,12 @@ def plan(request, name):
                                               f"{'' if n == 1 else 's'}; their status follows as they report.")
                     return redirect(request, reverse("plan", args=[cluster.name]))
     cluster.refresh_from_db()
-    the_plan = kernel.cluster_plan(cluster)
+    show_all = request.GET.get("all") == "1"
+    the_plan = kernel.cluster_plan(cluster, limit=None if show_all else kernel.PLAN_LINES_SHOWN)
     if status != 422:
         form = ApplyForm(initial={"revision": the_plan.revision})
-    show_all = request.GET.get("all") == "1"
     context = {"cluster": cluster, "plan": the_plan, "form": form, "error": error, "stale": stale,
-               "show_all": show_all, "limit": ":" if show_all else f":{kernel.PLAN_LINES_SHOWN}",
+               "show_all": show_all,
                "thresholds": (kernel.LARGE_REMOVAL_SERVICES, int(kernel.LARGE_REMOVAL_SHARE * 100))}
     return render_page(request, "web/plan.html", context, status=status, fragments=("plan",))
 
