@@ -168,7 +168,9 @@ def pages() -> list[tuple[str, str, dict]]:
         ("audit log: by object", "/audit/?object_type=realserver&object_id=7", {}),
         ("audit log: by action+date", "/audit/?action=apply&since=2000-01-01", {}),
         ("users", "/users/", {}),
-        # Whole-table pages: they read every service by nature (not list pages); shown for information.
+        # Not list pages: they read every service by nature (a sort on a computed count, the whole plan, the
+        # whole listing); shown for information.
+        ("* cluster: sort by server count", "/clusters/web/?sort=-servers", {}),
         ("* plan (whole table)", "/clusters/web/plan/", {}),
         ("* ipvsadm -Ln (whole table)", "/clusters/web/ipvsadm/", {}),
     ]

@@ -24,6 +24,7 @@ urlpatterns = [
     path("balancers/<slug:name>/edit/", clusters.balancer_edit, name="balancer_edit"),
     path("balancers/<slug:name>/delete/", clusters.balancer_delete, name="balancer_delete"),
     path("balancers/<slug:name>/ipvsadm/", tables.balancer_list, name="balancer_list"),
+    path("balancers/<slug:name>/backup/", clusters.balancer_backup, name="balancer_backup"),
     # virtual services and real servers
     path("services/<int:pk>/", services.service_detail, name="service"),
     path("services/<int:pk>/edit/", services.service_edit, name="service_edit"),

@@ -278,3 +278,17 @@ def test_the_dashboard_shows_when_the_last_backup_was_taken(web, actor, viewer_c
     html = viewer_client.get("/").content.decode()
     row = html[html.index(">lb1</a>"):][:900]
     assert f"{when:%Y-%m-%d %H:%M:%S} UTC" in row
+
+
+def test_an_operator_asks_for_a_backup_from_the_balancer_page(web, operator_client, viewer_client, monkeypatch,
+                                                              django_capture_on_commit_callbacks):
+    from lvsadmin.backups import services as backups
+
+    asked = []
+    monkeypatch.setattr(backups, "send_backup_request", lambda b, trigger, by: asked.append((b.name, trigger, by)))
+    assert "Take a backup now" not in viewer_client.get("/balancers/lb1/").content.decode()
+    page = operator_client.get("/balancers/lb1/").content.decode()
+    assert "Take a backup now" in page and "No backups yet" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post("/balancers/lb1/backup/")
+    assert response.status_code == 302 and asked == [("lb1", "manual", "otto")]

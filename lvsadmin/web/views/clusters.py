@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
@@ -14,8 +15,8 @@ from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
 
 from .. import hooks, live
 from ..forms import BalancerForm, ClusterForm, ServiceFilterForm
-from ..pages import fragment_name, render_page
-from ..roles import ADMIN, policy
+from ..pages import fragment_name, redirect, render_page
+from ..roles import ADMIN, OPERATOR, policy
 from ..tables import KeysetPage, ServiceTable
 from .common import actor, confirm_delete, form_round_trip
 
@@ -153,8 +154,10 @@ def balancer_detail(request, name):
     reports = KeysetPage.of(ApplyReport.objects.filter(balancer=balancer), 20, before, after)
     latest = reports.rows[0] if reports.first and reports.rows else (
         ApplyReport.objects.filter(balancer=balancer).order_by("-id").first())
+    Backup = hooks.backup_model()
+    backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5]) if Backup else None
     context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
-               "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk)}
+               "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups}
     return render_page(request, "web/balancer.html", context, fragments=("reports",))
 
 
@@ -163,3 +166,14 @@ def _int(value):
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+@policy(read=OPERATOR, write=OPERATOR, methods=("POST",))
+def balancer_backup(request, name):
+    """Ask the balancer's agent for a backup of its kernel table now (it arrives, audited, when taken)."""
+    balancer = get_object_or_404(Balancer, name=name)
+    from lvsadmin.backups.services import request_backup
+
+    request_backup(actor(request), balancer)
+    messages.success(request, f"Backup of {balancer} requested from its agent; it is listed here once taken.")
+    return redirect(request, reverse("balancer", args=[balancer.name]))
