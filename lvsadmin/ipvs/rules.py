@@ -989,6 +989,9 @@ def apply_command(table: Table, cmd: Command, *, strict: bool = True) -> Table:
             raise CommandError("No such destination", token)
         svc.destinations.remove(existing)
         return new
+    if given_dest.family != svc.family and new.daemons:
+        # ip_vs_genl_set_cmd: "The synchronization protocol is incompatible with mixed family services"
+        raise CommandError(f"{_EINVAL} (a sync daemon is running: it cannot carry mixed-family servers)", token)
     if kind == "add-server":
         if given_dest.lower_threshold > given_dest.upper_threshold:
             raise CommandError(f"{_ERANGE} (the lower threshold -y is above the upper threshold -x)", token)

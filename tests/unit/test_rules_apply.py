@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lvsadmin.ipvs.model import Table, Timeouts
+from lvsadmin.ipvs.model import SyncDaemon, Table, Timeouts
 from lvsadmin.ipvs.rules import (
     CommandError,
     ParseError,
@@ -124,6 +124,14 @@ def test_a_real_server_that_is_not_unicast_is_refused_as_by_the_kernel(address):
 
 def test_a_v4_mapped_ipv6_real_server_is_refused_as_by_the_kernel():
     assert refused(BASE, "-a -t 10.0.0.1:80 -r [::ffff:1.2.3.4]:80 -i").startswith("Invalid operation.")
+
+
+def test_a_tunnel_to_the_other_address_family_is_refused_while_a_sync_daemon_runs():
+    table = parse_save("-A -t 10.0.0.1:80\n")
+    assert run(table, "-a -t 10.0.0.1:80 -r 2001:db8::8 -i").services[0].destinations[0].address == "2001:db8::8"
+    table.daemons = [SyncDaemon("master", "eth0")]
+    assert refused(table, "-a -t 10.0.0.1:80 -r 2001:db8::8 -i").startswith("Invalid operation.")
+    assert run(table, "-a -t 10.0.0.1:80 -r 10.0.0.8 -i").services[0].destinations[0].address == "10.0.0.8"
 
 
 def test_editing_a_real_server_replaces_all_its_settings():
