@@ -1,29 +1,38 @@
 """The kernel backend: IPVS over generic netlink, on a plain socket.
 
-Why not pyroute2: importing it takes about a second on the host (six in the test VM),
-and its per-message encoding costs ~1 ms of Python, so a table of 11,000 objects would
-be far slower than `ipvsadm`. This module speaks the protocol itself:
+Why not pyroute2: importing it takes about a second on the host (several in the emulated test
+VM, where Python runs ~20x slower than on the host), and its per-message encoding costs ~1 ms
+of Python, so a table of 11,000 objects would be far slower than `ipvsadm`. This module
+speaks the protocol itself, with only the standard library:
 
-* requests are packed with `struct` (one precompiled `Struct` per message shape) and sent
-  many to one `send()`: the kernel processes every message of a buffer in turn, and
-  reports an error for each one that fails even when no ACK was asked for, so only the
-  last message of a batch asks for an ACK, and the errors are matched back to their
-  operations by sequence number;
-* dumps are read with `recv_into` into one reused buffer and walked over with
-  `struct.unpack_from`; a real-server message, which the kernel always lays out the same
-  way, is decoded with a single unpack (checked against the expected attribute headers,
-  with a generic attribute walker as the fallback).
+* Writes (IPVS.apply): each message is packed with `struct` (one precompiled Struct per
+  message shape) and many go to one `send()`. The kernel processes every message of a buffer
+  in turn and reports an error for each one that fails even when no ACK was asked for, so
+  only the last message of a batch asks for an ACK, and errors are matched back to their
+  operations by sequence number.
+* Reads (IPVS.dump): replies are parsed straight from the received bytes; a real server's
+  message, which the kernel always lays out the same way, is decoded with one unpack (its
+  attribute headers checked against the expected ones, with an attribute walker as fallback).
+* The reconcile (IPVS.diff = plan.diff(desired, dump()) in one pass): for each desired
+  service, the kernel's real-server messages are compared byte for byte with what the kernel
+  would dump for the desired ones, a whole chunk per unpack and the comparison between two
+  dicts built in C; only services that differ are decoded and handed to plan.diff. The
+  encodings of addresses and settings are cached between reconciles (a long-running agent
+  sees the same ones again); the caches hold encodings, never results.
 
 The attribute numbers and encodings follow net/netfilter/ipvs/ip_vs_ctl.c (Linux 6.1),
-where several fields are not in host byte order:
-ports and the GUE tunnel port are big-endian (pyroute2 0.9.7 sends the tunnel port in
-host order); the netmask is a raw 32-bit value: the IPv4 mask in network byte order, but
-for IPv6 the prefix length in host order (the kernel rejects 0 and > 128).
+where several fields are not in host byte order: ports and the GUE tunnel port are
+big-endian (pyroute2 0.9.7 sends the tunnel port in host order); the netmask is a raw 32-bit
+value: the IPv4 mask in network byte order, but for IPv6 the prefix length in host order (the
+kernel rejects 0 and > 128). SET replaces a whole entry, so every field is always sent (and
+pyroute2's "update" sends a DELETE: we never do).
 """
 
 from __future__ import annotations
 
 import errno as E
+import itertools
+import operator
 import os
 import socket
 import struct
@@ -420,26 +429,84 @@ def dest_key_attr(dest: Destination) -> bytes:
                           6, DEST_ADDR_FAMILY, af)
 
 
-# For IPVS.diff: a destination's dumped bytes in two parts, address+port (28 bytes, cached with
-# the address family) and the rest of its settings (56 bytes); cached by what they encode.
-_ap_cache: dict[tuple[str, int], tuple[bytes, int]] = {}
+# For IPVS.diff: what the kernel dumps for a destination, in three parts cached by what they
+# encode: address+port (28 bytes), the other settings (56 bytes), the address family.
+_ap_cache: dict[tuple[str, int], bytes] = {}
 _cfg_cache: dict[tuple, bytes] = {}
+_af_cache: dict[str, int] = {}
+_AP = struct.Struct("=HH16sHHH2x")
+_get_ap = operator.attrgetter("address", "port")
+_get_cfg = operator.attrgetter("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port",
+                               "tun_csum")
+_get_address = operator.attrgetter("address")
+_get_first, _get_second = operator.itemgetter(0), operator.itemgetter(1)
 
 
-def _addr_port_bytes(d: Destination) -> tuple[bytes, int]:
+def _fill_caches(wanted: list[Destination]) -> None:
+    """Encode what the caches miss of these destinations (raises on what cannot be encoded).
+    The misses are found in C; each costs a few bytecodes (the first reconcile has many)."""
     if len(_ap_cache) > 200_000:
         _ap_cache.clear()
-    value = _ap_cache[(d.address, d.port)] = (dest_full_attr(d)[4:32], _addr16(d.address)[0])
-    return value
+        _af_cache.clear()
+    if len(_cfg_cache) > 20_000:
+        _cfg_cache.clear()
+    missing = list(set(map(_get_ap, wanted)).difference(_ap_cache))
+    if missing:
+        # (address, port) → the 28 bytes of ADDR and PORT attributes, all in C: split by family
+        # (an IPv4 address is sent as 16 bytes too, zero-padded), pack, store.
+        addresses = list(map(_get_first, missing))
+        is_v6 = list(map(operator.contains, addresses, itertools.repeat(":")))
+        groups = [(missing, addresses, socket.AF_INET)]
+        if any(is_v6):
+            is_v4 = list(map(operator.not_, is_v6))
+            groups = [(list(itertools.compress(missing, is_v4)), list(itertools.compress(addresses, is_v4)),
+                       socket.AF_INET),
+                      (list(itertools.compress(missing, is_v6)), list(itertools.compress(addresses, is_v6)),
+                       socket.AF_INET6)]
+        rep = itertools.repeat
+        for keys, addrs, af in groups:
+            raws = map(socket.inet_pton, rep(af), addrs)
+            if af == socket.AF_INET:
+                raws = map(bytes.__add__, raws, rep(b"\0" * 12))
+            packed = map(_AP.pack, rep(20), rep(DEST_ADDR), raws, rep(6), rep(DEST_PORT),
+                         map(socket.htons, map(_get_second, keys)))
+            _ap_cache.update(zip(keys, packed))
+            _af_cache.update(zip(addrs, rep(af)))
+    cfg_missing = set(map(_get_cfg, wanted)).difference(_cfg_cache)
+    for d in wanted if cfg_missing else ():
+        cfg = _get_cfg(d)
+        if cfg in cfg_missing:
+            _cfg_cache[cfg] = dest_full_attr(d)[32:88]
+            cfg_missing.discard(cfg)
+            if not cfg_missing:
+                break
 
 
-def _tail_bytes(d: Destination) -> bytes:
-    value = dest_full_attr(d)[32:88]
-    if d.forward != "tunnel":
-        if len(_cfg_cache) > 10_000:
-            _cfg_cache.clear()
-        _cfg_cache[(d.forward, d.weight, d.upper_threshold, d.lower_threshold)] = value
-    return value
+def _expected_dests(wanted: list[Destination]) -> dict[bytes, tuple[bytes, int]]:
+    """{address+port bytes: (settings bytes, address family)} as the kernel would dump `wanted`.
+
+    map/zip/attrgetter: the loop over the destinations runs in C, which matters in the
+    emulated test VM, where each Python bytecode is expensive."""
+    try:
+        return dict(zip(map(_ap_cache.__getitem__, map(_get_ap, wanted)),
+                        zip(map(_cfg_cache.__getitem__, map(_get_cfg, wanted)),
+                            map(_af_cache.__getitem__, map(_get_address, wanted)))))
+    except KeyError:
+        _fill_caches(wanted)
+        return _expected_dests(wanted)
+
+
+_chunk_structs: dict[int, struct.Struct] = {}
+
+
+def _chunk_struct(count: int) -> struct.Struct:
+    """Reads `count` consecutive destination messages at once: for each, its length, type and
+    sequence number, the genetlink command, address+port, settings and address family."""
+    st = _chunk_structs.get(count)
+    if st is None:
+        one = f"IH2xI4xB7x28s56s{_DUMP_AF - _DUMP_CFG_END}xH{_DEST_MSG_LEN - _DUMP_AF - 2}x"
+        st = _chunk_structs[count] = struct.Struct("=" + one * count)
+    return st
 
 
 def timeouts_attrs(t: Timeouts) -> bytes:
@@ -863,13 +930,31 @@ class IPVS:
     # -- dumps --
 
     def _dump_services_raw(self, stats: bool) -> list[tuple[Service, bytes]]:
+        """Every service, each with its identity attribute (to ask for its destinations)."""
+        seq = self._next_seq()
+        sock = self.sock
+        sock.send(_NLMSGHDR.pack(_HDRLEN, self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+                  + _GENLHDR.pack(CMD_GET_SERVICE, IPVS_GENL_VERSION, 0))
         out = []
-        for reply in self._transact(self.family, CMD_GET_SERVICE, b"", dump=True):
-            a = parse_attrs(reply, 0, len(reply))
-            span = a.get(CMD_ATTR_SERVICE)
-            if span:
-                out.append(parse_service(reply, span[0], span[1], stats))
-        return out
+        append = out.append
+        hdr, nla = _NLMSGHDR.unpack_from, _NLA.unpack_from
+        while True:
+            data = sock.recv(65536)  # bytes: parse_service slices it without copying the rest
+            off, n = 0, len(data)
+            while off + 16 <= n:
+                length, mtype, _flags, mseq, _pid = hdr(data, off)
+                if mseq == seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        err = -_ERR.unpack_from(data, off + 16)[0]
+                        if err:
+                            raise make_error(CMD_GET_SERVICE, err, what="(dump)")
+                        return out
+                    alen, atype = nla(data, off + _HDRLEN)
+                    if atype & 0x3FFF == CMD_ATTR_SERVICE:
+                        append(parse_service(data, off + _HDRLEN + 4, off + _HDRLEN + alen, stats))
+                off += (length + 3) & ~3
 
     def services(self, stats: bool = False) -> list[Service]:
         """Every service, without destinations, in the kernel's order."""
@@ -978,7 +1063,11 @@ class IPVS:
         actual: list[Service] = []
         found: set[tuple] = set()
         for ksvc, key_attr in self._dump_services_raw(False):
-            k = plan.service_key(ksvc)
+            # the kernel's addresses are already canonical (inet_ntop): its key needs no normalising
+            if ksvc.protocol == FWMARK:
+                k = (FWMARK, ksvc.fwmark_family, ksvc.fwmark)
+            else:
+                k = (ksvc.protocol, ksvc.address, ksvc.port)
             want = desired_by_key.get(k)
             if want is None:
                 actual.append(ksvc)  # not desired: only its ownership matters, not its destinations
@@ -1000,62 +1089,60 @@ class IPVS:
         """Dump one service's destinations and compare them, byte for byte, with `wanted`.
 
         Returns None when the kernel holds exactly `wanted`, else the dumped messages (for
-        decoding). Fused into one loop, and fed from small caches, because it runs for every
-        real server of every reconcile."""
-        # The bytes the kernel would dump for each wanted destination: address+port, then
-        # forwarding/weight/tunnel/thresholds (keyed by what they encode, as in dest_full_attr).
-        expected = {}
-        ap_cache, cfg_cache = _ap_cache, _cfg_cache
+        decoding). This runs for every service of every reconcile: each chunk the kernel
+        sends is read with one unpack (its destination messages have a fixed length and
+        layout), and the comparison is of two dicts built in C."""
         try:
-            for d in wanted:
-                ap, af = ap_cache.get((d.address, d.port)) or _addr_port_bytes(d)
-                if d.forward == "tunnel":
-                    tail = _tail_bytes(d)
-                else:
-                    tail = cfg_cache.get((d.forward, d.weight, d.upper_threshold, d.lower_threshold)) or _tail_bytes(d)
-                expected[ap] = (tail, af)
+            expected = _expected_dests(wanted)
         except (KeyError, OSError, ValueError, OverflowError, struct.error):
             expected = None  # not encodable as it is: let plan.diff judge
-        if expected is not None and len(expected) != len(wanted):
-            expected = None
+        ok = expected is not None and len(expected) == len(wanted)
         seq = self._next_seq()
         sock = self.sock
         sock.send(_NLMSGHDR.pack(_HDRLEN + len(key_attr), self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
                   + _GENLHDR.pack(CMD_GET_DEST, IPVS_GENL_VERSION, 0) + key_attr)
         chunks = []
-        matched = 0
-        ok = expected is not None
-        pop = expected.pop if ok else None
-        hdr_unpack = _NLMSGHDR.unpack_from
-        fast_len, hdrs, want_hdrs = _DEST_MSG_LEN, _DEST_HDRS.unpack_from, _DEST_EXPECTED
-        k0, k1, t1, af_at = _DUMP_CFG_START, _DUMP_CFG_START + 28, _DUMP_CFG_END, _DUMP_AF
+        found: dict[bytes, tuple[bytes, int]] = {}
+        size, family = _DEST_MSG_LEN, self.family
+        verified = False
         while True:
             data = sock.recv(65536)
             chunks.append(data)
             n = len(data)
+            count = n // size
+            if ok and count and n == count * size:
+                values = _chunk_struct(count).unpack_from(data)
+                # every message: our sequence number, a destination of this family, the fixed length
+                if (values[0::7].count(size) != count or values[1::7].count(family) != count
+                        or values[2::7].count(seq) != count or values[3::7].count(CMD_NEW_DEST) != count):
+                    ok = False
+                elif not verified:
+                    # one kernel function writes them all: the first one's headers vouch for the layout
+                    verified = _DEST_HDRS.unpack_from(data, _HDRLEN) == _DEST_EXPECTED
+                    ok = verified
+                if ok:
+                    found.update(zip(values[4::7], zip(values[5::7], values[6::7])))
+                continue
+            # anything else: DONE, an error, or a chunk to look at message by message
             off = 0
-            while off < n:
-                length, mtype, _flags, mseq, _pid = hdr_unpack(data, off)
+            done = False
+            while off + 16 <= n:
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
                 if mseq == seq:
-                    if mtype == NLMSG_DONE or mtype == NLMSG_ERROR:
-                        if mtype == NLMSG_ERROR:
-                            err = -_ERR.unpack_from(data, off + 16)[0]
-                            if err:
-                                raise make_error(CMD_GET_DEST, err, svc)
-                        if ok and matched == len(wanted):
-                            return None
-                        return self._messages_of(chunks, seq)
-                    if ok:
-                        # Only one function of the kernel writes these: if the first has the
-                        # expected layout, the others of the same length have it too.
-                        if length != fast_len or (not matched and hdrs(data, off + _HDRLEN) != want_hdrs):
-                            ok = False
-                        else:
-                            v = pop(data[off + k0:off + k1], None)
-                            if v is None or v[0] != data[off + k1:off + t1] or v[1] != data[off + af_at]:
-                                ok = False
-                            matched += 1
+                    if mtype == NLMSG_ERROR:
+                        err = -_ERR.unpack_from(data, off + 16)[0]
+                        if err:
+                            raise make_error(CMD_GET_DEST, err, svc)
+                        done = True
+                    elif mtype == NLMSG_DONE:
+                        done = True
+                    else:
+                        ok = False  # a destination message outside the fast path: decode
                 off += (length + 3) & ~3
+            if done:
+                if ok and found == expected:
+                    return None
+                return self._messages_of(chunks, seq)
 
     @staticmethod
     def _messages_of(chunks: list[bytes], seq: int) -> list[tuple[bytes, int, int]]:

@@ -444,31 +444,45 @@ with netlink.IPVS() as ipvs:
 
 
 def test_counters_with_real_packets(guest):
-    """64-bit counters and connection counts read as ipvsadm --stats --exact prints them."""
+    """64-bit counters and connection counts read as ipvsadm --stats --exact prints them.
+
+    A client in a namespace of its own sends UDP datagrams through a veth pair to a VIP of
+    this namespace; everything stays inside the guest."""
     body = """
-import socket, time
 fresh()
-sh("ip addr add 198.18.7.1/32 dev lo")
+setup = sh("ip netns add nlclient && ip link add nlv0 type veth peer name nlv1 && ip link set nlv1 netns nlclient"
+           " && ip addr add 198.18.100.1/24 dev nlv0 && ip link set nlv0 up && ip addr add 198.18.7.1/32 dev lo"
+           " && ip netns exec nlclient sh -c 'ip link set lo up && ip addr add 198.18.100.2/24 dev nlv1"
+           " && ip link set nlv1 up && ip route add default via 198.18.100.1'")
+OUT["setup"] = setup
+open("/tmp/nlclient.py", "w").write('''
+import socket
+for i in range(40):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.sendto(b"x" * (100 + i), ("198.18.7.1", 7777))
+    c.close()
+''')
 with netlink.IPVS() as ipvs:
     s = Service("udp", "198.18.7.1", 7777)
     ipvs.add_service(s)
     ipvs.add_dest(s, Destination("198.19.7.1", 7777, forward="masq"))
-    ipvs.add_dest(s, Destination("198.19.7.2", 7777, forward="masq"))
-    for i in range(40):
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        c.sendto(b"x" * (100 + i), ("198.18.7.1", 7777))
-        c.close()
+    ipvs.add_dest(s, Destination("198.19.7.2", 7777, forward="masq", weight=3))
+    OUT["client"] = sh(f"ip netns exec nlclient {sys.executable} /tmp/nlclient.py")
     dumped = ipvs.dump(stats=True)
     OUT["dump"] = tdict(dumped)
     OUT["stats"] = sh("ipvsadm -Ln --stats --exact")["out"]
     OUT["list"] = sh("ipvsadm -Ln")["out"]
+sh("ip netns del nlclient")
 """
     result = run_in_guest(guest, body)
+    assert result["setup"]["rc"] == 0, result["setup"]
+    assert result["client"]["rc"] == 0, result["client"]
     dumped = codec.table_from_dict(result["dump"])
     svc = dumped.services[0]
     assert svc.stats.conns == 40 and svc.stats.inpkts == 40
+    assert svc.stats.inbytes == sum(28 + 100 + i for i in range(40))  # IP + UDP headers and the payload
     assert sum(d.stats.conns for d in svc.destinations) == 40
-    assert sum(d.inactive_conns + d.active_conns for d in svc.destinations) == 40
+    assert sum(d.active_conns + d.inactive_conns for d in svc.destinations) == 40
     assert format_list(dumped, mode="stats", exact=True) == result["stats"]
     assert format_list(dumped) == result["list"]
 

@@ -104,7 +104,7 @@ def idle(table: Table) -> Table:
     return out
 
 
-PROPERTY = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+PROPERTY = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
 # --- properties --------------------------------------------------------------------------------------
@@ -350,3 +350,64 @@ def test_operations_print_like_a_plan():
     assert [str(op) for op in ops] == ["add service tcp [2001:db8::1]:80",
                                        "add dest tcp [2001:db8::1]:80 -> [2001:db8::2]:80 weight 2"]
     assert repr(ops[0]) == "<add service tcp [2001:db8::1]:80>"
+
+
+# --- the same properties on the shared strategies (valid tables, as ipvsadm and the kernel take them) ---------
+
+
+@st.composite
+def edited(draw, table: Table) -> Table:
+    """A desired table made from `table` by random edits: dropped, changed and new services and servers."""
+    from tests.strategies import destinations as shared_destinations
+    from tests.strategies import services as shared_services
+
+    out = []
+    for svc in apply_ops(table, []).services:
+        action = draw(st.sampled_from(["keep", "keep", "drop", "settings", "servers"]))
+        if action == "drop":
+            continue
+        if action == "settings":
+            svc.scheduler = draw(st.sampled_from(["rr", "wlc", "lc"]))
+            svc.sched_flags = 0
+            svc.persistent = draw(st.booleans())
+            svc.timeout = 300 if svc.persistent else 0
+        if action == "servers":
+            kept = []
+            for d in svc.destinations:
+                change = draw(st.sampled_from(["keep", "drop", "weight", "forward"]))
+                if change == "drop":
+                    continue
+                if change == "weight":
+                    d.weight = draw(st.integers(0, 65535))
+                if change == "forward" and svc.protocol == "fwmark":
+                    d.forward = draw(st.sampled_from(["masq", "route"]))
+                kept.append(d)
+            svc.destinations = kept
+            new = draw(shared_destinations(svc))
+            if all(dest_key(new) != dest_key(d) for d in kept):
+                svc.destinations.append(new)
+        out.append(svc)
+    extra = draw(shared_services())
+    if all(service_key(extra) != service_key(s) for s in out):
+        out.append(extra)
+    return Table(services=out)
+
+
+@PROPERTY
+@given(st.data())
+def test_shared_strategies_diff_then_apply_gives_desired(data):
+    from tests.strategies import tables as shared_tables
+
+    actual = idle(data.draw(shared_tables(max_services=5, max_destinations=4)))
+    desired = data.draw(edited(actual))
+    for owned in (None, True):
+        result = apply_ops(actual, diff(desired, actual, owned=owned))
+        got, wanted = canonical(result), canonical(desired)
+        assert {k: got[k] for k in wanted} == wanted
+        if owned:
+            assert got == wanted
+        else:
+            before = canonical(actual)
+            assert {k: v for k, v in got.items() if k not in wanted} == {
+                k: v for k, v in before.items() if k not in wanted}
+        assert diff(desired, result, owned=owned) == []
