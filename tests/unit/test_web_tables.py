@@ -182,7 +182,14 @@ def test_an_uploaded_save_file_is_imported_too(web, operator_client):
 
     upload = SimpleUploadedFile("lb.ipvsadm", SAVE.encode(), content_type="text/plain")
     response = operator_client.post("/clusters/web/import/", {"upload": upload, "step": "preview"})
-    assert response.status_code == 200 and "1 service created" in response.content.decode()
+    html = response.content.decode()
+    assert response.status_code == 200 and "1 service created" in html
+    assert "-A -t 10.5.0.1:443 -s sh -b sh-port" in html  # the uploaded text, to be confirmed as it is
+    text = html[html.index('name="text"'):]
+    text = text[text.index(">") + 1: text.index("</textarea>")]
+    revision = Cluster.objects.get(name="web").desired_revision
+    response = operator_client.post("/clusters/web/import/", {"text": text, "step": "commit", "revision": revision})
+    assert response.status_code == 302 and VirtualService.objects.filter(address="10.5.0.1").exists()
 
 
 def test_an_import_confirmed_after_another_edit_is_refused_with_409(web, actor, operator_client):

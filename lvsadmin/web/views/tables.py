@@ -148,6 +148,10 @@ def _preview_or_commit(request, cluster, form, build_table, *, action: str, temp
                         messages.info(request, "Nothing to change: the desired state already matches.")
                     return redirect(request, reverse("plan", args=[cluster.name]))
             context.update(changes=changes, text=text, revision=cluster.desired_revision)
+            if not form.errors:
+                # What was previewed (pasted or uploaded) goes back in the text box, to be confirmed as it is.
+                form = type(form)(initial={"text": text})
+                context["form"] = form
     if form.errors:
         status = 422
     return render_page(request, template, context, status=status, fragments=("result",))
