@@ -306,7 +306,7 @@ def test_sigkill_during_a_large_apply_then_restart_converges(loop):
     loop.vm.sh(
         "rm -f /tmp/killed; setsid -f timeout 600 sh -c '"
         f"base=$(wc -l < /proc/net/ip_vs); pid=$(cat {PIDFILE}); "
-        "while [ $(wc -l < /proc/net/ip_vs) -le $base ]; do :; done; kill -KILL $pid; sleep 0.3; "
+        "while [ $(wc -l < /proc/net/ip_vs) -le $base ]; do sleep 0.02; done; kill -KILL $pid; sleep 0.3; "
         "echo $(($(wc -l < /proc/net/ip_vs) - base)) > /tmp/killed.tmp; mv /tmp/killed.tmp /tmp/killed' "
         "> /dev/null 2>&1 < /dev/null")
     revision = apply()
