@@ -143,6 +143,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a broker outage is waited out
+# A task whose broker connection drops is given back (acks_late) rather than finished unacknowledged.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Control-side tasks run on the control queue; agents' tasks are sent to lvs.<balancer> explicitly.
+CELERY_TASK_ROUTES = {"lvsadmin.core.*": {"queue": "control"}, "lvsadmin.backups.*": {"queue": "control"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
