@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server time of the panel's pages on a small and a large data set, side by side.
 
-    .venv/bin/python bench/bench_pages.py [--runs 9] [--scale 1.0] [--keep]
+    .venv/bin/python bench/bench_pages.py [--runs 15] [--scale 1.0] [--keep]
 
 The large set is one cluster with 10,000 virtual services and 100,000 real servers, two balancers with
 counters for every service and 1,000 apply reports each, and 1,000,000 audit records (a valid hash chain).
@@ -112,7 +112,7 @@ def add_records(cluster, start: int, stop: int, now) -> None:
             when = first + timedelta(seconds=n)
             content = {"time": when.isoformat(), "user_id": None, "username": users[n % 5],
                        "request_id": f"bench{n // 3}", "action": actions[n % 5], "object_type": "realserver",
-                       "object_id": n % 100_000 + 1,
+                       "object_id": n % 20 + 1,  # busy objects: each has a full page of history
                        "object_repr": f"TCP {_address(n % 10_000)}:80 -> 192.0.2.{n % 250}:80",
                        "cluster_id": cluster.pk, "cluster_name": cluster.name,
                        "before": {"weight": n % 10, "state": "active"},
@@ -254,7 +254,7 @@ def build(spec: dict, state: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the SQLite files and print their paths")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the large set (e.g. 0.1) for a quick look")
     args = parser.parse_args()
