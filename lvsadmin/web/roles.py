@@ -64,12 +64,13 @@ class Can:
 
 
 def policy(read: str = VIEWER, write: str | None = None, methods: tuple[str, ...] | None = None):
-    """Guard a view: `read` role for safe methods, `write` role for unsafe ones (None: no unsafe method).
+    """Guard a view: `read` role to use it at all, `write` role for POST (None: read-only). Forms only POST:
+    PUT, PATCH and DELETE are refused (405) unless `methods` lists them.
 
     Anonymous users are sent to the login page (HTMX: a client redirect). A signed-in user without the
     role gets a 403 page, and the refusal is audited (action `denied`).
     """
-    allowed = tuple(methods) if methods else (SAFE_METHODS + (UNSAFE_METHODS if write else ()))
+    allowed = tuple(methods) if methods else (SAFE_METHODS + (("POST",) if write else ()))
 
     def decorator(view):
         @wraps(view)
