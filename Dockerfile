@@ -10,7 +10,7 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt ./
-RUN pip install -r requirements.txt gunicorn==27.0.1
+RUN pip install -r requirements.txt
 
 COPY . .
 RUN DEBUG=1 python manage.py collectstatic --no-input -v 0 \
