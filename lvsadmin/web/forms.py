@@ -91,7 +91,11 @@ class ServiceForm(ServiceLayerModelForm):
             self.initial["sched_flags"] = [b for b in SCHED_FLAG_BITS.values() if self.instance.sched_flags & b]
         for name in ("port", "fwmark", "timeout"):
             self.fields[name].required = False
+            if not self.instance.pk:
+                self.initial[name] = None  # empty, not a misleading 0
         self.fields["address"].widget.attrs.update(autofocus=True, placeholder="10.0.0.1 or 2001:db8::1")
+        self.fields["port"].widget.attrs.update(placeholder="80")
+        self.fields["timeout"].widget.attrs.update(placeholder="360 when persistent")
 
     def clean_sched_flags(self):
         return sum(set(self.cleaned_data.get("sched_flags") or []))
