@@ -115,6 +115,7 @@ def main() -> int:
         netlink._cfg_cache.clear()
         netlink._af_cache.clear()
         netlink._names.clear()
+        netlink._svc_memo.clear()
         plan._norm_cache.clear()
         gc.collect()
 

@@ -497,6 +497,7 @@ def _expected_dests(wanted: list[Destination]) -> dict[bytes, tuple[bytes, int]]
 
 
 _chunk_structs: dict[int, struct.Struct] = {}
+_GET_DEST_GENL = _GENLHDR.pack(CMD_GET_DEST, IPVS_GENL_VERSION, 0)
 
 
 def _chunk_struct(count: int) -> struct.Struct:
@@ -567,6 +568,7 @@ def _ntop(af: int, raw: bytes) -> str:
 
 
 _svc_layouts: dict[tuple, tuple | None] = {}
+_svc_memo: dict[bytes, tuple] = {}
 _names: dict[bytes, str] = {}
 
 
@@ -586,46 +588,70 @@ def _svc_layout(kind: int, sched_len: int, pe_len: int) -> tuple | None:
     return _layout(fields)
 
 
+def _svc_values(buf, start: int, end: int) -> tuple | None:
+    """The fields of a service message in the usual layout, from one unpack:
+    (protocol or FWMARK, address, port, fwmark, family, scheduler, persistent, timeout, netmask,
+    pe name, one-packet, scheduler flags, identity attribute); None for another layout."""
+    if end - start < 64:
+        return None
+    u16 = _U16.unpack_from
+    kind = u16(buf, start + 10)[0]
+    at = start + (16 if kind == SVC_FWMARK else 44)
+    sched_len = u16(buf, at)[0]
+    after = at + ((sched_len + 3) & ~3)
+    pe_len = u16(buf, after)[0] if after + 4 <= end and u16(buf, after + 2)[0] == SVC_PE_NAME else 0
+    sig = (kind, sched_len, pe_len)
+    layout = _svc_layouts.get(sig)
+    if layout is None:
+        if sig in _svc_layouts or not 5 <= sched_len <= 24 or (pe_len and not 5 <= pe_len <= 24):
+            return None
+        layout = _svc_layouts[sig] = _svc_layout(*sig)
+    size = layout[0].size
+    if start + size > end:
+        return None
+    # A pure function of these bytes (the service's settings; its counters follow them): memoised,
+    # as a long-running agent reads the same services on every resync.
+    raw_settings = buf[start:start + size]
+    hit = _svc_memo.get(raw_settings)
+    if hit is not None:
+        return hit
+    if layout[0].unpack_from(buf, start) != layout[1]:
+        return None
+    values = layout[2].unpack_from(buf, start)
+    names = _names
+    if kind == SVC_FWMARK:
+        af, fwmark, sched, *rest = values
+    else:
+        af, proto, raw, port_be, sched, *rest = values
+    pe = rest[0] if pe_len else b""
+    flags, timeout, mask_raw = rest[-3:]
+    sched_name = names.get(sched) or names.setdefault(sched, sched.split(b"\0", 1)[0].decode())
+    pe_name = (names.get(pe) or names.setdefault(pe, pe.split(b"\0", 1)[0].decode())) if pe else ""
+    if af == socket.AF_INET6:
+        family, netmask = 6, _U32.unpack(mask_raw)[0]
+    else:
+        family, netmask = 4, int.from_bytes(mask_raw, "big")
+    persistent, one_packet, sched_flags = bool(flags & F_PERSISTENT), bool(flags & F_ONEPACKET), (flags >> 3) & 7
+    if kind == SVC_FWMARK:
+        result = (FWMARK, "", 0, fwmark, family, sched_name, persistent, timeout, netmask, pe_name, one_packet,
+                  sched_flags, _SVC_KEY_FWM_HDR + buf[start:start + 16])
+    else:
+        result = (PROTO_NAME.get(proto) or str(proto), _ntop(af, raw), socket.ntohs(port_be), 0, 4, sched_name,
+                  persistent, timeout, netmask, pe_name, one_packet, sched_flags, _SVC_KEY_HDR + buf[start:start + 44])
+    if len(_svc_memo) > 100_000:
+        _svc_memo.clear()
+    _svc_memo[raw_settings] = result
+    return result
+
+
 def parse_service(buf, start: int, end: int, stats: bool = False) -> tuple[Service, bytes]:
     """A Service from the attributes of IPVS_CMD_ATTR_SERVICE (buf: bytes); also its identity
     attribute, ready to be sent back to ask for its destinations. A reconcile parses every
     service: one unpack for the usual layout, an attribute walk otherwise."""
-    if not stats and end - start >= 64:
-        u16 = _U16.unpack_from
-        kind = u16(buf, start + 10)[0]
-        at = start + (16 if kind == SVC_FWMARK else 44)
-        sched_len = u16(buf, at)[0]
-        after = at + ((sched_len + 3) & ~3)
-        pe_len = u16(buf, after)[0] if after + 4 <= end and u16(buf, after + 2)[0] == SVC_PE_NAME else 0
-        sig = (kind, sched_len, pe_len)
-        layout = _svc_layouts.get(sig)
-        if layout is None and sig not in _svc_layouts and 5 <= sched_len <= 24 and (not pe_len or 5 <= pe_len <= 24):
-            layout = _svc_layouts[sig] = _svc_layout(*sig)
-        if layout is not None and start + layout[0].size <= end and layout[0].unpack_from(buf, start) == layout[1]:
-            values = layout[2].unpack_from(buf, start)
-            names = _names
-            if kind == SVC_FWMARK:
-                af, fwmark, sched, *rest = values
-                proto = None
-            else:
-                af, proto, raw, port_be, sched, *rest = values
-            pe = rest[0] if pe_len else b""
-            flags, timeout, mask_raw = rest[-3:]
-            sched_name = names.get(sched) or names.setdefault(sched, sched.split(b"\0", 1)[0].decode())
-            pe_name = (names.get(pe) or names.setdefault(pe, pe.split(b"\0", 1)[0].decode())) if pe else ""
-            if af == socket.AF_INET6:
-                family, netmask = 6, _U32.unpack(mask_raw)[0]
-            else:
-                family, netmask = 4, int.from_bytes(mask_raw, "big")
-            persistent, one_packet = bool(flags & F_PERSISTENT), bool(flags & F_ONEPACKET)
-            sched_flags = (flags >> F_SCHED_SHIFT) & 7
-            if proto is None:
-                svc = Service(FWMARK, "", 0, fwmark, family, sched_name, persistent, timeout, netmask, pe_name,
-                              one_packet, sched_flags)
-                return svc, _SVC_KEY_FWM_HDR + buf[start:start + 16]
-            svc = Service(PROTO_NAME.get(proto) or str(proto), _ntop(af, raw), socket.ntohs(port_be), 0, 4, sched_name,
-                          persistent, timeout, netmask, pe_name, one_packet, sched_flags)
-            return svc, _SVC_KEY_HDR + buf[start:start + 44]
+    if not stats:
+        v = _svc_values(buf, start, end)
+        if v is not None:
+            return Service(*v[:12]), v[12]
     return _parse_service_walk(buf, start, end, stats)
 
 
@@ -929,8 +955,8 @@ class IPVS:
 
     # -- dumps --
 
-    def _dump_services_raw(self, stats: bool) -> list[tuple[Service, bytes]]:
-        """Every service, each with its identity attribute (to ask for its destinations)."""
+    def _service_spans(self) -> list[tuple[bytes, int, int]]:
+        """Dump the services: (data, start, end) of each one's attributes."""
         seq = self._next_seq()
         sock = self.sock
         sock.send(_NLMSGHDR.pack(_HDRLEN, self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
@@ -939,7 +965,7 @@ class IPVS:
         append = out.append
         hdr, nla = _NLMSGHDR.unpack_from, _NLA.unpack_from
         while True:
-            data = sock.recv(65536)  # bytes: parse_service slices it without copying the rest
+            data = sock.recv(65536)  # bytes: parsing slices it without copying the rest
             off, n = 0, len(data)
             while off + 16 <= n:
                 length, mtype, _flags, mseq, _pid = hdr(data, off)
@@ -953,8 +979,12 @@ class IPVS:
                         return out
                     alen, atype = nla(data, off + _HDRLEN)
                     if atype & 0x3FFF == CMD_ATTR_SERVICE:
-                        append(parse_service(data, off + _HDRLEN + 4, off + _HDRLEN + alen, stats))
+                        append((data, off + _HDRLEN + 4, off + _HDRLEN + alen))
                 off += (length + 3) & ~3
+
+    def _dump_services_raw(self, stats: bool) -> list[tuple[Service, bytes]]:
+        """Every service, each with its identity attribute (to ask for its destinations)."""
+        return [parse_service(data, start, end, stats) for data, start, end in self._service_spans()]
 
     def services(self, stats: bool = False) -> list[Service]:
         """Every service, without destinations, in the kernel's order."""
@@ -1062,20 +1092,28 @@ class IPVS:
         todo: set[tuple] = set()
         actual: list[Service] = []
         found: set[tuple] = set()
-        for ksvc, key_attr in self._dump_services_raw(False):
+        config_of = plan.config_of
+        for data, start, end in self._service_spans():
+            v = _svc_values(data, start, end)
+            if v is None:
+                ksvc, key_attr = _parse_service_walk(data, start, end)
+                v = (ksvc.protocol, ksvc.address, ksvc.port, ksvc.fwmark, ksvc.fwmark_family, ksvc.scheduler,
+                     ksvc.persistent, ksvc.timeout, ksvc.netmask, ksvc.pe_name, ksvc.one_packet, ksvc.sched_flags,
+                     key_attr)
             # the kernel's addresses are already canonical (inet_ntop): its key needs no normalising
-            if ksvc.protocol == FWMARK:
-                k = (FWMARK, ksvc.fwmark_family, ksvc.fwmark)
-            else:
-                k = (ksvc.protocol, ksvc.address, ksvc.port)
+            protocol, address, port, fwmark, fw_family = v[:5]
+            k = (FWMARK, fw_family, fwmark) if protocol == FWMARK else (protocol, address, port)
             want = desired_by_key.get(k)
             if want is None:
-                actual.append(ksvc)  # not desired: only its ownership matters, not its destinations
+                actual.append(Service(*v[:12]))  # not desired: only its ownership matters, not its destinations
                 continue
             found.add(k)
-            msgs = self._dump_matching(key_attr, want.destinations, ksvc)
-            if msgs is None and plan.service_config(want) == plan.service_config(ksvc):
+            key_attr = v[12]
+            msgs = self._dump_matching(key_attr, want.destinations, want)
+            if msgs is None and plan.service_config(want) == config_of(
+                    *v[5:12], fw_family if protocol == FWMARK else (6 if ":" in address else 4)):
                 continue
+            ksvc = Service(*v[:12])
             if msgs is None:  # same destinations, other settings: decode them all the same
                 msgs = self._dest_messages(key_attr, ksvc)
             ksvc.destinations = self._decode_dests(msgs, False)
@@ -1097,10 +1135,10 @@ class IPVS:
         except (KeyError, OSError, ValueError, OverflowError, struct.error):
             expected = None  # not encodable as it is: let plan.diff judge
         ok = expected is not None and len(expected) == len(wanted)
-        seq = self._next_seq()
+        self.seq = seq = (self.seq + 1) & 0xFFFFFFFF
         sock = self.sock
         sock.send(_NLMSGHDR.pack(_HDRLEN + len(key_attr), self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-                  + _GENLHDR.pack(CMD_GET_DEST, IPVS_GENL_VERSION, 0) + key_attr)
+                  + _GET_DEST_GENL + key_attr)
         chunks = []
         found: dict[bytes, tuple[bytes, int]] = {}
         size, family = _DEST_MSG_LEN, self.family
@@ -1109,9 +1147,15 @@ class IPVS:
             data = sock.recv(65536)
             chunks.append(data)
             n = len(data)
+            if n == 20:  # the usual end: NLMSG_DONE alone
+                _length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data)
+                if mtype == NLMSG_DONE and mseq == seq:
+                    if ok and found == expected:
+                        return None
+                    return self._messages_of(chunks, seq)
             count = n // size
             if ok and count and n == count * size:
-                values = _chunk_struct(count).unpack_from(data)
+                values = (_chunk_structs.get(count) or _chunk_struct(count)).unpack_from(data)
                 # every message: our sequence number, a destination of this family, the fixed length
                 if (values[0::7].count(size) != count or values[1::7].count(family) != count
                         or values[2::7].count(seq) != count or values[3::7].count(CMD_NEW_DEST) != count):

@@ -162,17 +162,23 @@ def _family(svc: Service) -> int:
     return 6 if ":" in svc.address else 4
 
 
-def service_config(svc: Service) -> tuple:
-    """What the kernel stores for a service besides its identity, normalised."""
-    if svc.persistent:
-        if _family(svc) == 6:
-            netmask = svc.netmask if 1 <= svc.netmask <= 128 else 128
+def config_of(scheduler: str, persistent: bool, timeout: int, netmask: int, pe_name: str, one_packet: bool,
+              sched_flags: int, family: int) -> tuple:
+    """service_config from the fields themselves (the netlink backend compares the kernel's this way)."""
+    if persistent:
+        if family == 6:
+            netmask = netmask if 1 <= netmask <= 128 else 128
         else:
-            netmask = svc.netmask & IPV4_HOST_MASK
-        timeout = svc.timeout
+            netmask = netmask & IPV4_HOST_MASK
     else:
         netmask = timeout = None
-    return (svc.scheduler, svc.persistent, timeout, netmask, svc.pe_name or "", svc.one_packet, svc.sched_flags & 7)
+    return (scheduler, persistent, timeout, netmask, pe_name or "", one_packet, sched_flags & 7)
+
+
+def service_config(svc: Service) -> tuple:
+    """What the kernel stores for a service besides its identity, normalised."""
+    return config_of(svc.scheduler, svc.persistent, svc.timeout, svc.netmask, svc.pe_name, svc.one_packet,
+                     svc.sched_flags, _family(svc))
 
 
 def dest_config(dest: Destination) -> tuple:

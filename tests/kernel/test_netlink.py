@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,55 +78,40 @@ def _output_of(result) -> str:
     return result.decode() if isinstance(result, bytes) else result
 
 
-class _OwnGuest:
-    """A guest of our own (scripts/ipvs-vm start/exec/stop), until the shared ipvs_guest fixture lands."""
+class _NamedGuest:
+    """A guest already running (`scripts/ipvs-vm start --name NAME`), named by NETLINK_TEST_GUEST: handy
+    while developing, to skip the boot."""
 
-    def __init__(self):
+    def __init__(self, name: str):
+        self.name = name
         self.tool = str(REPO / "scripts" / "ipvs-vm")
-        # NETLINK_TEST_GUEST=NAME: use a guest already started with `scripts/ipvs-vm start --name NAME`.
-        self.name = os.environ.get("NETLINK_TEST_GUEST")
-        self.owned = not self.name
-        if not self.owned:
-            return
-        self.name = f"netlink-{uuid.uuid4().hex[:8]}"
-        proc = subprocess.run([self.tool, "start", "--name", self.name], capture_output=True, text=True)
-        if proc.returncode == 77:
-            pytest.skip("no QEMU or kernel for the IPVS guest")
-        assert proc.returncode == 0, proc.stderr
 
-    def run(self, cmd: str) -> str:
-        proc = subprocess.run([self.tool, "exec", "--name", self.name, "--timeout", "1200", "--", "sh", "-c", cmd],
+    def run(self, argv: list[str], input: str) -> str:
+        # `ipvs-vm exec` does not forward stdin: the input travels in a here-document
+        script = f"{' '.join(argv)} <<'__NETLINK_EOF__'\n{input}\n__NETLINK_EOF__\n"
+        proc = subprocess.run([self.tool, "exec", "--name", self.name, "--timeout", "1800", "--", "sh", "-c", script],
                               capture_output=True, text=True, cwd=REPO)
         return proc.stdout + proc.stderr
-
-    def stop(self) -> None:
-        if self.owned:
-            subprocess.run([self.tool, "stop", "--name", self.name], capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def guest(request):
-    try:
-        shared = request.getfixturevalue("ipvs_guest")
-    except pytest.FixtureLookupError:
-        shared = None
-    if shared is not None:
-        yield shared
-        return
-    own = _OwnGuest()
-    try:
-        yield own
-    finally:
-        own.stop()
+    name = os.environ.get("NETLINK_TEST_GUEST")
+    if name:
+        return _NamedGuest(name)
+    return request.getfixturevalue("ipvs_guest")
 
 
 def run_in_guest(guest, body: str) -> dict:
-    """Run PRELUDE + body in the guest's Python; return the OUT dict it printed."""
+    """Run PRELUDE + body with the project's Python in the guest (the code on stdin); return the OUT dict
+    it printed."""
     code = PRELUDE + body + EPILOGUE
-    path = f"/tmp/netlink-check-{uuid.uuid4().hex[:8]}.py"
-    # The code travels inside the command (a here-document): the guest writes to its own overlay.
-    cmd = f"cat > {path} <<'__NETLINK_EOF__'\n{code}\n__NETLINK_EOF__\n{REPO}/.venv/bin/python {path}; rm -f {path}"
-    out = _output_of(guest.run(cmd))
+    argv = [sys.executable, "-"]
+    if isinstance(guest, _NamedGuest):
+        out = guest.run(argv, input=code)
+    else:
+        result = guest.run(argv, input=code, check=False, timeout=1800, cwd=REPO)
+        out = result.stdout + result.stderr
     for line in out.splitlines():
         if line.startswith(RESULT):
             return json.loads(line[len(RESULT):])
@@ -511,8 +496,7 @@ def test_importing_the_backend_is_cheap():
     """The agent and tests start Python in the guest: no pyroute2, a small import."""
     code = ("import sys, time; t = time.perf_counter(); import lvsadmin.ipvs.netlink, lvsadmin.ipvs.plan; "
             "print(time.perf_counter() - t, 'pyroute2' in sys.modules)")
-    out = subprocess.run([os.path.join(REPO, ".venv/bin/python"), "-c", code], capture_output=True, text=True,
-                         cwd=REPO).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout.split()
     assert out[1] == "False"
     assert float(out[0]) < 0.5, f"import took {out[0]} s on the host"
 
