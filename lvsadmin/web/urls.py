@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import audit, auth, clusters, services, tables, users
+from .views import audit, auth, backups, clusters, services, tables, users
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -25,6 +25,21 @@ urlpatterns = [
     path("balancers/<slug:name>/delete/", clusters.balancer_delete, name="balancer_delete"),
     path("balancers/<slug:name>/ipvsadm/", tables.balancer_list, name="balancer_list"),
     path("balancers/<slug:name>/backup/", clusters.balancer_backup, name="balancer_backup"),
+    # backups (lvsadmin/web/views/backups.py)
+    path("balancers/<slug:name>/backups/", backups.balancer_backups, name="balancer_backups"),
+    path("balancers/<slug:name>/backups/upload/", backups.backup_upload, name="backup_upload"),
+    path("balancers/<slug:name>/backups/schedule/", backups.balancer_schedule, name="balancer_schedule"),
+    path("balancers/<slug:name>/backups/schedule/delete/", backups.balancer_schedule_delete,
+         name="balancer_schedule_delete"),
+    path("clusters/<slug:name>/backups/", backups.cluster_backups, name="cluster_backups"),
+    path("clusters/<slug:name>/backups/schedule/", backups.cluster_schedule, name="cluster_schedule"),
+    path("clusters/<slug:name>/backups/schedule/delete/", backups.cluster_schedule_delete,
+         name="cluster_schedule_delete"),
+    path("backups/diff/", backups.backup_diff, name="backup_diff"),
+    path("backups/<int:pk>/", backups.backup_detail, name="backup"),
+    path("backups/<int:pk>/ipvsadm.txt", backups.backup_download, {"fmt": "text"}, name="backup_download_text"),
+    path("backups/<int:pk>/backup.json", backups.backup_download, {"fmt": "json"}, name="backup_download_json"),
+    path("backups/<int:pk>/restore/", backups.backup_restore, name="backup_restore"),
     # virtual services and real servers
     path("services/<int:pk>/", services.service_detail, name="service"),
     path("services/<int:pk>/edit/", services.service_edit, name="service_edit"),

@@ -35,7 +35,8 @@ def concrete(route: str, objects: dict) -> str:
     url = url.replace("<slug:name>", objects["balancer_name"] if url.startswith("/balancers/")
                       else objects["cluster_name"])
     if "<int:pk>" in url:
-        key = {"/services/": "service", "/servers/": "server", "/users/": "user"}[url[: url.index("/", 1) + 1]]
+        key = {"/services/": "service", "/servers/": "server", "/users/": "user",
+               "/backups/": "backup"}[url[: url.index("/", 1) + 1]]
         url = url.replace("<int:pk>", str(objects[key]))
     assert "<" not in url, f"no object for {route}"
     return url
@@ -44,7 +45,18 @@ def concrete(route: str, objects: dict) -> str:
 @pytest.fixture
 def objects(web, viewer):
     return {"cluster_name": web["cluster"].name, "balancer_name": web["lb"].name, "service": web["http"].pk,
-            "server": web["rs1"].pk, "user": viewer.pk}
+            "server": web["rs1"].pk, "user": viewer.pk, "backup": _backup_of(web["lb"]).pk}
+
+
+def _backup_of(balancer):
+    from lvsadmin.audit.log import Actor
+    from lvsadmin.backups.capture import backup_payload
+    from lvsadmin.backups.services import store_backup
+    from lvsadmin.core.selectors import desired_table
+
+    payload = backup_payload(balancer.name, desired_table(balancer.cluster), "manual")
+    return store_backup(Actor.system("test"), balancer, text=payload["text"], document=payload["document"],
+                        trigger="manual")
 
 
 def test_every_view_declares_who_may_use_it():
