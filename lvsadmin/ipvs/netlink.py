@@ -31,6 +31,8 @@ pyroute2's "update" sends a DELETE: we never do).
 from __future__ import annotations
 
 import errno as E
+import functools
+import gc
 import itertools
 import operator
 import os
@@ -791,6 +793,24 @@ def _dest_generic(buf, start: int, end: int, stats: bool) -> Destination:
     return d
 
 
+def _without_gc(method):
+    """Run `method` with the cyclic garbage collector paused: the hot paths allocate many small
+    objects but no reference cycles, and a collection in their midst would walk every object of
+    the (large) tables around them. Collection resumes afterwards."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if not gc.isenabled():
+            return method(*args, **kwargs)
+        gc.disable()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return wrapper
+
+
 # --- the socket ---------------------------------------------------------------------------------------
 
 
@@ -1064,6 +1084,7 @@ class IPVS:
     def _dump_dests(self, key_attr: bytes, stats: bool, svc: Service | None = None) -> list[Destination]:
         return self._decode_dests(self._dest_messages(key_attr, svc), stats)
 
+    @_without_gc
     def dump(self, stats: bool = False, extras: bool = False) -> Table:
         """The whole table: services with their destinations (and, with extras=True, the
         timeouts, sync daemons and info)."""
@@ -1077,6 +1098,7 @@ class IPVS:
             table.info = self.info()
         return table
 
+    @_without_gc
     def diff(self, desired: Table, owned=None, drain=None) -> list:
         """Dump the kernel table and diff it against `desired`: plan.diff(desired, self.dump(), ...)
         in one pass, without decoding what is already as desired.
@@ -1202,6 +1224,7 @@ class IPVS:
 
     # -- bulk --
 
+    @_without_gc
     def apply(self, ops: Iterable, *, batch: int | None = None) -> list[OpFailure]:
         """Run planned operations (lvsadmin.ipvs.plan), many per send(), in order.
 
