@@ -1,6 +1,9 @@
 """rules.py against the real ipvsadm on a real IPVS kernel (the 6.1 guest of scripts/ipvs-vm).
 
-Random valid tables (tests/strategies.py) are loaded with the real ``ipvsadm -R`` after
+Commands: random ipvsadm command lines (valid or not) applied to one table by the real ipvsadm and
+by rules.apply_command must be refused alike (with ipvsadm's message) or give the same table.
+
+Tables: random valid tables (tests/strategies.py) are loaded with the real ``ipvsadm -R`` after
 ``ipvsadm -C``; then what the real ipvsadm prints — ``-S -n``, ``-S``, ``-Ln``, ``-Ln --sort``,
 ``-Ln --nosort`` and the other listing layouts — must equal byte for byte what rules.py prints for
 the table parsed from that save.
@@ -21,9 +24,21 @@ import shlex
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from lvsadmin.ipvs.model import FWMARK, Table
-from lvsadmin.ipvs.rules import Command, format_command, format_list, format_save, parse_save
+from lvsadmin.ipvs.rules import (
+    Command,
+    CommandError,
+    ParseError,
+    apply_command,
+    format_command,
+    format_list,
+    format_save,
+    format_timeout,
+    parse_command,
+    parse_save,
+)
 from tests.strategies import KERNEL_SCHEDULERS, canonical, saveable, tables
 
 pytestmark = pytest.mark.kernel
@@ -212,3 +227,95 @@ def test_the_seeds_save_restores_to_what_rules_py_reads_from_it(guest):
     assert format_list(table) == outputs["Ln"]
     names = {"172.17.0.2": "a3da47f3333e"}
     assert format_save(table, numeric=False, host_name=names.get) == outputs["S"]
+
+
+# --- commands: what ipvsadm does to a table, rules.apply_command does too ---------------------------
+
+BASE = (
+    "-A -t 10.0.0.1:80 -s rr\n"
+    "-a -t 10.0.0.1:80 -r 10.1.1.1:8080 -m -w 3 -x 100 -y 10\n"
+    "-a -t 10.0.0.1:80 -r 10.1.1.2 -g -w 2\n"
+    "-a -t 10.0.0.1:80 -r 10.1.1.3 -i --tun-type gue --tun-port 6080 --tun-csum\n"
+    "-A -u 10.0.0.1:53 -s sh -b sh-port -o -p 60\n"
+    "-A -t [2001:db8::1]:443 -s mh -p -M 64 --pe sip\n"
+    "-a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -m\n"
+    "-A -f 5 -s wlc\n"
+    "-a -f 5 -r 10.2.2.2:0 -g\n"
+    "-A -f 6 -6 -s rr -o\n"
+)
+SERVICES = [
+    "-t 10.0.0.1:80", "-t 10.0.0.1:http", "-u 10.0.0.1:53", "-u 10.0.0.1:domain", "-t [2001:db8::1]:443", "-f 5",
+    "-f 6 -6", "-f 6", "-t 10.0.0.9:80", "-t 10.0.0.9:0", "--sctp-service 10.0.0.3:3868", "-t 10.0.0.1",
+    "-t 2001:db8::1", "-u [2001:db8::1]:53", "-f 7 -6", "-t 10.1:80", "--tcp-service=10.0.0.1:80",
+]  # fmt: skip
+SERVERS = [
+    "-r 10.1.1.1:8080", "-r 10.1.1.1", "-r 10.1.1.2:80", "-r 10.1.1.3", "-r 10.1.1.9:99", "-r [2001:db8::2]:443",
+    "-r 2001:db8::3", "-r [2001:db8::4]:8443", "-r 10.2.2.2:0", "-r 10.2.2.2", "-r 10.2.2.3:81", "-r 224.0.0.1",
+    "--real-server 10.1.1.4:8080", "-r 10.1.1.1:http-alt",
+]  # fmt: skip
+SERVICE_OPTIONS = [
+    "-s rr", "-s wrr", "-s sh", "-s mh", "-s nosuch", "-p", "-p 30", "-p 0", "-M 255.255.255.0", "-M 64", "-o",
+    "--pe sip", "-b sh-port", "-b mh-port,mh-fallback", "-b flag-2", "-p=5", "-s sh -b sh-fallback", "-m", "-w 2",
+]  # fmt: skip
+SERVER_OPTIONS = [
+    "-m", "-g", "-i", "-w 5", "-w 0", "-w 70000", "-x 10", "-y 5", "-x 50 -y 10", "-x 5 -y 10", "-s rr", "-o",
+    "-i --tun-type gue --tun-port 5000", "-i --tun-type gre --tun-csum", "-i --tun-type ipip", "--tun-type gre",
+    "-i --tun-type gue --tun-port 1 --tun-remcsum", "-i --tun-type gre --tun-remcsum", "-i --tun-port 9", "-mw7",
+    "--weight=9", "-m -x 0 -y 0", "-m -g",
+]  # fmt: skip
+
+
+@st.composite
+def command_lines(draw):
+    kind = draw(st.sampled_from(["-A", "-E", "-D", "-a", "-e", "-d", "-a", "-e", "-C", "--set"]))
+    if kind == "-C":
+        return kind
+    if kind == "--set":
+        return "--set " + " ".join(str(draw(st.sampled_from([0, 1, 30, 900, 2678400]))) for _ in range(3))
+    parts = [kind, draw(st.sampled_from(SERVICES))]
+    if kind in ("-a", "-e", "-d"):
+        parts.append(draw(st.sampled_from(SERVERS)))
+    options = SERVER_OPTIONS if kind in ("-a", "-e") else SERVICE_OPTIONS if kind != "-D" else []
+    if options:
+        parts += draw(st.lists(st.sampled_from(options), max_size=3, unique=True))
+    return " ".join(parts)
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(lines=st.lists(command_lines(), min_size=10, max_size=25))
+def test_commands_change_the_table_as_the_real_ipvsadm_does(guest, lines):
+    script = ["exec 2>&1", f"printf '%s' {shlex.quote(BASE)} > /tmp/rules-base"]
+    for number, line in enumerate(lines):
+        script.append(
+            f"echo '{MARK}{number}'; ipvsadm -C; ipvsadm -R < /tmp/rules-base; ipvsadm --set 900 120 300; "
+            f'ipvsadm {line}; echo "{MARK}rc $?"; ipvsadm -S -n; ipvsadm -L --timeout'
+        )
+    pieces = output_of(guest.run("\n".join(script) + "\n")).split(MARK)[1:]
+    assert len(pieces) == 2 * len(lines), pieces
+    base = parse_save(BASE, strict=False)
+    for number, line in enumerate(lines):
+        said, result = pieces[2 * number], pieces[2 * number + 1]
+        head, _, said = said.partition("\n")
+        assert head == str(number)
+        message = said.strip().splitlines()[-1] if said.strip() else ""
+        rc_line, _, listing = result.partition("\n")
+        rc = int(rc_line.split()[1])
+        save = [x for x in listing.splitlines() if not x.startswith("Timeout")]
+        timeouts = "".join(x + "\n" for x in listing.splitlines() if x.startswith("Timeout"))
+        try:
+            table = apply_command(base, parse_command(line), strict=False)
+        except (ParseError, CommandError) as exc:
+            assert rc != 0, f"ipvsadm {line}: ipvsadm did it, rules.py refused: {exc.message}"
+            assert exc.message.startswith(message), (
+                f"ipvsadm {line}: ipvsadm said {message!r}, rules.py {exc.message!r}"
+            )
+            continue
+        assert rc == 0, f"ipvsadm {line}: ipvsadm refused ({message}), rules.py did it"
+        # rules.py appends new entries; the kernel puts them where its hash says: compare the lines.
+        assert sorted(format_save(table).splitlines()) == sorted(save), f"ipvsadm {line}"
+        assert format_timeout(table.timeouts) == timeouts, f"ipvsadm {line}"
