@@ -102,7 +102,7 @@ def test_an_admin_schedules_backups_diffs_two_and_restores_one(site, page, sign_
     shot(page, "backups-diff")
 
     # One backup, then restore the older one: the page says what changes and that a backup comes first.
-    page.click(f"a[href='/backups/{older.pk}/']")
+    page.click(f"section[aria-label=Differences] a[href='/backups/{older.pk}/']")
     expect(page.locator("h1")).to_contain_text(f"Backup {older.pk} of lb1")
     expect(page.locator(".badge.b-ok")).to_have_text("hash verified")
     expect(page.locator("pre")).to_contain_text("-A -u 10.0.0.53:53 -s rr")

@@ -162,7 +162,7 @@ def backup_diff(request):
             return _corrupt(request, backup, exc, "diff")
     context.update(a=a, b=b, cluster=cluster, balancer=a.balancer, changes=table_diff(*tables),
                    b_label=f"the desired state of {cluster.name} (revision {cluster.desired_revision})"
-                   if b is None else str(b))
+                   if b is None else f"backup {b.pk}: {b}")
     return render_page(request, "web/backup_diff.html", context)
 
 
