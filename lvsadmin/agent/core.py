@@ -30,7 +30,7 @@ from lvsadmin.ipvs.model import Stats, Table
 
 from . import facts as facts_mod
 from . import planning
-from .kernel import Backend
+from .kernel import Backend, sync_daemons
 from .state import AgentState, StateStore
 
 log = logging.getLogger(__name__)
@@ -362,6 +362,8 @@ class Agent:
         from lvsadmin.backups.capture import backup_payload
 
         table = self.backend.dump(counters=False)
+        if not table.daemons:  # ipvsadm -S drops the sync daemons; the backup's JSON keeps them
+            table.daemons = sync_daemons(self.backend)
         payload = backup_payload(self.name, table, request.get("trigger") or "manual",
                                  request.get("requested_by") or "")
         self._send(BACKUP_TASK, payload)

@@ -46,6 +46,7 @@ from tests.kernel.test_agent_loop import (
 pytestmark = pytest.mark.kernel
 
 DEFAULT_TIMEOUTS = "900 120 300"
+SYNC_IF = "bksync0"
 
 # Every kind of service the restore must bring back, as `ipvsadm -R` reads it. The thresholds (-x/-y) are
 # in the file too: -R takes them, -S does not print them (the backup's JSON keeps them).
@@ -127,7 +128,8 @@ def stack(ipvs_guest, tmp_path_factory, django_db_blocker):
     finally:
         try:
             vm.sh(f"kill -KILL $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE} {STATE}; ipvsadm -C; "
-                  f"ipvsadm --set {DEFAULT_TIMEOUTS}", check=False)
+                  f"ipvsadm --set {DEFAULT_TIMEOUTS}; ipvsadm --stop-daemon master 2>/dev/null; "
+                  f"ip link del {SYNC_IF} 2>/dev/null", check=False)
         finally:
             for proc in (st.beat, st.control):
                 if proc:
@@ -159,6 +161,7 @@ def kernel_view(st: Stack) -> dict[str, str]:
 def test_a_minute_schedule_backs_up_the_kernel_as_ipvsadm_prints_it_and_retention_keeps_two(stack):
     from lvsadmin.backups import services as backup_services
     from lvsadmin.backups.models import Backup
+    from lvsadmin.ipvs import rules
     from lvsadmin.ipvs.model import Timeouts
 
     # The kernel, set by hand (unowned services: the agent leaves them alone), with thresholds and timeouts.
@@ -169,8 +172,13 @@ def test_a_minute_schedule_backs_up_the_kernel_as_ipvsadm_prints_it_and_retentio
              "ipvsadm -a -t [2001:db8::40]:443 -r [2001:db8::41]:443 -i --tun-type gue --tun-port 6080 -x 9 && "
              "ipvsadm -A -f 40 -s rr && ipvsadm -a -f 40 -r 10.40.1.3:0 -g -x 4 -y 1 && "
              "ipvsadm --set 601 61 121")
+    # A sync daemon too (ipvsadm -S drops it; the JSON keeps it), on a veth of the test's own.
+    stack.sh(f"ip link add {SYNC_IF} type veth peer name {SYNC_IF}p && ip link set {SYNC_IF} up && "
+             f"ip link set {SYNC_IF}p up && ipvsadm --start-daemon master --mcast-interface {SYNC_IF} --syncid 5")
     save = stack.sh("ipvsadm -S -n")
     assert save.count("\n") == 7
+    daemons = stack.sh("ipvsadm -L --daemon")
+    assert f"master sync daemon (mcast={SYNC_IF}, syncid=5" in daemons
 
     # Two manual backups through the command line (`take --wait` returns once the backup is stored).
     started = time.monotonic()
@@ -206,6 +214,8 @@ def test_a_minute_schedule_backs_up_the_kernel_as_ipvsadm_prints_it_and_retentio
         assert (dests["10.40.1.1"]["upper_threshold"], dests["10.40.1.1"]["lower_threshold"]) == (500, 50)
         assert document["info"]["version"] == "1.2.1"
         assert (backup.service_count, backup.destination_count) == (3, 4)
+        assert [(d.state, d.mcast_ifn, d.syncid) for d in table.daemons] == [("master", SYNC_IF, 5)]
+        assert rules.format_daemons(table.daemons) == daemons  # as ipvsadm -L --daemon prints them
 
     # `manage.py backups show` prints the text, hash checked.
     shown = stack.manage("backups", "show", str(scheduled.pk))
@@ -225,7 +235,7 @@ def test_a_minute_schedule_backs_up_the_kernel_as_ipvsadm_prints_it_and_retentio
     policy = backup_services.set_policy(ACTOR, balancer=balancer(), every_seconds=10, keep_last=None, enabled=False)
     assert not policy.periodic_task.enabled
     time.sleep(3)
-    stack.sh("ipvsadm -C")
+    stack.sh(f"ipvsadm -C && ipvsadm --stop-daemon master && ip link del {SYNC_IF}")
 
 
 @pytest.fixture(scope="module")

@@ -298,3 +298,27 @@ def test_a_backup_is_the_kernel_table_sent_to_the_control_queue(make_agent, kern
     assert payload["balancer"] == "lb1" and payload["requested_by"] == "alice"
     assert f"-a -t {VIP}:80 -r 10.2.0.1:80 -m -w 1" in payload["text"]
     assert codec.table_from_dict(json.loads(payload["document"])).by_key()[("tcp", VIP, 80)]
+
+
+def test_a_backup_keeps_the_sync_daemons_the_dump_leaves_out(kernel, tmp_path, sent):
+    """The netlink backend's dump has no sync daemons (the hot paths never need them): a backup asks its socket."""
+    from lvsadmin.ipvs.model import SyncDaemon
+
+    daemon = SyncDaemon("master", "eth1", syncid=5, sync_maxlen=1472, mcast_group="224.0.0.81", mcast_port=8848,
+                        mcast_ttl=1)
+
+    class Socket:
+        def daemons(self):
+            return [daemon]
+
+    class NetlinkLike:  # as lvsadmin.ipvs.netlink.Backend: dump() without daemons, the socket as .ipvs
+        ipvs = Socket()
+
+        def dump(self, counters=True):
+            return kernel.dump(counters)
+
+    agent = Agent("lb1", NetlinkLike(), StateStore(tmp_path / "state.json"),
+                  lambda task, payload, expires=None: sent.append((task, payload)))
+    payload = agent.backup({"balancer": "lb1", "trigger": "scheduled"})
+    assert codec.table_from_dict(json.loads(payload["document"])).daemons == [daemon]
+    assert payload["text"] == ""  # ipvsadm -S has no line for a daemon
