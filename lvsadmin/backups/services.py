@@ -253,13 +253,17 @@ def upload_backup(actor: Actor, balancer: Balancer, text: str, resolver=None, no
 
 
 @transaction.atomic
-def restore_backup(actor: Actor, backup: Backup, *, apply: bool = True, comment: str = ""):
+def restore_backup(actor: Actor, backup: Backup, *, apply: bool = True, comment: str = "",
+                   reviewed_revision: int | None = None):
     """Make the backup the cluster's desired state (audited as a restore), after a fresh backup of each balancer.
 
-    The pre-restore backups are queued before the apply, so each agent takes its backup first.
+    The pre-restore backups are queued before the apply, so each agent takes its backup first. With
+    `reviewed_revision`, a desired state that moved on since the operator's preview raises StalePlan.
     """
     table = verified_table(backup)  # refuses a tampered or truncated backup before anything changes
-    cluster = backup.balancer.cluster
+    cluster = Cluster.objects.select_for_update().get(pk=backup.balancer.cluster_id)
+    if reviewed_revision is not None and reviewed_revision != cluster.desired_revision:
+        raise core_services.StalePlan(reviewed_revision, cluster.desired_revision)
     for balancer in cluster.balancers.all():
         request_backup(actor, balancer, Backup.Trigger.BEFORE_RESTORE)
     changes = core_services.replace_table(actor, cluster, table, action="restore",

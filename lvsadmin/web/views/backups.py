@@ -188,7 +188,10 @@ def backup_restore(request, pk):
         else:
             try:
                 changes = backups.restore_backup(actor(request), backup, apply=True,
-                                                 comment=form.cleaned_data.get("comment") or "")
+                                                 comment=form.cleaned_data.get("comment") or "",
+                                                 reviewed_revision=form.cleaned_data["revision"])
+            except services.StalePlan as exc:
+                status, stale = 409, (exc.reviewed, exc.current)
             except backups.CorruptBackup as exc:
                 return _corrupt(request, backup, exc, "restore")
             except ValidationError as exc:
