@@ -453,6 +453,14 @@ with netlink.IPVS() as ipvs:
     ipvs.add_dest(s, Destination("198.19.7.1", 7777, forward="masq"))
     ipvs.add_dest(s, Destination("198.19.7.2", 7777, forward="masq", weight=3))
     OUT["client"] = sh(f"ip netns exec nlclient {sys.executable} /tmp/nlclient.py")
+    # the veth hands packets to the receive softirq, which may run a little later under emulation
+    import time
+    for _ in range(200):
+        dumped = ipvs.dump(stats=True)
+        if dumped.services[0].stats.inpkts >= 40:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
     dumped = ipvs.dump(stats=True)
     OUT["dump"] = tdict(dumped)
     OUT["stats"] = sh("ipvsadm -Ln --stats --exact")["out"]
