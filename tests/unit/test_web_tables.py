@@ -242,3 +242,10 @@ def test_a_long_plan_shows_its_first_lines_and_counts_them_all(cluster, actor, o
     assert "and 250 more lines" in html and 'href="?all=1"' in html
     full = operator_client.get("/clusters/web/plan/?all=1").content.decode()
     assert full.count('<td class="op-add">') == 450 and "more lines" not in full
+
+
+def test_a_large_import_preview_shows_its_first_changes_and_counts_them_all(web, operator_client):
+    text = "".join(f"-A -t 10.4.{i // 250}.{i % 250 + 1}:80 -s rr\n" for i in range(300))
+    html = operator_client.post("/clusters/web/import/", {"text": text, "step": "preview"}).content.decode()
+    assert "300 services created, 2 services deleted" in html
+    assert html.count('<td class="op-add">create</td>') == 200 and "and 102 more changes" in html
