@@ -69,7 +69,6 @@ def plan(request, name):
 # --- listings -------------------------------------------------------------------------------------------
 
 
-PREVIEW_ROWS = 200  # an import of a whole table changes 100,000 objects: show the first ones, count them all
 LIST_MODES = {"": "default", "stats": "stats", "rate": "rate", "thresholds": "thresholds"}
 
 
@@ -112,6 +111,8 @@ def export_table(request, name):
 
 
 # --- import and console: preview the change, then commit it ---------------------------------------------
+
+PREVIEW_ROWS = 200  # an import of a whole table changes 100,000 objects: show the first ones, count them all
 
 
 def _preview_or_commit(request, cluster, form, build_table, *, action: str, template: str):
