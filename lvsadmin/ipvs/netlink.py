@@ -1427,6 +1427,10 @@ class Backend:
     def info(self) -> Info:
         return self.ipvs.info()
 
+    def daemons(self) -> list[SyncDaemon]:
+        """The running sync daemons (not in dump(): the reconcile never needs them; backups do)."""
+        return self.ipvs.daemons()
+
     def close(self) -> None:
         if self._ipvs is not None:
             self._ipvs.close()
