@@ -10,33 +10,9 @@ from django.core.management import call_command
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core.models import Cluster, RealServer, VirtualService
+from tests.unit.test_rules_seed import SEED_SAVE, SEED_SAVE_NUMERIC  # the guide's save, and numerically
 
 pytestmark = pytest.mark.django_db
-
-SEED_SAVE = """\
--A -t 172.17.0.10:urd -s rr
--a -t 172.17.0.10:urd -r a3da47f3333e:urd -m -w 1
--a -t 172.17.0.10:urd -r 172.17.0.3:urd -m -w 1
--A -t 172.17.0.10:imaps -s rr
--a -t 172.17.0.10:imaps -r a3da47f3333e:imaps -m -w 1
--a -t 172.17.0.10:imaps -r 172.17.0.3:imaps -m -w 1
--A -t 172.17.0.10:pop3s -s rr
--a -t 172.17.0.10:pop3s -r a3da47f3333e:pop3s -m -w 1
--a -t 172.17.0.10:pop3s -r 172.17.0.3:pop3s -m -w 1
-"""
-
-SEED_SAVE_NUMERIC = """\
--A -t 172.17.0.10:465 -s rr
--a -t 172.17.0.10:465 -r 172.17.0.2:465 -m -w 1
--a -t 172.17.0.10:465 -r 172.17.0.3:465 -m -w 1
--A -t 172.17.0.10:993 -s rr
--a -t 172.17.0.10:993 -r 172.17.0.2:993 -m -w 1
--a -t 172.17.0.10:993 -r 172.17.0.3:993 -m -w 1
--A -t 172.17.0.10:995 -s rr
--a -t 172.17.0.10:995 -r 172.17.0.2:995 -m -w 1
--a -t 172.17.0.10:995 -r 172.17.0.3:995 -m -w 1
-"""
-
 
 @pytest.fixture
 def seed_host(monkeypatch):
