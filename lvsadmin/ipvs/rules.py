@@ -542,7 +542,7 @@ def _parse_service(buf: str, svc: _Svc, resolver: Resolver | None) -> int:
             host = buf
         v4 = _inet_aton(host)
         if v4 is not None:
-            svc.address, svc.af = str(ipaddress.IPv4Address(v4)), 4
+            svc.address, svc.af = socket.inet_ntoa(v4.to_bytes(4, "big")), 4
         else:
             address = _resolve(host, resolver, prefer=6 if bracketed else 4)
             if address is None:
@@ -896,14 +896,6 @@ def _unicast_error(address: str) -> str | None:
     return None
 
 
-def _find_service(table: Table, service: Service) -> int | None:
-    key = service.key
-    for index, svc in enumerate(table.services):
-        if svc.key == key:
-            return index
-    return None
-
-
 def _check_service(svc: Service, token: str | None, strict: bool) -> None:
     if svc.scheduler not in SCHEDULERS or svc.pe_name not in ("", "sip"):
         raise CommandError("Scheduler or persistence engine not found", token)
@@ -920,6 +912,114 @@ def _check_destination(svc: Service, dest: Destination, token: str | None, stric
         raise CommandError("; ".join(str(e) for e in errors), token)
 
 
+class _Editor:
+    """Applies commands to a table in place, with indexes (a restore file can have 100k lines)."""
+
+    def __init__(self, table: Table, strict: bool):
+        self.table = table
+        self.strict = strict
+        self.services = {svc.key: svc for svc in table.services}
+        self.dests: dict[tuple, dict[tuple, Destination]] = {}
+
+    def _dests(self, svc: Service) -> dict[tuple, Destination]:
+        index = self.dests.get(svc.key)
+        if index is None:
+            index = self.dests[svc.key] = {dest.key: dest for dest in svc.destinations}
+        return index
+
+    def apply(self, cmd: Command) -> None:
+        """Raises CommandError before changing anything."""
+        table, strict, kind = self.table, self.strict, cmd.kind
+        if kind == "clear":
+            table.services = []
+            self.services, self.dests = {}, {}
+            return
+        if kind == "set":
+            current = table.timeouts or Timeouts()
+            given = cmd.timeouts or Timeouts(0, 0, 0)
+            table.timeouts = Timeouts(
+                tcp=given.tcp or current.tcp, tcpfin=given.tcpfin or current.tcpfin, udp=given.udp or current.udp
+            )
+            return
+        if cmd.service is None:
+            raise CommandError(f"{kind} needs a virtual service")
+        svc = self.services.get(cmd.service.key)
+        token = cmd.service_token
+
+        if kind == "add-service":
+            if svc is not None:
+                raise CommandError("Service already exists", token)
+            svc = copy.copy(cmd.service)
+            svc.destinations = []
+            _check_service(svc, token, strict)
+            table.services.append(svc)
+            self.services[svc.key] = svc
+            return
+        if kind in ("edit-service", "delete-service"):
+            if svc is None:
+                raise CommandError("No such service", token)
+            if kind == "delete-service":
+                del table.services[next(i for i, s in enumerate(table.services) if s is svc)]
+                del self.services[svc.key]
+                self.dests.pop(svc.key, None)
+                return
+            given = cmd.service
+            edited = copy.copy(svc)
+            edited.scheduler = given.scheduler
+            edited.persistent = given.persistent
+            edited.timeout = given.timeout
+            edited.netmask = given.netmask
+            edited.pe_name = given.pe_name
+            edited.one_packet = given.one_packet
+            edited.sched_flags = given.sched_flags
+            _check_service(edited, token, strict)
+            for name in ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags"):
+                setattr(svc, name, getattr(edited, name))
+            return
+
+        if kind not in ("add-server", "edit-server", "delete-server"):
+            raise CommandError(f"unknown command kind {kind!r}")
+        if cmd.destination is None:
+            raise CommandError(f"{kind} needs a real server")
+        if svc is None:
+            raise CommandError("Service not defined", token)
+        given_dest = cmd.destination
+        token = cmd.server_token
+        dests = self._dests(svc)
+        existing = dests.get(given_dest.key)
+        if kind == "delete-server":
+            if existing is None:
+                raise CommandError("No such destination", token)
+            del svc.destinations[next(i for i, d in enumerate(svc.destinations) if d is existing)]
+            del dests[existing.key]
+            return
+        if _family(given_dest.address) != _service_family(svc) and table.daemons:
+            # ip_vs_genl_set_cmd: "The synchronization protocol is incompatible with mixed family services"
+            raise CommandError(f"{_EINVAL} (a sync daemon is running: it cannot carry mixed-family servers)", token)
+        if given_dest.lower_threshold > given_dest.upper_threshold:
+            raise CommandError(f"{_ERANGE} (the lower threshold -y is above the upper threshold -x)", token)
+        if kind == "add-server":
+            if existing is not None:
+                raise CommandError("Destination already exists", token)
+            problem = _unicast_error(given_dest.address)
+            if problem:
+                raise CommandError(problem, token)
+            dest = copy.copy(given_dest)
+            _check_destination(svc, dest, token, strict)
+            svc.destinations.append(dest)
+            dests[dest.key] = dest
+            return
+        # edit-server
+        if existing is None:
+            raise CommandError("No such destination", token)
+        edited = copy.copy(existing)
+        for name in ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum"):
+            setattr(edited, name, getattr(given_dest, name))
+        _check_destination(svc, edited, token, strict)
+        for name in ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum"):
+            setattr(existing, name, getattr(edited, name))
+
+
 def apply_command(table: Table, cmd: Command, *, strict: bool = True) -> Table:
     """The table after ``cmd``, as the kernel would hold it; the input table is not changed.
 
@@ -932,102 +1032,20 @@ def apply_command(table: Table, cmd: Command, *, strict: bool = True) -> Table:
     weight up to INT_MAX).
     """
     new = copy.deepcopy(table)
-    kind = cmd.kind
-    if kind == "clear":
-        new.services = []
-        return new
-    if kind == "set":
-        current = new.timeouts or Timeouts()
-        given = cmd.timeouts or Timeouts(0, 0, 0)
-        new.timeouts = Timeouts(
-            tcp=given.tcp or current.tcp, tcpfin=given.tcpfin or current.tcpfin, udp=given.udp or current.udp
-        )
-        return new
-    if cmd.service is None:
-        raise CommandError(f"{kind} needs a virtual service")
-    index = _find_service(new, cmd.service)
-    token = cmd.service_token
-
-    if kind == "add-service":
-        if index is not None:
-            raise CommandError("Service already exists", token)
-        svc = copy.deepcopy(cmd.service)
-        svc.destinations = []
-        _check_service(svc, token, strict)
-        new.services.append(svc)
-        return new
-    if kind in ("edit-service", "delete-service"):
-        if index is None:
-            raise CommandError("No such service", token)
-        if kind == "delete-service":
-            del new.services[index]
-            return new
-        svc = new.services[index]
-        given = cmd.service
-        svc.scheduler = given.scheduler
-        svc.persistent = given.persistent
-        svc.timeout = given.timeout
-        svc.netmask = given.netmask
-        svc.pe_name = given.pe_name
-        svc.one_packet = given.one_packet
-        svc.sched_flags = given.sched_flags
-        _check_service(svc, token, strict)
-        return new
-
-    if kind not in ("add-server", "edit-server", "delete-server"):
-        raise CommandError(f"unknown command kind {kind!r}")
-    if cmd.destination is None:
-        raise CommandError(f"{kind} needs a real server")
-    if index is None:
-        raise CommandError("Service not defined", token)
-    svc = new.services[index]
-    given_dest = cmd.destination
-    token = cmd.server_token
-    existing = svc.destination(given_dest.address, given_dest.port)
-    if kind == "delete-server":
-        if existing is None:
-            raise CommandError("No such destination", token)
-        svc.destinations.remove(existing)
-        return new
-    if given_dest.family != svc.family and new.daemons:
-        # ip_vs_genl_set_cmd: "The synchronization protocol is incompatible with mixed family services"
-        raise CommandError(f"{_EINVAL} (a sync daemon is running: it cannot carry mixed-family servers)", token)
-    if kind == "add-server":
-        if given_dest.lower_threshold > given_dest.upper_threshold:
-            raise CommandError(f"{_ERANGE} (the lower threshold -y is above the upper threshold -x)", token)
-        if existing is not None:
-            raise CommandError("Destination already exists", token)
-        problem = _unicast_error(given_dest.address)
-        if problem:
-            raise CommandError(problem, token)
-        dest = copy.deepcopy(given_dest)
-        _check_destination(svc, dest, token, strict)
-        svc.destinations.append(dest)
-        return new
-    # edit-server
-    if given_dest.lower_threshold > given_dest.upper_threshold:
-        raise CommandError(f"{_ERANGE} (the lower threshold -y is above the upper threshold -x)", token)
-    if existing is None:
-        raise CommandError("No such destination", token)
-    existing.forward = given_dest.forward
-    existing.weight = given_dest.weight
-    existing.upper_threshold = given_dest.upper_threshold
-    existing.lower_threshold = given_dest.lower_threshold
-    existing.tun_type = given_dest.tun_type
-    existing.tun_port = given_dest.tun_port
-    existing.tun_csum = given_dest.tun_csum
-    _check_destination(svc, existing, token, strict)
+    _Editor(new, strict).apply(cmd)
     return new
 
 
 def apply_commands(table: Table, commands: Iterable[tuple[int, Command]], *, strict: bool = True) -> Table:
-    """Apply numbered commands in turn; the first refusal raises ParseError with its line."""
+    """Apply numbered commands in turn to a copy of the table; the first refusal raises ParseError with its line."""
+    new = copy.deepcopy(table)
+    editor = _Editor(new, strict)
     for number, cmd in commands:
         try:
-            table = apply_command(table, cmd, strict=strict)
+            editor.apply(cmd)
         except CommandError as exc:
             raise ParseError(number, exc.token, exc.message) from None
-    return table
+    return new
 
 
 def parse_save(text: str, *, resolver: Resolver | None = None, strict: bool = True) -> Table:
@@ -1041,10 +1059,11 @@ def parse_save(text: str, *, resolver: Resolver | None = None, strict: bool = Tr
     the kernel accept (for keeping what a kernel holds, e.g. in backups).
     """
     table = Table()
+    editor = _Editor(table, strict)
     defined_at: dict[tuple, int] = {}  # service key -> line of its -A (or last -E)
     for number, cmd in parse_commands(text, resolver=resolver):
         try:
-            table = apply_command(table, cmd, strict=strict)
+            editor.apply(cmd)
         except CommandError as exc:
             raise ParseError(number, exc.token, exc.message) from None
         if cmd.kind in ("add-service", "edit-service") and cmd.service is not None:
@@ -1065,10 +1084,20 @@ def _s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+def _family(address: str) -> int:
+    """The family of a canonical address (the model's spelling): IPv6 has colons."""
+    return 6 if ":" in address else 4
+
+
+def _service_family(svc: Service) -> int:
+    return svc.fwmark_family if svc.protocol == FWMARK else _family(svc.address)
+
+
 def _words(address: str) -> tuple[int, int, int, int]:
     if not address:
         return (0, 0, 0, 0)
-    packed = ipaddress.ip_address(address).packed.ljust(16, b"\0")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    packed = socket.inet_pton(family, address).ljust(16, b"\0")
     return tuple(int.from_bytes(packed[i : i + 4], "big") for i in range(0, 16, 4))  # type: ignore[return-value]
 
 
@@ -1095,7 +1124,7 @@ _AF = {4: 2, 6: 10}  # AF_INET, AF_INET6
 def _service_sort_key(svc: Service) -> tuple:
     if svc.protocol == FWMARK:
         return (svc.fwmark, _AF[svc.fwmark_family], 0, (0, 0, 0, 0), 0, svc.fwmark_family)
-    family = svc.family
+    family = _family(svc.address)
     return (0, _AF[family], _PROTO_NUM.get(svc.protocol, 0), _words(svc.address), svc.port, family)
 
 
@@ -1145,7 +1174,7 @@ def sort_services(services: Sequence[Service]) -> list[Service]:
 
 def sort_destinations(destinations: Sequence[Destination]) -> list[Destination]:
     """A service's real servers in the order ipvsadm prints them, given the kernel's order."""
-    keyed = [((dest.family, _words(dest.address), dest.port), dest) for dest in destinations]
+    keyed = [((_family(dest.address), _words(dest.address), dest.port), dest) for dest in destinations]
     return [dest for _key, dest in _msort(keyed, lambda a, b: _cmp_dests(a[0], b[0]))]
 
 
@@ -1165,10 +1194,9 @@ def reverse_lookup(address: str) -> str | None:
 
 def _ntop(address: str) -> str:
     """inet_ntop's spelling (glibc: ::1.2.3.4 and ::ffff:1.2.3.4 keep a dotted tail)."""
-    ip = ipaddress.ip_address(address)
-    if ip.version == 4:
-        return str(ip)
-    return socket.inet_ntop(socket.AF_INET6, ip.packed)
+    if ":" not in address:
+        return address
+    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
 
 
 def _port_name(port: int, protocol: int) -> str:
@@ -1209,7 +1237,7 @@ def _sched_flags_text(svc: Service) -> str:
 
 def _mask_text(svc: Service) -> str | None:
     """The persistence mask as ipvsadm prints it, or None for a host mask."""
-    if svc.family == 4:
+    if _service_family(svc) == 4:
         if svc.netmask & 0xFFFFFFFF == 0xFFFFFFFF:
             return None
         return str(ipaddress.IPv4Address(svc.netmask & 0xFFFFFFFF))
@@ -1228,7 +1256,7 @@ def _service_name(svc: Service, rule: bool, numeric: bool, host_name: HostName |
         if rule:
             return f"-f {mark} -6" if svc.fwmark_family == 6 else f"-f {mark}"
         return f"FWM  {mark} IPv6" if svc.fwmark_family == 6 else f"FWM  {mark}"
-    family = svc.family
+    family = _family(svc.address)
     vname = _addrport(family, svc.address, svc.port, _svc_protocol_number(svc), numeric, host_name)
     if rule:
         stype = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}.get(svc.protocol, "--xxx-service")
@@ -1238,8 +1266,9 @@ def _service_name(svc: Service, rule: bool, numeric: bool, host_name: HostName |
 
 
 def _dest_name(svc: Service, dest: Destination, rule: bool, numeric: bool, host_name: HostName | None) -> str:
-    text = _addrport(dest.family, dest.address, dest.port, _svc_protocol_number(svc), numeric, host_name)
-    return text if rule or dest.family == 6 else text[:28]
+    family = _family(dest.address)
+    text = _addrport(family, dest.address, dest.port, _svc_protocol_number(svc), numeric, host_name)
+    return text if rule or family == 6 else text[:28]
 
 
 def _fwd_switch(dest: Destination) -> str:
