@@ -81,7 +81,7 @@ def verified_table(backup: Backup) -> Table:
         raise CorruptBackup(f"backup {backup.pk}: its JSON does not match its SHA-256 (changed or truncated)")
     table = parse_document(backup.document)
     try:
-        rules.parse_save(backup.text)
+        rules.parse_save(backup.text, strict=False)  # a kernel may hold what the panel would not create
     except rules.ParseError as exc:
         raise CorruptBackup(f"backup {backup.pk}: its ipvsadm text does not parse: {exc}") from None
     return table
@@ -244,7 +244,8 @@ def upload_backup(actor: Actor, balancer: Balancer, text: str, resolver=None, no
 
     kwargs = {"resolver": resolver} if resolver else {}
     try:
-        table = rules.parse_save(text, **kwargs)
+        # As ipvsadm -R would take it: a backup keeps what a kernel may hold (a restore validates it fully).
+        table = rules.parse_save(text, strict=False, **kwargs)
     except rules.ParseError as exc:
         raise ValidationError(f"The file is not an ipvsadm save: {exc}") from None
     canonical = rules.format_save(table, numeric=True)
