@@ -22,7 +22,9 @@ def chromium():
     """One browser per module, closed with it: later tests must not run beside Playwright's event loop."""
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=15_000)
 
     # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are still synchronous.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
@@ -42,7 +44,7 @@ def chromium():
 @pytest.fixture
 def page(chromium):
     context = chromium.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="UTC")
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)  # generous: CI machines also run the IPVS VM
     pg = context.new_page()
     errors = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -112,8 +112,6 @@ def export_table(request, name):
 
 # --- import and console: preview the change, then commit it ---------------------------------------------
 
-PREVIEW_ROWS = 200  # an import of a whole table changes 100,000 objects: show the first ones, count them all
-
 
 def _preview_or_commit(request, cluster, form, build_table, *, action: str, template: str):
     """POST with `step=preview`: parse, show the change. POST with `step=commit`: write it (audited)."""
@@ -149,8 +147,7 @@ def _preview_or_commit(request, cluster, form, build_table, *, action: str, temp
                     else:
                         messages.info(request, "Nothing to change: the desired state already matches.")
                     return redirect(request, reverse("plan", args=[cluster.name]))
-            context.update(changes=changes, text=text, revision=cluster.desired_revision,
-                           shown=changes.changes[:PREVIEW_ROWS], hidden=max(0, len(changes.changes) - PREVIEW_ROWS))
+            context.update(changes=changes, text=text, revision=cluster.desired_revision)
             if not form.errors:
                 # What was previewed (pasted or uploaded) goes back in the text box, to be confirmed as it is.
                 form = type(form)(initial={"text": text})
