@@ -269,3 +269,12 @@ class ServiceSample(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["balancer", "service_key"], name="unique_sample_per_service")]
+
+
+class ReportedTable(models.Model):
+    """A balancer's kernel table (configuration only) as its agent last reported it: what plans compare with."""
+
+    balancer = models.OneToOneField(Balancer, on_delete=models.CASCADE, primary_key=True, related_name="reported")
+    reported_at = models.DateTimeField()
+    revision = models.PositiveBigIntegerField(help_text="The revision the agent had converged to.")
+    table = models.JSONField(help_text="ipvs.codec.table_to_dict of the kernel table.")

@@ -27,7 +27,7 @@ from django.utils.dateparse import parse_datetime
 from lvsadmin.audit.log import Actor, record
 from lvsadmin.audit.models import ChangeRecord
 
-from .models import ApplyReport, Balancer, Cluster, ServiceSample
+from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ def record_report(report: dict) -> ApplyReport | None:
             detail += f"; {len(report['unowned'])} service(s) in the kernel not managed by this cluster"
         fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
+    if isinstance(report.get("table"), dict) and outcome != ApplyReport.Outcome.STALE:
+        ReportedTable.objects.update_or_create(
+            balancer=balancer, defaults={"reported_at": now, "revision": revision, "table": report["table"]})
 
     # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones.
     worth_keeping = moved or errors or drift or applied or outcome == ApplyReport.Outcome.ERROR or (

@@ -1424,6 +1424,16 @@ class Backend:
     def apply(self, operations: list) -> list[dict]:
         return [{"op": str(f.op), "error": str(f.error)} for f in self.ipvs.apply(operations)]
 
+    def unchanged(self, desired: Table) -> bool:
+        """True when the kernel holds exactly `desired`, timeouts and every service included.
+
+        The agent's no-op fast path: IPVS.diff compares the dump's bytes in one pass and decodes nothing
+        that matches, where dump() would decode all of it.
+        """
+        if desired.timeouts is not None and self.ipvs.timeouts() != desired.timeouts:
+            return False
+        return not self.ipvs.diff(desired, owned=True)
+
     def info(self) -> Info:
         return self.ipvs.info()
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
 
-from lvsadmin.core.models import ApplyReport, Balancer, Cluster, key_text
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ReportedTable, key_text
 from lvsadmin.ipvs import codec, plan
 from lvsadmin.ipvs import model as ipvs
 
@@ -30,11 +30,17 @@ PLAN_LINES_SHOWN = 200
 @dataclass
 class Reported:
     table: ipvs.Table
-    source: str  # "heartbeat" | "backup"
+    source: str  # "its agent" | "heartbeat" | "backup"
     as_of: datetime | None
 
 
 def reported_table(balancer: Balancer) -> Reported | None:
+    reported = ReportedTable.objects.filter(balancer=balancer).first()
+    if reported is not None:
+        try:
+            return Reported(codec.table_from_dict(reported.table), "its agent", reported.reported_at)
+        except (KeyError, TypeError, ValueError):
+            pass
     facts = balancer.facts or {}
     if isinstance(facts.get("table"), dict):
         try:

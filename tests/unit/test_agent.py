@@ -322,3 +322,33 @@ def test_a_backup_keeps_the_sync_daemons_the_dump_leaves_out(kernel, tmp_path, s
     payload = agent.backup({"balancer": "lb1", "trigger": "scheduled"})
     assert codec.table_from_dict(json.loads(payload["document"])).daemons == [daemon]
     assert payload["text"] == ""  # ipvsadm -S has no line for a daemon
+
+
+class CheckingKernel(MemoryBackend):
+    """The fake kernel with the netlink backend's one-pass no-op check, counting full dumps."""
+
+    dumps = 0
+
+    def dump(self, counters=True):
+        self.dumps += 1
+        return super().dump(counters)
+
+    def unchanged(self, desired):
+        actual = super().dump(False)
+        return codec.table_to_dict(actual)["services"] == codec.table_to_dict(desired)["services"]
+
+
+def test_a_repeated_snapshot_takes_the_no_op_path_without_a_full_dump(tmp_path, sent):
+    kernel = CheckingKernel(tmp_path / "kernel.json")
+    agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
+                  lambda task, payload, expires=None: sent.append((task, payload)))
+    assert agent.reconcile(snap(1))["outcome"] == "ok"
+    dumps, mutations = kernel.dumps, agent.state.mutations
+    report = agent.reconcile(snap(1))
+    assert report["outcome"] == "noop" and "noop_check" in report["durations"]
+    assert kernel.dumps == dumps and agent.state.mutations == mutations
+    # A change behind the agent's back is not a no-op: the full path finds the drift and repairs it.
+    edit_kernel(kernel, lambda t: t.by_key()[("tcp", VIP, 80)].destinations.pop())
+    report = agent.reconcile(snap(1))
+    assert report["outcome"] == "ok" and report["drift"] and kernel.dumps > dumps
+    assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}

@@ -182,3 +182,19 @@ def test_the_periodic_jobs_are_made_once(db, settings):
     assert reports.ensure_periodic_tasks() == []
     resync = PeriodicTask.objects.get(name=reports.RESYNC_TASK_NAME)
     assert resync.interval.every == settings.RESYNC_SECONDS and resync.queue == "control"
+
+
+def test_the_kernel_table_a_report_carries_is_what_the_plan_compares_with(balancer, edited):
+    from lvsadmin.core.selectors import desired_table
+    from lvsadmin.ipvs import codec
+    from lvsadmin.web.kernel import cluster_plan
+
+    kernel = desired_table(edited)
+    kernel.services[0].destinations[0].weight = 7  # the kernel differs from the desired state by one weight
+    reports.record_report(report(edited.desired_revision, table=codec.table_to_dict(kernel)))
+    assert balancer.reported.revision == edited.desired_revision
+    (plan,) = cluster_plan(edited).balancers
+    assert [line.action for line in plan.lines] == ["change"] and plan.reported.source == "its agent"
+    assert "weight" in str(plan.lines[0])
+    reports.record_report(report(edited.desired_revision - 1, outcome="stale", table={"services": []}))
+    assert Balancer.objects.get(pk=balancer.pk).reported.table == codec.table_to_dict(kernel)
