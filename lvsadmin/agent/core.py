@@ -120,6 +120,8 @@ class Agent:
                 return report
             st.cluster = cluster
             if self._already_converged(snapshot, desired):
+                st.reconciles += 1
+                self.store.save(st)
                 # The kernel holds exactly the snapshot's table: that is the table to report.
                 report = self._report(snapshot, trigger, "noop", started, t0, table=snapshot.get("table"),
                                       durations={"noop_check": time.monotonic() - t0})

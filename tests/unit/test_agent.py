@@ -346,6 +346,7 @@ def test_a_repeated_snapshot_takes_the_no_op_path_without_a_full_dump(tmp_path, 
     dumps, mutations = kernel.dumps, agent.state.mutations
     report = agent.reconcile(snap(1))
     assert report["outcome"] == "noop" and "noop_check" in report["durations"]
+    assert agent.state.reconciles == 2
     assert kernel.dumps == dumps and agent.state.mutations == mutations
     # A change behind the agent's back is not a no-op: the full path finds the drift and repairs it.
     edit_kernel(kernel, lambda t: t.by_key()[("tcp", VIP, 80)].destinations.pop())
