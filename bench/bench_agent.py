@@ -23,6 +23,12 @@ runs Python ~20x slower than the host), --repeat 5, 1000 x 10:
     (no-op reconcile with the encoding caches cleared first, as on the agent's first reconcile:
      4.0 s, 1.34; minimums 1.59 s for ipvsadm -S -n, 0.92 s ours, 2.2 s cleared)
 Single samples vary by 3x or more on that machine: compare ratios from one run only.
+
+The agent's whole reconcile task (lvsadmin.agent.core.Agent.reconcile: snapshot decoding, planning, apply,
+verifying dump, report, state file) is timed too. In one run (--repeat 3 --pairs 2, same guest):
+    bulk-apply/ipvsadm-R = 0.20   noop-reconcile/ipvsadm-Sn = 0.82   (the netlink path)
+    agent-bulk-apply/ipvsadm-R = 2.20   agent-noop-reconcile/ipvsadm-Sn = 10.49   (the whole task)
+so the task's own Python (decoding the snapshot, the state file, the report) is what is left to make lean.
 """
 
 from __future__ import annotations
@@ -178,15 +184,48 @@ def main() -> int:
                 raise SystemExit("our bulk apply and ipvsadm -R built different tables")
             ipvs.flush()
 
+    agent_apply, agent_noop = [], []
+
+    def agent_side(rep: int) -> None:
+        """The agent itself (lvsadmin.agent.core.Agent over the netlink backend), as a reconcile task runs it:
+        from an empty table (dump, plan, apply, verify dump, report), then the same snapshot again (no-op)."""
+        import tempfile
+
+        from lvsadmin.agent.core import Agent
+        from lvsadmin.agent.state import StateStore
+        from lvsadmin.ipvs import codec
+
+        fresh_netns()
+        snapshot = {"cluster": "bench", "revision": rep + 1, "owns_whole_table": False, "drain_timeout": 0,
+                    "table": codec.table_to_dict(desired)}
+        with tempfile.TemporaryDirectory() as tmp:
+            agent = Agent("bench", netlink.backend(), StateStore(f"{tmp}/state.json"),
+                          lambda task, payload, expires=None: None)
+            cold()
+            reports = []
+            agent_apply.append(timed(lambda: reports.append(agent.reconcile(dict(snapshot)))))
+            if reports[0]["outcome"] != "ok" or reports[0]["errors"]:
+                raise SystemExit(f"agent bulk apply: {reports[0]['outcome']} {reports[0]['errors'][:3]}")
+            agent_text = subprocess.run(["ipvsadm", "-S", "-n"], capture_output=True, check=True).stdout
+            if ipvsadm_text is not None and agent_text != ipvsadm_text:
+                raise SystemExit("the agent and ipvsadm -R built different tables")
+            agent.reconcile(dict(snapshot))  # warm, as the previous resync left it
+            gc.collect()
+            agent_noop.append(timed(lambda: reports.append(agent.reconcile(dict(snapshot)))))
+            if reports[-1]["outcome"] != "noop":
+                raise SystemExit(f"agent no-op reconcile: {reports[-1]['outcome']} {reports[-1]['operations'][:3]}")
+            netlink.IPVS().flush()
+
     for rep in range(args.repeat):
-        for side in ((ipvsadm_side, our_side) if rep % 2 == 0 else (our_side, ipvsadm_side)):
+        for side in ((ipvsadm_side, our_side, agent_side) if rep % 2 == 0 else (agent_side, our_side, ipvsadm_side)):
             side(rep)
             gc.collect()
         print(f"run {rep + 1}: ipvsadm -R {restore[-1]:.3f}s, ours apply {ours_apply[-1]:.3f}s; "
               f"ipvsadm -S -n {' '.join(f'{x:.3f}' for x in save[-args.pairs:])}s, "
               f"ours no-op reconcile {' '.join(f'{x:.3f}' for x in ours_noop[-args.pairs:])}s "
               f"(cold caches {' '.join(f'{x:.3f}' for x in cold_noop[-args.pairs:])}s) "
-              f"(plain dump()+plan.diff {plain_noop[-1]:.3f}s)", flush=True)
+              f"(plain dump()+plan.diff {plain_noop[-1]:.3f}s); agent task: bulk {agent_apply[-1]:.3f}s, "
+              f"no-op {agent_noop[-1]:.3f}s", flush=True)
     os.unlink(rules_path)
 
     med = statistics.median
@@ -205,6 +244,10 @@ def main() -> int:
     print(f"bulk-apply/ipvsadm-R = {med(ours_apply) / med(restore):.2f}")
     print(f"noop-reconcile/ipvsadm-Sn = {med(ours_noop) / med(save):.2f}")
     print(f"(no-op reconcile with its caches cleared first: {med(cold_noop) / med(save):.2f})")
+    print(f"the agent's whole reconcile task (plan, apply, verify dump, report, state file): bulk "
+          f"{med(agent_apply):.3f}s, no-op {med(agent_noop):.3f}s")
+    print(f"agent-bulk-apply/ipvsadm-R = {med(agent_apply) / med(restore):.2f}")
+    print(f"agent-noop-reconcile/ipvsadm-Sn = {med(agent_noop) / med(save):.2f}")
     return 0
 
 
