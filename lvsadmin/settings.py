@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,10 +18,33 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY") or ("insecure-dev-key" if DEBUG else None)
-if not SECRET_KEY:
-    # A development fallback only: production must set SECRET_KEY.
-    SECRET_KEY = "lvsadmin-dev-" + "x" * 50
+
+# The secret key: SECRET_KEY, else the file SECRET_KEY_FILE names (default var/secret_key, which scripts/setup
+# writes once with a random key). Only DEBUG may fall back to a fixed development key; without DEBUG a missing
+# key, or a publicly known one, stops every process at start.
+DEVELOPMENT_SECRET_KEY = "insecure-dev-key"
+KNOWN_SECRET_KEYS = {DEVELOPMENT_SECRET_KEY, "lvsadmin-dev-" + "x" * 50}  # the fallbacks of earlier versions
+SECRET_KEY_FILE = Path(os.environ.get("SECRET_KEY_FILE") or BASE_DIR / "var" / "secret_key")
+
+
+def read_secret_key() -> str:
+    key = os.environ.get("SECRET_KEY", "").strip()
+    if not key and SECRET_KEY_FILE.is_file():
+        key = SECRET_KEY_FILE.read_text().strip()
+    if DEBUG:
+        return key or DEVELOPMENT_SECRET_KEY
+    if not key or key in KNOWN_SECRET_KEYS:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is {'not set' if not key else 'a publicly known development key'}: with DEBUG off, "
+            "lvsadmin needs a secret key of its own. Make one with "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'` and put it in the environment "
+            f"variable SECRET_KEY or in the file {SECRET_KEY_FILE} (scripts/setup writes a random one there; "
+            "the variable SECRET_KEY_FILE names another file), or set DEBUG=1 for development."
+        )
+    return key
+
+
+SECRET_KEY = read_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_NAME = os.environ.get("SITE_NAME", "lvsadmin")

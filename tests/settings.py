@@ -1,6 +1,13 @@
 """Test settings: production settings with plain-HTTP test servers and fast password hashing."""
 
-from lvsadmin.settings import *  # noqa: F401,F403
+import os
+import secrets
+
+# Production settings refuse to start without a secret key: the tests make one of their own (a random key per
+# test run, inherited by the workers the tests start), whatever var/secret_key holds.
+os.environ.setdefault("SECRET_KEY", "tests-" + secrets.token_urlsafe(50))
+
+from lvsadmin.settings import *  # noqa: E402,F401,F403
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False

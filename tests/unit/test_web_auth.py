@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import secrets
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
@@ -83,6 +85,44 @@ def test_production_settings_pass_the_deployment_checks_without_a_warning():
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _production_settings(monkeypatch, tmp_path, **env) -> dict:
+    """lvsadmin/settings.py run afresh with DEBUG off, no SECRET_KEY and no key file, plus `env`."""
+    for name in ("DEBUG", "SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "no-such-file"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "lvsadmin" / "settings.py"))
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")}
+    env.update(SECRET_KEY_FILE=str(tmp_path / "no-such-file"))
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY is not set: with DEBUG off, lvsadmin needs a secret key" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr  # how to make one
+
+
+@pytest.mark.parametrize("key", ["insecure-dev-key", "lvsadmin-dev-" + "x" * 50])
+def test_production_refuses_the_development_keys_of_earlier_versions(monkeypatch, tmp_path, key):
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY is a publicly known development key"):
+        _production_settings(monkeypatch, tmp_path, SECRET_KEY=key)
+
+
+def test_production_reads_the_key_file_that_setup_writes_when_SECRET_KEY_is_unset(monkeypatch, tmp_path):
+    (tmp_path / "secret_key").write_text(secrets.token_urlsafe(50) + "\n")
+    key = _production_settings(monkeypatch, tmp_path, SECRET_KEY_FILE=str(tmp_path / "secret_key"))["SECRET_KEY"]
+    assert key == (tmp_path / "secret_key").read_text().strip()
+    assert _production_settings(monkeypatch, tmp_path, SECRET_KEY_FILE=str(tmp_path / "secret_key"),
+                                SECRET_KEY="from-the-environment")["SECRET_KEY"] == "from-the-environment"
+
+
+def test_debug_without_a_secret_key_falls_back_to_a_development_key(monkeypatch, tmp_path):
+    assert _production_settings(monkeypatch, tmp_path, DEBUG="1")["SECRET_KEY"] == "insecure-dev-key"
 
 
 def test_production_settings_use_secure_cookies_and_hsts():
