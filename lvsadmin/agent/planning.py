@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from lvsadmin.ipvs import plan as ipvs_plan
-from lvsadmin.ipvs.model import FWMARK, Service, Table, Timeouts
+from lvsadmin.ipvs.model import Service, Table, Timeouts
 
 service_key = ipvs_plan.service_key
 dest_key = ipvs_plan.dest_key
@@ -45,46 +45,11 @@ class SetTimeouts:
         return describe(self)
 
 
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def service_args(svc: Service) -> str:
-    if svc.protocol == FWMARK:
-        return f"-f {svc.fwmark}" + (" -6" if svc.fwmark_family == 6 else "")
-    flag = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}[svc.protocol]
-    return f"{flag} {_hostport(svc.address, svc.port)}"
-
-
-def describe(op) -> str:
-    """An operation as the ipvsadm command line that would do it (for reports and the audit)."""
-    kind = op.kind.replace("-", "_")
-    if kind == "set_timeouts":
-        t = op.timeouts
-        return f"--set {t.tcp} {t.tcpfin} {t.udp}"
-    svc = op.service
-    if kind in ("add_service", "edit_service"):
-        text = f"{'-A' if kind == 'add_service' else '-E'} {service_args(svc)} -s {svc.scheduler}"
-        if svc.persistent:
-            text += f" -p {svc.timeout}"
-        if svc.one_packet:
-            text += " -o"
-        if svc.pe_name:
-            text += f" --pe {svc.pe_name}"
-        return text
-    if kind in ("delete_service", "del_service"):
-        return f"-D {service_args(svc)}"
-    dest = op.dest
-    target = f"-r {_hostport(dest.address, dest.port)}"
-    if kind in ("delete_dest", "del_dest"):
-        return f"-d {service_args(svc)} {target}"
-    fwd = {"masq": "-m", "route": "-g", "tunnel": "-i"}.get(dest.forward, "-g")
-    text = f"{'-a' if kind == 'add_dest' else '-e'} {service_args(svc)} {target} {fwd} -w {dest.weight}"
-    if dest.upper_threshold:
-        text += f" -x {dest.upper_threshold}"
-    if dest.lower_threshold:
-        text += f" -y {dest.lower_threshold}"
-    return text + ("  # drain" if kind == "drain_dest" else "")
+_hostport = ipvs_plan.hostport
+service_args = ipvs_plan.service_args
+# An operation as the ipvsadm command line that would do it (for reports and the audit): the one the plan page
+# prints too.
+describe = ipvs_plan.command_line
 
 
 @dataclass

@@ -70,8 +70,7 @@ SERVICE_FIELDS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "o
 DEST_FIELDS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
 
 
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+_hostport = plan.hostport
 
 
 def service_label(svc: ipvs.Service) -> str:
@@ -121,39 +120,6 @@ class BalancerPlan:
         return self.removed_services > LARGE_REMOVAL_SERVICES or share > LARGE_REMOVAL_SHARE
 
 
-def _service_args(svc: ipvs.Service) -> str:
-    if svc.protocol == ipvs.FWMARK:
-        return f"-f {svc.fwmark}" + (" -6" if svc.fwmark_family == 6 else "")
-    flag = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}[svc.protocol]
-    return f"{flag} {_hostport(svc.address, svc.port)}"
-
-
-def command(op) -> str:
-    """The operation as an ipvsadm command line, for operators to read."""
-    svc, dest = op.service, getattr(op, "dest", None)
-    if op.kind in ("add_service", "edit_service"):
-        text = f"{'-A' if op.kind == 'add_service' else '-E'} {_service_args(svc)} -s {svc.scheduler}"
-        if svc.persistent:
-            text += f" -p {svc.timeout}"
-        if svc.one_packet:
-            text += " -o"
-        if svc.pe_name:
-            text += f" --pe {svc.pe_name}"
-        return text
-    if op.kind == "delete_service":
-        return f"-D {_service_args(svc)}"
-    target = f"-r {_hostport(dest.address, dest.port)}"
-    if op.kind == "delete_dest":
-        return f"-d {_service_args(svc)} {target}"
-    fwd = {"masq": "-m", "route": "-g", "tunnel": "-i"}.get(dest.forward, "-g")
-    text = f"{'-a' if op.kind == 'add_dest' else '-e'} {_service_args(svc)} {target} {fwd} -w {dest.weight}"
-    if dest.upper_threshold:
-        text += f" -x {dest.upper_threshold}"
-    if dest.lower_threshold:
-        text += f" -y {dest.lower_threshold}"
-    return text
-
-
 def _action(op) -> str:
     if op.kind in ("add_service", "add_dest"):
         return "add"
@@ -167,22 +133,22 @@ def _action(op) -> str:
 
 def _line(op, action: str) -> Line:
     svc, dest, old = op.service, getattr(op, "dest", None), getattr(op, "old", None)
-    label = service_label(svc)
+    label, command = service_label(svc), plan.command_line(op)
     if dest is None:
         if op.kind == "edit_service":
-            return Line(action, "service", label, _field_changes(svc, old, SERVICE_FIELDS), command=command(op))
+            return Line(action, "service", label, _field_changes(svc, old, SERVICE_FIELDS), command=command)
         note = f"with its {len(svc.destinations)} real server(s)" if op.kind == "delete_service" else ""
-        return Line(action, "service", label, note=note, command=command(op))
+        return Line(action, "service", label, note=note, command=command)
     label = f"{label} → {_hostport(dest.address, dest.port)}"
     if op.kind == "edit_dest":
         note = "weight 0: keeps its connections, gets no new ones" if action == "drain" else ""
         return Line(action, "real server", label, _field_changes(dest, old, DEST_FIELDS), note=note,
-                    command=command(op))
+                    command=command)
     if op.kind == "drain_dest":
         return Line(action, "real server", label, [("weight", old.weight if old else None, 0)],
                     note="removed from the cluster: drained, then deleted when its connections end",
-                    command=command(op))
-    return Line(action, "real server", label, command=command(op))
+                    command=command)
+    return Line(action, "real server", label, command=command)
 
 
 def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lvsadmin.ipvs.model import Destination, Service, Table
+from lvsadmin.ipvs.model import Destination, Service, Table, Timeouts
 from lvsadmin.ipvs.plan import (
     AddDest,
     AddService,
@@ -411,3 +411,63 @@ def test_shared_strategies_diff_then_apply_gives_desired(data):
             assert {k: v for k, v in got.items() if k not in wanted} == {
                 k: v for k, v in before.items() if k not in wanted}
         assert diff(desired, result, owned=owned) == []
+
+
+# --- operations as ipvsadm command lines ----------------------------------------------------------------------
+
+EXAMPLES = [
+    (AddService(Service("tcp", "10.0.0.1", 80, scheduler="wrr")), "-A -t 10.0.0.1:80 -s wrr"),
+    (EditService(Service("udp", "2001:db8::1", 53, scheduler="sh", persistent=True, timeout=600, netmask=64,
+                         one_packet=True, sched_flags=3)),
+     "-E -u [2001:db8::1]:53 -s sh -p 600 -M 64 -o -b sh-fallback,sh-port"),
+    (AddService(Service("tcp", "10.0.0.1", 0, scheduler="rr", persistent=True, timeout=300, netmask=0xFFFFFF00,
+                        pe_name="sip")),
+     "-A -t 10.0.0.1:0 -s rr -p 300 -M 255.255.255.0 --pe sip"),
+    (DeleteService(Service("fwmark", fwmark=7, fwmark_family=6)), "-D -f 7 -6"),
+    (AddDest(Service("sctp", "10.0.0.1", 80), Destination("10.1.0.1", 80, "masq", 3, 100, 10)),
+     "-a --sctp-service 10.0.0.1:80 -r 10.1.0.1:80 -m -w 3 -x 100 -y 10"),
+    (EditDest(Service("tcp", "10.0.0.1", 443), Destination("10.1.0.2", 443, "tunnel", 2, tun_type="gue",
+                                                         tun_port=6080, tun_csum="remcsum")),
+     "-e -t 10.0.0.1:443 -r 10.1.0.2:443 -i -w 2 --tun-type gue --tun-port 6080 --tun-remcsum"),
+    (DrainDest(Service("tcp", "10.0.0.1", 80), Destination("10.1.0.3", 8080, "masq", 0)),
+     "-e -t 10.0.0.1:80 -r 10.1.0.3:8080 -m -w 0  # drain"),
+    (DeleteDest(Service("tcp", "10.0.0.1", 80), Destination("2001:db8::3", 80)),
+     "-d -t 10.0.0.1:80 -r [2001:db8::3]:80"),
+]
+
+
+@pytest.mark.parametrize(("op", "line"), EXAMPLES, ids=[op.kind for op, _ in EXAMPLES])
+def test_an_operation_prints_as_the_ipvsadm_command_that_does_it(op, line):
+    from lvsadmin.agent import planning
+    from lvsadmin.ipvs.plan import command_line
+
+    assert command_line(op) == line
+    assert planning.describe is command_line  # the agent's reports and the plan page print the same lines
+    assert command_line(planning.SetTimeouts(Timeouts(900, 120, 300))) == "--set 900 120 300"
+
+
+_COMMAND_KINDS = {AddService: "add-service", EditService: "edit-service", DeleteService: "delete-service",
+                  AddDest: "add-server", EditDest: "edit-server", DrainDest: "edit-server", DeleteDest: "delete-server"}
+
+
+@PROPERTY
+@given(st.data())
+def test_an_operation_prints_as_ipvsadm_save_spells_it_and_reads_back_the_same(data):
+    from lvsadmin.ipvs.plan import command_line
+    from lvsadmin.ipvs.rules import Command, format_command, parse_command
+    from tests.strategies import destinations as shared_destinations
+    from tests.strategies import services as shared_services
+
+    svc = data.draw(shared_services())
+    dest = data.draw(shared_destinations(svc))
+    for op in (AddService(svc), EditService(svc), DeleteService(svc), AddDest(svc, dest), EditDest(svc, dest),
+               DrainDest(svc, replace(dest, weight=0)), DeleteDest(svc, dest)):
+        line = command_line(op)
+        cmd = Command(_COMMAND_KINDS[type(op)], service=op.service, destination=getattr(op, "dest", None))
+        assert line == format_command(cmd) + ("  # drain" if op.kind == "drain_dest" else "")
+        again = parse_command(line.removesuffix("  # drain"), resolver=lambda *a, **k: None)
+        assert again.kind == cmd.kind and again.service.key == svc.key
+        if op.kind in ("add_service", "edit_service"):
+            assert again.service.config() == svc.config()
+        if op.kind in ("add_dest", "edit_dest", "drain_dest"):
+            assert again.destination.config() == op.dest.config()
