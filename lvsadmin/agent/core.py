@@ -6,11 +6,16 @@ name, payload, expires)`, so this module is tested without a broker.
 
 Messages (plain JSON):
 
-- snapshot (in): {"cluster", "revision", "owns_whole_table", "drain_timeout", "table", "trigger", "balancer"}
+- snapshot (in): {"cluster", "revision", "owns_whole_table", "drain_timeout", "table", "digest" (of the table),
+  "trigger", "balancer", "reported_digest" (of the table the control side last got from this balancer)}
+- reconverge request (in): {"balancer", "cluster", "trigger", "revision" (optional: the one it must hold),
+  "reported_digest"}
 - report (out, `lvsadmin.core.record_report`): {"balancer", "cluster", "revision", "trigger", "outcome" (ok |
   noop | error | stale), "operations" [ipvsadm-like text], "operations_total", "applied", "errors" [{"op",
   "error"}], "drift" [{"kind", "text", ...}], "unowned" [service key texts], "pending_drains", "remaining",
-  "durations" {dump, plan, apply, verify, total: seconds}, "started", "finished", "facts"}
+  "durations" {dump, plan, apply, verify, total: seconds}, "started", "finished", "facts", "table" (the kernel
+  table, when it is not the one the control side holds), "table_digest" (when the table is not sent),
+  "needs_snapshot" (a reconverge to a revision this agent does not hold)}
 - heartbeat (out, `lvsadmin.core.record_heartbeat`): {"balancer", "cluster", "sent", "startup", "busy",
   "applied_revision", "facts", "drift", "samples" {service key text: counters}, "keys" (every service key, on
   a full heartbeat)}
@@ -28,8 +33,8 @@ from datetime import UTC, datetime
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Stats, Table
 
+from . import daemons, planning
 from . import facts as facts_mod
-from . import planning
 from .kernel import Backend, sync_daemons
 from .state import AgentState, StateStore
 
@@ -46,6 +51,21 @@ Sender = Callable[..., None]
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _kept(snapshot: dict) -> dict:
+    """A snapshot as the state keeps it: without what belongs to one delivery."""
+    return {k: v for k, v in snapshot.items() if k not in ("balancer", "trigger", "reported_digest")}
+
+
+def same_table(a: dict, b: dict) -> bool:
+    """Whether two snapshots carry the same table: the same dict, the same digest, or equal contents."""
+    ta, tb = a.get("table"), b.get("table")
+    if ta is tb:
+        return True
+    if a.get("digest") and b.get("digest"):
+        return a["digest"] == b["digest"]
+    return ta == tb
 
 
 class Agent:
@@ -76,6 +96,7 @@ class Agent:
         self._facts_cache: dict | None = None
         self._owned_cache: tuple | None = None
         self._applied_cache: tuple | None = None
+        self._desired_cache: tuple | None = None  # (digest, table dict, Table) of the last snapshot decoded
 
     @property
     def backend(self) -> Backend:
@@ -112,7 +133,7 @@ class Agent:
                 self._send(REPORT_TASK, report)
                 return report
             try:
-                desired = codec.table_from_dict(snapshot["table"])
+                desired = self._desired_table(snapshot)
             except (KeyError, TypeError, ValueError) as exc:
                 report = self._report(snapshot, trigger, "error", started, t0,
                                       errors=[{"op": "snapshot", "error": f"malformed snapshot: {exc}"}])
@@ -121,13 +142,14 @@ class Agent:
             st.cluster = cluster
             if self._already_converged(snapshot, desired):
                 st.reconciles += 1
-                self.store.save(st)
+                self.store.save(st)  # the counters only: the tables it names are already on disk
                 # The kernel holds exactly the snapshot's table: that is the table to report.
                 report = self._report(snapshot, trigger, "noop", started, t0, table=snapshot.get("table"),
+                                      table_digest=snapshot.get("digest"),
                                       durations={"noop_check": time.monotonic() - t0})
                 self._send(REPORT_TASK, report)
                 return report
-            st.pending = snapshot
+            st.pending = _kept(snapshot)
             self.store.save(st)
             report = self._converge(snapshot, desired, trigger, started, t0)
             self._send(REPORT_TASK, report)
@@ -141,16 +163,74 @@ class Agent:
         full dump, decode and plan. Anything else takes the full path, which finds and reports it.
         """
         st = self.state
-        unchanged = getattr(self.backend, "unchanged", None)
-        if unchanged is None or st.drains or st.pending is not None or st.snapshot is None:
+        if st.drains or st.pending is not None or st.snapshot is None:
             return False
-        if int(snapshot["revision"]) != st.applied_revision or st.snapshot.get("table") != snapshot.get("table"):
+        if int(snapshot["revision"]) != st.applied_revision or not same_table(st.snapshot, snapshot):
+            return False
+        if st.snapshot.get("sync") != snapshot.get("sync"):
             return False
         try:
-            return unchanged(desired)
+            if self._daemon_ops(snapshot):
+                return False
+            return self._left_to_do(desired, owned=True) == []  # owned=True: an unowned service is not "as desired"
         except Exception:  # the full path reads the kernel again and reports what is wrong
             log.exception("no-op check failed")
             return False
+
+    def _left_to_do(self, desired: Table, owned) -> list | None:
+        """What the kernel still lacks of `desired`, found in one pass that decodes only what differs.
+
+        None when the backend has no one-pass diff (then callers take the full dump). Drains are not
+        considered: callers use this only when none is under way.
+        """
+        diff = getattr(self.backend, "diff", None)
+        if diff is None:
+            return None
+        ops = list(diff(desired, owned=owned))
+        if desired.timeouts is not None and self.backend.timeouts() != desired.timeouts:
+            ops.insert(0, planning.SetTimeouts(desired.timeouts))
+        return ops
+
+    def _daemon_ops(self, snapshot: dict) -> list:
+        """What to start and stop so the kernel runs the sync daemon the balancer's settings ask for."""
+        return daemons.plan(snapshot.get("sync"), sync_daemons(self.backend), self.state.started_daemons)
+
+    def _apply_daemons(self, snapshot: dict, errors: list) -> list:
+        """Start and stop sync daemons; returns the operations done (failures go to `errors`)."""
+        try:
+            ops = self._daemon_ops(snapshot)
+        except Exception as exc:
+            log.exception("listing the sync daemons failed")
+            errors.append({"op": "--list --daemon", "error": f"{type(exc).__name__}: {exc}"})
+            return []
+        done = []
+        for op in ops:
+            try:
+                if isinstance(op, daemons.StartDaemon):
+                    self.backend.start_daemon(op.daemon)
+                else:
+                    self.backend.stop_daemon(op.state)
+                done.append(op)
+            except Exception as exc:
+                log.warning("%s failed: %s", op, exc)
+                errors.append({"op": str(op), "error": f"{type(exc).__name__}: {exc}"})
+        self.state.started_daemons = daemons.started_after(self.state.started_daemons, done)
+        return done
+
+    def _desired_table(self, snapshot: dict) -> Table:
+        """The snapshot's table, decoded once per table: resyncs deliver the same one again and again.
+
+        The same table is the same dict object (a reconverge), or a dict with the same digest (the control
+        side's SHA-256 of the table, `codec.table_digest`).
+        """
+        table = snapshot["table"]
+        cached = self._desired_cache
+        digest = snapshot.get("digest")
+        if cached is not None and (cached[1] is table or (digest and digest == cached[0])):
+            return cached[2]
+        decoded = codec.table_from_dict(table)
+        self._desired_cache = (digest, table, decoded)
+        return decoded
 
     def newest_revision(self) -> int:
         """Revisions only move forward: older than the applied one, or than one being applied, is stale."""
@@ -158,18 +238,36 @@ class Agent:
         return max(self.state.applied_revision, pending)
 
     def reconverge(self, request: dict | None = None) -> dict | None:
-        """Converge again to the snapshot last applied (repairs drift; the control side asks on resync)."""
+        """Converge again to the snapshot last applied (repairs drift; the control side asks on resync).
+
+        The periodic resync sends this small request instead of the whole table when the control side knows
+        the agent applied the current revision ("revision": N). An agent that does not hold revision N of
+        that cluster (its state file was lost, it moved) answers with a report asking for the snapshot.
+        """
         request = request or {}
+        trigger = request.get("trigger") or "resync"
         with self.lock:
             snap = self.state.pending or self.state.snapshot
+            same_cluster = request.get("cluster") in (None, "", self.state.cluster)
+            wanted = int(request.get("revision") or 0)
+            if wanted and (snap is None or not same_cluster or int(snap.get("revision") or 0) < wanted):
+                log.info("asked to reconverge to revision %s of %s, which this agent does not hold: asking for it",
+                         wanted, request.get("cluster"))
+                report = self._report(request, trigger, "stale", _now_iso(), time.monotonic())
+                report["needs_snapshot"] = True
+                self._send(REPORT_TASK, report)
+                return report
             if snap is None:
                 log.info("reconverge asked, but this agent has applied nothing yet")
                 return None
-            if request.get("cluster") not in (None, "", self.state.cluster):
+            if not same_cluster:
                 log.info("reconverge for cluster %s, this agent carries %s: ignored", request.get("cluster"),
                          self.state.cluster)
                 return None
-            return self.reconcile(dict(snap, balancer=self.name), trigger=request.get("trigger") or "resync")
+            again = dict(snap, balancer=self.name, reported_digest=request.get("reported_digest"))
+            if "sync" in request:  # the balancer's sync settings as they are now (they have no revision)
+                again["sync"] = request["sync"]
+            return self.reconcile(again, trigger=trigger)
 
     def resume(self) -> dict | None:
         """At start: finish the snapshot a previous process was applying when it died."""
@@ -201,7 +299,7 @@ class Agent:
         durations = {}
         mark = time.monotonic()
         try:
-            actual = self.backend.dump(counters=True)
+            actual = self.backend.dump(counters=False)  # connection counts come without the counters
         except Exception as exc:  # the kernel could not be read: nothing was changed
             log.exception("dump failed")
             return self._report(snapshot, trigger, "error", started, t0,
@@ -233,22 +331,45 @@ class Agent:
         mark = time.monotonic()
         remaining: list[str] = []
         after: Table | None = actual
-        if plan.operations:
+        # The usual apply (every operation taken, no drain under way) is verified in one pass against the
+        # snapshot, decoding only what differs; anything else is verified on a full dump.
+        as_desired = False
+        if plan.operations and not errors and not plan.drains:
             try:
-                after = self.backend.dump(counters=True)
+                as_desired = self._left_to_do(desired, owned=self._owned_for_plan(snapshot)) == []
+            except Exception:
+                log.exception("one-pass verify failed: verifying on a full dump")
+        if plan.operations and not as_desired:
+            try:
+                after = self.backend.dump(counters=False)
             except Exception as exc:
                 log.exception("verify dump failed")
                 after = None
                 errors.append({"op": "verify", "error": f"{type(exc).__name__}: {exc}"})
-        if after is not None:
+        if after is not None and not as_desired:
             check = self._plan(snapshot, desired, after)
             # Drains under way are expected; anything else left means the kernel did not take the change.
             remaining = [planning.describe(op) for op in check.operations
                          if not planning.is_drain_leftover(op, plan.drains)]
         durations["verify"] = time.monotonic() - mark
+        daemon_ops = self._apply_daemons(snapshot, errors)
+        applied += len(daemon_ops)
+        st.mutations += len(daemon_ops)
 
         st.reconciles += 1
-        if after is not None:
+        table, table_digest = None, None
+        if as_desired:
+            # The kernel's owned services are the snapshot's: that is the applied configuration, as it came.
+            st.applied, st.drains = snapshot["table"], {}
+            self._applied_cache = (st.applied, desired)
+            if not plan.unowned:
+                table, table_digest = snapshot["table"], snapshot.get("digest")
+            else:  # the report shows the whole kernel table, someone else's services included
+                try:
+                    table = codec.table_to_dict(self.backend.dump(counters=False))
+                except Exception:
+                    log.exception("dump for the report failed")
+        elif after is not None:
             # What the agent owns from now on: the snapshot's services, and those it owned that are still
             # there (a delete that failed is retried next time). Drift is measured against this.
             key = planning.service_key
@@ -256,20 +377,33 @@ class Agent:
             keys = {key(s) for s in desired.services} | (previously & {key(s) for s in after.services})
             st.applied = codec.table_to_dict(planning.owned_table(after, keys))
             st.drains = plan.drains
-        outcome = "error" if errors else ("ok" if plan.operations else "noop")
+            table = codec.table_to_dict(after)
+        outcome = "error" if errors else ("ok" if plan.operations or daemon_ops else "noop")
         if not errors and not remaining:
             st.applied_revision = max(st.applied_revision, int(snapshot["revision"]))
-            st.snapshot = {k: v for k, v in snapshot.items() if k not in ("balancer", "trigger")}
+            st.snapshot = _kept(snapshot)
             st.pending = None
         self.store.save(st)
-        table = codec.table_to_dict(after) if after is not None else None
         return self._report(snapshot, trigger, outcome, started, t0, plan=plan, applied=applied, errors=errors,
-                            drift=drift, remaining=remaining, durations=durations, info=actual.info, table=table)
+                            drift=drift, remaining=remaining, durations=durations, info=actual.info, table=table,
+                            table_digest=table_digest, extra=[str(op) for op in daemon_ops])
+
+    def _owned_for_plan(self, snapshot: dict):
+        """The services besides the snapshot's that a plan may delete: all (the cluster owns the table) or
+        those this agent applied before."""
+        if snapshot.get("owns_whole_table"):
+            return True
+        return {planning.service_key(s) for s in self._applied_table().services} if self.state.applied else set()
 
     def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
                 applied: int = 0, errors=(), drift=(), remaining=(), durations=None, info=None,
-                table: dict | None = None) -> dict:
-        ops = [planning.describe(op) for op in (plan.operations if plan else [])]
+                table: dict | None = None, table_digest: str | None = None, extra=()) -> dict:
+        """The report of one reconcile. `table_digest`: the control side's digest of `table`, when known;
+        a table the control side already holds (its `reported_digest`) is not sent again."""
+        operations = plan.operations if plan else []
+        ops = [planning.describe(op) for op in operations[:MAX_REPORTED_OPERATIONS]] + list(extra)
+        if table is not None and table_digest and snapshot.get("reported_digest") == table_digest:
+            table = None  # unchanged since the last report: the control side keeps what it has
         durations = dict(durations or {})
         durations["total"] = time.monotonic() - t0
         return {
@@ -278,8 +412,8 @@ class Agent:
             "revision": int(snapshot.get("revision") or 0),
             "trigger": trigger,
             "outcome": outcome,
-            "operations": ops[:MAX_REPORTED_OPERATIONS],
-            "operations_total": len(ops),
+            "operations": ops,
+            "operations_total": len(operations) + len(extra),
             "applied": applied,
             "errors": list(errors),
             "drift": list(drift),
@@ -292,7 +426,8 @@ class Agent:
             "finished": _now_iso(),
             "applied_revision": self.state.applied_revision,
             "facts": self.facts(info),
-            "table": table,  # the kernel's table after this reconcile (configuration only), when read
+            "table": table,  # the kernel's table after this reconcile (configuration only), when read and new
+            "table_digest": table_digest if table is None else None,  # when not sent: the one it still is
         }
 
     # --- drains -----------------------------------------------------------------------------------
@@ -310,7 +445,7 @@ class Agent:
             snap = self.state.snapshot
             if not self.state.drains:
                 return None
-            plan_probe = self._plan(snap, codec.table_from_dict(snap["table"]), self.backend.dump(counters=True))
+            plan_probe = self._plan(snap, self._desired_table(snap), self.backend.dump(counters=False))
             due = [op for op in plan_probe.operations if op.kind == "delete_dest"]
             if not due and plan_probe.drains == self.state.drains:
                 return None
@@ -355,6 +490,11 @@ class Agent:
             mine = self._owned_keys()
             beat["facts"]["unowned_services"] = [planning.key_text(planning.service_key(s)) for s in table.services
                                                  if planning.service_key(s) not in mine]
+            try:
+                beat["facts"]["sync_daemons"] = [{"state": d.state, "interface": d.mcast_ifn, "syncid": d.syncid}
+                                                 for d in sync_daemons(self.backend)]
+            except Exception:
+                log.exception("listing the sync daemons failed")
         finally:
             if not busy:
                 self.lock.release()
@@ -376,7 +516,7 @@ class Agent:
                 st.snapshot:
             keys = {planning.service_key(s) for s in self._applied_table().services} if st.applied else set()
             if st.snapshot:
-                keys |= {planning.service_key(s) for s in codec.table_from_dict(st.snapshot["table"]).services}
+                keys |= {planning.service_key(s) for s in self._desired_table(st.snapshot).services}
             self._owned_cache = (st.applied, st.snapshot, keys)
         return self._owned_cache[2]
 

@@ -33,6 +33,9 @@ class Backend(Protocol):
     def info(self) -> Info:
         """IPVS version and connection table size."""
 
+    # Optional: `diff(desired, owned)` (the operations the kernel still lacks, found in one pass) and
+    # `timeouts()`. With them the agent checks a no-op and verifies an apply without a full dump.
+
 
 class MemoryBackend:
     """A fake kernel: a Table in memory, optionally kept in a JSON file (written atomically after each change).
@@ -69,6 +72,18 @@ class MemoryBackend:
     def info(self) -> Info:
         return Info(version="1.2.1", conn_tab_size=4096)
 
+    def diff(self, desired: Table, owned=None, drain=None) -> list:
+        """As the netlink backend's one-pass diff (here simply plan.diff against the table)."""
+        from lvsadmin.ipvs import plan
+
+        with self._lock:
+            table = self._load()
+        return plan.diff(desired, table, owned, drain)
+
+    def timeouts(self) -> Timeouts:
+        with self._lock:
+            return copy.copy(self._load().timeouts or Timeouts())
+
     def apply(self, operations: list) -> list[dict]:
         """Each operation as the kernel would run it (lvsadmin.ipvs.plan.apply_ops); failures don't stop the rest."""
         from lvsadmin.ipvs import plan
@@ -87,6 +102,26 @@ class MemoryBackend:
                     errors.append({"op": planning.describe(op), "error": str(exc)})
             self._save(table)
         return errors
+
+    def daemons(self) -> list:
+        with self._lock:
+            return list(self._load().daemons)
+
+    def start_daemon(self, daemon) -> None:
+        with self._lock:
+            table = self._load()
+            if any(d.state == daemon.state for d in table.daemons):
+                raise FileExistsError(f"a {daemon.state} sync daemon is already running")
+            table.daemons.append(copy.copy(daemon))
+            self._save(table)
+
+    def stop_daemon(self, state: str) -> None:
+        with self._lock:
+            table = self._load()
+            if not any(d.state == state for d in table.daemons):
+                raise ProcessLookupError(f"no {state} sync daemon is running")
+            table.daemons = [d for d in table.daemons if d.state != state]
+            self._save(table)
 
     def set_table(self, table: Table) -> None:
         """Change the fake kernel behind the agent's back (an operator's ipvsadm, in tests)."""

@@ -1,9 +1,15 @@
-"""The agent's memory across restarts: one small JSON file, written atomically.
+"""The agent's memory across restarts: a small JSON file, written atomically, and the tables it names.
 
 It holds the last revision this agent applied (revisions only move forward, also across a restart), the
 snapshot it was converging to (so a restart after a kill mid-apply resumes it), the configuration of the
 services it owns as the kernel had them after its last verified apply (drift is measured against that),
 and the real servers it is draining with the time each drain started.
+
+The tables (a snapshot's, the applied configuration) are the big part: 11,000 objects are most of a megabyte.
+They live in files of their own next to the state file, written once each and named from the state file, so
+that a reconcile that changed nothing (the periodic resync) rewrites only the few hundred bytes of counters
+and revisions. The state file is the commit point: table files are written and synced before it names them,
+and the ones it no longer names are removed after.
 
 The default path is /var/lib/lvsadmin-agent/state.json; LVSADMIN_AGENT_STATE sets another. A missing or
 unreadable file is an empty state: the agent then owns only what its next snapshot names.
@@ -15,13 +21,16 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/var/lib/lvsadmin-agent/state.json"
-FORMAT = "lvsadmin-agent-state/1"
+FORMAT = "lvsadmin-agent-state/2"
+FORMAT_INLINE = "lvsadmin-agent-state/1"  # every table inline: read, never written
+TABLE_REF = "$table"  # {"$table": "<file name>"} stands for a table kept in a file of its own
 
 
 @dataclass
@@ -37,42 +46,118 @@ class AgentState:
     applied: dict | None = None
     # Draining real servers: {service key text: {"address|port": unix time the drain started}}.
     drains: dict = field(default_factory=dict)
+    # The sync daemon states (master, backup) this agent started: with no role set, it stops only these.
+    started_daemons: list = field(default_factory=list)
     # Counters of what this agent did, for tests and the balancer's facts.
     mutations: int = 0
     reconciles: int = 0
 
 
+class StateUnreadable(ValueError):
+    pass
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Temporary file in the same directory, fsync, rename: a crash leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class StateStore:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path or os.environ.get("LVSADMIN_AGENT_STATE") or DEFAULT_PATH)
+        # Tables already on disk: id(table dict) -> (the dict, its file name). The agent never mutates a table
+        # dict once it is in its state (it replaces it), so the same object means the same content.
+        self._files: dict[int, tuple[dict, str]] = {}
+
+    def _table_glob(self) -> str:
+        return f"{self.path.name}.table-*.json"
+
+    # --- reading ---
 
     def load(self) -> AgentState:
         try:
             data = json.loads(self.path.read_text())
+            return self._state_from(data)
         except FileNotFoundError:
             return AgentState()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             log.error("agent state %s unreadable (%s): starting from an empty state", self.path, exc)
+            self._files.clear()
             return AgentState()
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            log.error("agent state %s has an unknown format: starting from an empty state", self.path)
-            return AgentState()
+
+    def _state_from(self, data) -> AgentState:
+        if not isinstance(data, dict) or data.get("format") not in (FORMAT, FORMAT_INLINE):
+            raise StateUnreadable("unknown format")
         known = {k: v for k, v in data.items() if k in AgentState.__dataclass_fields__}
+        for name in ("snapshot", "pending"):
+            if isinstance(known.get(name), dict) and isinstance(known[name].get("table"), dict):
+                known[name] = dict(known[name], table=self._read_table(known[name]["table"]))
+        if isinstance(known.get("applied"), dict):
+            known["applied"] = self._read_table(known["applied"])
         return AgentState(**known)
 
-    def save(self, state: AgentState) -> None:
-        """Write to a temporary file in the same directory, fsync, rename: a crash leaves the old or the new."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=self.path.parent)
+    def _read_table(self, value: dict) -> dict:
+        name = value.get(TABLE_REF) if isinstance(value, dict) else None
+        if name is None:
+            return value  # inline (format 1)
+        if "/" in name or not name.startswith(f"{self.path.name}.table-"):
+            raise StateUnreadable(f"bad table file name {name!r}")
+        for table, known_name in self._files.values():
+            if known_name == name:
+                return table  # the snapshot and the pending snapshot often share one table
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"format": FORMAT, **asdict(state)}, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            table = json.loads((self.path.parent / name).read_text())
+        except FileNotFoundError:
+            raise StateUnreadable(f"table file {name} is missing") from None
+        if not isinstance(table, dict):
+            raise StateUnreadable(f"table file {name} holds no table")
+        self._files[id(table)] = (table, name)
+        return table
+
+    # --- writing ---
+
+    def save(self, state: AgentState) -> None:
+        """Write the tables that are new since the last save, then the state file naming them, then tidy up."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        named: dict[int, tuple[dict, str]] = {}
+
+        def ref(table):
+            if not isinstance(table, dict):
+                return table
+            known = self._files.get(id(table))
+            if known is None or known[0] is not table:
+                name = f"{self.path.name}.table-{time.time_ns()}-{len(named)}.json"
+                _write_atomically(self.path.parent / name, json.dumps(table, separators=(",", ":")))
+                known = (table, name)
+            named[id(table)] = known
+            return {TABLE_REF: known[1]}
+
+        data = {"format": FORMAT}
+        for f in fields(AgentState):
+            value = getattr(state, f.name)
+            if f.name in ("snapshot", "pending") and isinstance(value, dict):
+                value = dict(value, table=ref(value.get("table")))
+            elif f.name == "applied":
+                value = ref(value)
+            data[f.name] = value
+        _write_atomically(self.path, json.dumps(data, separators=(",", ":")))
+        self._files = named
+        self._sync_dir()
+        in_use = {name for _table, name in named.values()}
+        for stale in self.path.parent.glob(self._table_glob()):
+            if stale.name not in in_use:
+                stale.unlink(missing_ok=True)
+
+    def _sync_dir(self) -> None:
         try:
             dirfd = os.open(self.path.parent, os.O_RDONLY)
             try:

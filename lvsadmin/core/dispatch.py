@@ -26,9 +26,23 @@ def send_reconcile(cluster_id: int, trigger: str = "apply", balancers=None) -> i
     cluster = Cluster.objects.get(pk=cluster_id)
     snap = snapshot(cluster)
     snap["trigger"] = trigger
-    targets = balancers if balancers is not None else Balancer.objects.filter(cluster=cluster)
-    sent = 0
+    targets = list(balancers if balancers is not None else Balancer.objects.filter(cluster=cluster))
+    reported = reported_digests(targets)
     for balancer in targets:
-        app.send_task(RECONCILE_TASK, args=[dict(snap, balancer=balancer.name)], queue=balancer.queue)
-        sent += 1
-    return sent
+        app.send_task(RECONCILE_TASK, args=[dict(snap, balancer=balancer.name, sync=sync_settings(balancer),
+                                                 reported_digest=reported.get(balancer.pk, ""))],
+                      queue=balancer.queue)
+    return len(targets)
+
+
+def sync_settings(balancer) -> dict:
+    """The balancer's connection-sync daemon, as its agent runs it (lvsadmin.agent.daemons)."""
+    return {"role": balancer.sync_role, "interface": balancer.sync_interface, "id": balancer.sync_id}
+
+
+def reported_digests(balancers) -> dict[int, str]:
+    """balancer id → the digest of the kernel table its agent last reported (agents don't send it again)."""
+    from .models import ReportedTable
+
+    return dict(ReportedTable.objects.filter(balancer__in=[b.pk for b in balancers])
+                .values_list("balancer_id", "digest"))

@@ -7,7 +7,9 @@ which validates with the kernel's rules (`lvsadmin.ipvs.validate`) and writes th
 from __future__ import annotations
 
 import ipaddress
+import re
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from lvsadmin.ipvs import model as ipvs
@@ -92,9 +94,11 @@ class Balancer(models.Model):
     status_detail = models.TextField(blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     facts = models.JSONField(default=dict, blank=True, help_text="Kernel and agent facts from the last heartbeat.")
-    sync_role = models.CharField(max_length=8, choices=SyncRole.choices, blank=True, default="")
-    sync_interface = models.CharField(max_length=32, blank=True)
-    sync_id = models.PositiveSmallIntegerField(default=0)
+    sync_role = models.CharField(
+        "sync daemon", max_length=8, choices=SyncRole.choices, blank=True, default="",
+        help_text="The connection-sync daemon its agent runs (ipvsadm --start-daemon); none: left as it is.")
+    sync_interface = models.CharField(max_length=15, blank=True, help_text="Multicast interface, e.g. eth1.")
+    sync_id = models.PositiveSmallIntegerField(default=0, help_text="0-255; 0 accepts every sync id (backup).")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -107,6 +111,17 @@ class Balancer(models.Model):
     @property
     def queue(self) -> str:
         return f"lvs.{self.name}"
+
+    def clean(self):
+        errors = {}
+        if self.sync_role and not self.sync_interface:
+            errors["sync_interface"] = "A sync daemon needs its multicast interface."
+        if self.sync_interface and not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,15}", self.sync_interface):
+            errors["sync_interface"] = "An interface name: up to 15 letters, digits, and . _ - : @"
+        if self.sync_id > 255:
+            errors["sync_id"] = "The sync id is 0-255 (the kernel keeps one byte)."
+        if errors:
+            raise ValidationError(errors)
 
 
 class VirtualService(models.Model):
@@ -278,3 +293,5 @@ class ReportedTable(models.Model):
     reported_at = models.DateTimeField()
     revision = models.PositiveBigIntegerField(help_text="The revision the agent had converged to.")
     table = models.JSONField(help_text="ipvs.codec.table_to_dict of the kernel table.")
+    digest = models.CharField(max_length=64, blank=True, default="",
+                              help_text="ipvs.codec.table_digest of the table: agents leave out a table it matches.")

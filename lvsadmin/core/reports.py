@@ -26,7 +26,9 @@ from django.utils.dateparse import parse_datetime
 
 from lvsadmin.audit.log import Actor, record
 from lvsadmin.audit.models import ChangeRecord
+from lvsadmin.ipvs.codec import table_digest
 
+from . import dispatch
 from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample
 
 log = logging.getLogger(__name__)
@@ -134,9 +136,13 @@ def record_report(report: dict) -> ApplyReport | None:
             detail += f"; {len(report['unowned'])} service(s) in the kernel not managed by this cluster"
         fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
-    if isinstance(report.get("table"), dict) and outcome != ApplyReport.Outcome.STALE:
-        ReportedTable.objects.update_or_create(
-            balancer=balancer, defaults={"reported_at": now, "revision": revision, "table": report["table"]})
+    if outcome != ApplyReport.Outcome.STALE:
+        _keep_reported_table(balancer, report, revision, now)
+    if report.get("needs_snapshot"):
+        # The agent lacks the revision a resync asked it to reconverge to: send it the snapshot itself.
+        log.info("%s asks for the snapshot of %s", balancer, cluster)
+        transaction.on_commit(lambda: dispatch.send_reconcile(cluster.pk, str(report.get("trigger") or "resync"),
+                                                              balancers=[balancer]))
 
     # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones.
     worth_keeping = moved or errors or drift or applied or outcome == ApplyReport.Outcome.ERROR or (
@@ -171,6 +177,17 @@ def record_report(report: dict) -> ApplyReport | None:
                       "applied": applied, "errors": len(errors), "report": stored.pk,
                       "operations": [str(op) for op in operations[:50]]})
     return stored
+
+
+def _keep_reported_table(balancer: Balancer, report: dict, revision: int, now) -> None:
+    """The kernel table the agent saw; a report that leaves it out names it by digest (it is unchanged)."""
+    if isinstance(report.get("table"), dict):
+        ReportedTable.objects.update_or_create(
+            balancer=balancer, defaults={"reported_at": now, "revision": revision, "table": report["table"],
+                                         "digest": table_digest(report["table"])})
+    elif report.get("table_digest"):
+        ReportedTable.objects.filter(balancer=balancer, digest=report["table_digest"]).update(
+            reported_at=now, revision=revision)
 
 
 # --- heartbeats ------------------------------------------------------------------------------------
@@ -260,30 +277,44 @@ def requested_revision(cluster: Cluster) -> int:
     return int(rec.after.get("revision") or 0)
 
 
-def send_reconverge(balancer: Balancer, trigger: str = "resync") -> None:
-    """Ask an agent to converge again to the snapshot it last applied (repairs drift, pushes no new edit)."""
+def send_reconverge(balancer: Balancer, trigger: str = "resync", revision: int = 0, reported_digest: str = "") -> None:
+    """Ask an agent to converge again to the snapshot it last applied (repairs drift, pushes no new edit).
+
+    With `revision`: the one it must hold (an agent that lacks it asks for the snapshot); `reported_digest`: the
+    kernel table the control side holds from it, which it need not send again.
+    """
     from lvsadmin.celery import app
 
-    app.send_task(RECONVERGE_TASK, args=[{"balancer": balancer.name, "cluster": balancer.cluster.name,
-                                          "trigger": trigger}], queue=balancer.queue)
+    request = {"balancer": balancer.name, "cluster": balancer.cluster.name, "trigger": trigger,
+               "sync": dispatch.sync_settings(balancer)}
+    if revision:
+        request.update(revision=revision, reported_digest=reported_digest)
+    app.send_task(RECONVERGE_TASK, args=[request], queue=balancer.queue)
 
 
 def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) -> int:
     """Re-send what the cluster's balancers should carry; returns how many balancers were asked.
 
-    When every edit has been applied, the current snapshot goes out again: a lost message heals and drift is
-    repaired. Edits that nobody applied yet are not pushed behind the operator's back: the agents are asked to
-    re-converge to what they last applied instead.
+    When every edit has been applied, a balancer whose agent reported the current revision is asked to
+    reconverge to it (a small message: the agent holds that snapshot; one that lost it asks for it), and the
+    others get the current snapshot: a lost message heals and drift is repaired. Edits that nobody applied yet
+    are not pushed behind the operator's back: the agents are asked to re-converge to what they last applied.
     """
-    from . import dispatch
-
     targets = list(balancers if balancers is not None else cluster.balancers.all())
     if not targets:
         return 0
-    if requested_revision(cluster) >= cluster.desired_revision:
-        return dispatch.send_reconcile(cluster.pk, trigger, balancers=targets)
-    for balancer in targets:
-        send_reconverge(balancer, trigger)
+    if requested_revision(cluster) < cluster.desired_revision:
+        for balancer in targets:
+            send_reconverge(balancer, trigger)
+        return len(targets)
+    behind = [b for b in targets if b.applied_revision < cluster.desired_revision]
+    if behind:
+        dispatch.send_reconcile(cluster.pk, trigger, balancers=behind)
+    current = [b for b in targets if b.applied_revision >= cluster.desired_revision]
+    reported = dispatch.reported_digests(current)
+    for balancer in current:
+        send_reconverge(balancer, trigger, revision=cluster.desired_revision,
+                        reported_digest=reported.get(balancer.pk, ""))
     return len(targets)
 
 

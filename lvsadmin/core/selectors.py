@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from lvsadmin.ipvs import model as ipvs
-from lvsadmin.ipvs.codec import table_to_dict
+from lvsadmin.ipvs.codec import table_digest, table_to_dict
 
 from .models import Cluster, RealServer, VirtualService
 
@@ -30,10 +30,12 @@ def desired_table(cluster: Cluster, *, include_disabled: bool = False) -> ipvs.T
 
 def snapshot(cluster: Cluster) -> dict:
     """What an agent receives for a reconcile: the desired table at the cluster's current revision."""
+    table = table_to_dict(desired_table(cluster))
     return {
         "cluster": cluster.name,
         "revision": cluster.desired_revision,
         "owns_whole_table": cluster.owns_whole_table,
         "drain_timeout": cluster.drain_timeout,
-        "table": table_to_dict(desired_table(cluster)),
+        "table": table,
+        "digest": table_digest(table),
     }

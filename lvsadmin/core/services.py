@@ -22,6 +22,7 @@ from .models import Balancer, Cluster, RealServer, VirtualService, format_netmas
 CLUSTER_FIELDS = ("name", "description", "tcp_timeout", "tcpfin_timeout", "udp_timeout", "owns_whole_table",
                   "auto_apply", "drain_timeout")
 BALANCER_FIELDS = ("name", "address", "description", "sync_role", "sync_interface", "sync_id")
+SYNC_FIELDS = ("sync_role", "sync_interface", "sync_id")
 SERVICE_FIELDS = ("protocol", "family", "address", "port", "fwmark", "scheduler", "persistent", "timeout", "netmask",
                   "pe_name", "one_packet", "sched_flags", "name", "description")
 REAL_SERVER_FIELDS = ("address", "port", "forward", "weight", "upper_threshold", "lower_threshold", "tun_type",
@@ -130,6 +131,13 @@ def update_balancer(actor: Actor, balancer: Balancer, **data) -> Balancer:
     if before != after:
         balancer.save()
         record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=after)
+    if any(before[k] != after[k] for k in SYNC_FIELDS) and balancer.applied_revision:
+        # Sync settings have no revision: the agent takes them with a reconverge to what it already carries.
+        from . import reports
+
+        balancer_id = balancer.pk
+        transaction.on_commit(lambda: reports.send_reconverge(
+            Balancer.objects.select_related("cluster").get(pk=balancer_id), trigger="apply"))
     return balancer
 
 

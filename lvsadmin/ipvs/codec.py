@@ -5,6 +5,8 @@ Only non-default fields are written for destinations, so a snapshot of 100,000 r
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import fields
 
 from .model import Destination, Info, Service, Stats, SyncDaemon, Table, Timeouts
@@ -81,3 +83,10 @@ def table_from_dict(data: dict) -> Table:
         daemons=[SyncDaemon(**d) for d in data.get("daemons", [])],
         info=Info(**data["info"]) if data.get("info") else None,
     )
+
+
+def table_digest(data: dict) -> str:
+    """SHA-256 of a table dict in canonical JSON: the control side names a snapshot's table, or the table an
+    agent reported, by it (so neither is sent again when the other side already holds it)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -811,6 +811,49 @@ def _without_gc(method):
     return wrapper
 
 
+class Prepared:
+    """A desired table with what IPVS.diff works out of it once: the services by key, their settings and the
+    encoding of their destinations as the kernel would dump them.
+
+    A long-running agent diffs the same snapshot on every resync: prepared once, each diff then costs only
+    the kernel's dump and the comparison. The table must not change while a Prepared of it is in use.
+    """
+
+    __slots__ = ("table", "by_key", "configs", "expected")
+
+    def __init__(self, table: Table):
+        from . import plan
+
+        self.table = table
+        self.by_key = {plan.service_key(s): s for s in table.services}
+        self.configs: dict[tuple, tuple] = {}
+        self.expected: dict[tuple, dict | None] = {}
+
+    def expected_dests(self, key: tuple, svc: Service) -> dict | None:
+        """_expected_dests of the service's destinations (None: not encodable as they are)."""
+        try:
+            return self.expected[key]
+        except KeyError:
+            pass
+        try:
+            expected = _expected_dests(svc.destinations)
+            if len(expected) != len(svc.destinations):
+                expected = None  # the same real server twice: let plan.diff judge
+        except (KeyError, OSError, ValueError, OverflowError, struct.error):
+            expected = None
+        self.expected[key] = expected
+        return expected
+
+    def config(self, key: tuple, svc: Service) -> tuple:
+        try:
+            return self.configs[key]
+        except KeyError:
+            from . import plan
+
+            config = self.configs[key] = plan.service_config(svc)
+            return config
+
+
 # --- the socket ---------------------------------------------------------------------------------------
 
 
@@ -1099,18 +1142,20 @@ class IPVS:
         return table
 
     @_without_gc
-    def diff(self, desired: Table, owned=None, drain=None) -> list:
+    def diff(self, desired: Table | Prepared, owned=None, drain=None) -> list:
         """Dump the kernel table and diff it against `desired`: plan.diff(desired, self.dump(), ...)
         in one pass, without decoding what is already as desired.
 
         The reconcile's hot path. For each desired service that the kernel has with the same
         settings, each dumped destination's configuration bytes are compared with the desired
         destination's encoding; only services where something differs are decoded and handed
-        to plan.diff, together with the services that are missing or not desired.
+        to plan.diff, together with the services that are missing or not desired. `desired` may
+        be a Prepared table, for callers that diff the same table again and again.
         """
         from . import plan  # pure, and only needed here
 
-        desired_by_key = {plan.service_key(s): s for s in desired.services}
+        prepared = desired if isinstance(desired, Prepared) else Prepared(desired)
+        desired, desired_by_key = prepared.table, prepared.by_key
         todo: set[tuple] = set()
         actual: list[Service] = []
         found: set[tuple] = set()
@@ -1131,8 +1176,8 @@ class IPVS:
                 continue
             found.add(k)
             key_attr = v[12]
-            msgs = self._dump_matching(key_attr, want.destinations, want)
-            if msgs is None and plan.service_config(want) == config_of(
+            msgs = self._dump_matching(key_attr, prepared.expected_dests(k, want), want)
+            if msgs is None and prepared.config(k, want) == config_of(
                     *v[5:12], fw_family if protocol == FWMARK else (6 if ":" in address else 4)):
                 continue
             ksvc = Service(*v[:12])
@@ -1145,18 +1190,15 @@ class IPVS:
         changed = Table(services=[s for s in desired.services if plan.service_key(s) in todo])
         return plan.diff(changed, Table(services=actual), owned, drain)
 
-    def _dump_matching(self, key_attr: bytes, wanted: list[Destination], svc: Service):
-        """Dump one service's destinations and compare them, byte for byte, with `wanted`.
+    def _dump_matching(self, key_attr: bytes, expected: dict | None, svc: Service):
+        """Dump one service's destinations and compare them, byte for byte, with `expected`
+        (Prepared.expected_dests: the desired ones as the kernel would dump them; None: compare nothing).
 
-        Returns None when the kernel holds exactly `wanted`, else the dumped messages (for
+        Returns None when the kernel holds exactly those, else the dumped messages (for
         decoding). This runs for every service of every reconcile: each chunk the kernel
         sends is read with one unpack (its destination messages have a fixed length and
         layout), and the comparison is of two dicts built in C."""
-        try:
-            expected = _expected_dests(wanted)
-        except (KeyError, OSError, ValueError, OverflowError, struct.error):
-            expected = None  # not encodable as it is: let plan.diff judge
-        ok = expected is not None and len(expected) == len(wanted)
+        ok = expected is not None
         self.seq = seq = (self.seq + 1) & 0xFFFFFFFF
         sock = self.sock
         sock.send(_NLMSGHDR.pack(_HDRLEN + len(key_attr), self.family, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
@@ -1408,6 +1450,7 @@ class Backend:
 
     def __init__(self):
         self._ipvs: IPVS | None = None
+        self._prepared: Prepared | None = None
 
     @property
     def ipvs(self) -> IPVS:
@@ -1424,22 +1467,30 @@ class Backend:
     def apply(self, operations: list) -> list[dict]:
         return [{"op": str(f.op), "error": str(f.error)} for f in self.ipvs.apply(operations)]
 
-    def unchanged(self, desired: Table) -> bool:
-        """True when the kernel holds exactly `desired`, timeouts and every service included.
+    def diff(self, desired: Table, owned=None, drain=None) -> list:
+        """The operations that bring the kernel to `desired` (IPVS.diff: one pass, decoding only what differs).
 
-        The agent's no-op fast path: IPVS.diff compares the dump's bytes in one pass and decodes nothing
-        that matches, where dump() would decode all of it.
-        """
-        if desired.timeouts is not None and self.ipvs.timeouts() != desired.timeouts:
-            return False
-        return not self.ipvs.diff(desired, owned=True)
+        The agent's no-op check and its verify after an apply. The agent never changes a snapshot's table once
+        decoded, so the same table is prepared once."""
+        if self._prepared is None or self._prepared.table is not desired:
+            self._prepared = Prepared(desired)
+        return self.ipvs.diff(self._prepared, owned=owned, drain=drain)
+
+    def timeouts(self) -> Timeouts:
+        return self.ipvs.timeouts()
 
     def info(self) -> Info:
         return self.ipvs.info()
 
     def daemons(self) -> list[SyncDaemon]:
-        """The running sync daemons (not in dump(): the reconcile never needs them; backups do)."""
+        """The running sync daemons (not in dump(): the table's hot paths never need them)."""
         return self.ipvs.daemons()
+
+    def start_daemon(self, daemon: SyncDaemon) -> None:
+        self.ipvs.start_daemon(daemon)
+
+    def stop_daemon(self, state: str) -> None:
+        self.ipvs.stop_daemon(state)
 
     def close(self) -> None:
         if self._ipvs is not None:

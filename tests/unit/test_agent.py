@@ -325,17 +325,13 @@ def test_a_backup_keeps_the_sync_daemons_the_dump_leaves_out(kernel, tmp_path, s
 
 
 class CheckingKernel(MemoryBackend):
-    """The fake kernel with the netlink backend's one-pass no-op check, counting full dumps."""
+    """The fake kernel (with its one-pass diff, as the netlink backend has), counting full dumps."""
 
     dumps = 0
 
     def dump(self, counters=True):
         self.dumps += 1
         return super().dump(counters)
-
-    def unchanged(self, desired):
-        actual = super().dump(False)
-        return codec.table_to_dict(actual)["services"] == codec.table_to_dict(desired)["services"]
 
 
 def test_a_repeated_snapshot_takes_the_no_op_path_without_a_full_dump(tmp_path, sent):
@@ -353,3 +349,165 @@ def test_a_repeated_snapshot_takes_the_no_op_path_without_a_full_dump(tmp_path, 
     report = agent.reconcile(snap(1))
     assert report["outcome"] == "ok" and report["drift"] and kernel.dumps > dumps
     assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}
+
+
+def test_an_apply_that_the_kernel_took_whole_is_verified_without_a_second_full_dump(tmp_path, sent):
+    kernel = CheckingKernel(tmp_path / "kernel.json")
+    agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
+                  lambda task, payload, expires=None: sent.append((task, payload)))
+    report = agent.reconcile(snap(1))
+    assert report["outcome"] == "ok" and not report["remaining"] and kernel.dumps == 1
+    assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}
+    # What the agent applied is the snapshot's table: a change behind its back is drift against it.
+    edit_kernel(kernel, lambda t: setattr(t.by_key()[("tcp", VIP, 80)].destination("10.2.0.1", 80), "weight", 7))
+    assert [d["kind"] for d in agent.heartbeat()["drift"]] == ["dest-changed"]
+
+
+def test_an_apply_the_kernel_refused_in_part_is_verified_on_a_full_dump(tmp_path, sent):
+    class Refusing(CheckingKernel):
+        def apply(self, operations):
+            errors = super().apply([op for op in operations if getattr(op, "dest", None) is None
+                                    or op.dest.address != "10.2.0.2"])
+            return errors + [{"op": "-a 10.2.0.2", "error": "refused"}]
+
+    kernel = Refusing(tmp_path / "kernel.json")
+    agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
+                  lambda task, payload, expires=None: sent.append((task, payload)))
+    report = agent.reconcile(snap(1))
+    assert report["outcome"] == "error" and kernel.dumps == 2
+    assert any("10.2.0.2" in line for line in report["remaining"]) and agent.state.applied_revision == 0
+
+
+def test_a_no_op_reconcile_rewrites_the_small_state_file_only(make_agent, tmp_path):
+    agent = make_agent()
+    agent.reconcile(dict(snap(1), digest="d1"))
+    tables = sorted(p.name for p in tmp_path.glob("state.json.table-*.json"))
+    assert len(tables) == 1  # the snapshot and the applied configuration are one table, written once
+    stamp = (tmp_path / tables[0]).stat().st_mtime_ns
+    assert agent.reconcile(dict(snap(1), digest="d1"))["outcome"] == "noop"
+    assert sorted(p.name for p in tmp_path.glob("state.json.table-*.json")) == tables
+    assert (tmp_path / tables[0]).stat().st_mtime_ns == stamp
+    # A restart reads it all back; the next revision's table replaces the old file.
+    again = make_agent()
+    assert again.state.applied_revision == 1 and again.state.reconciles == 2
+    assert again.state.snapshot["table"] == snap(1)["table"] and again.state.applied == snap(1)["table"]
+    assert again.reconcile(dict(snap(2, dests=("10.2.0.1",)), digest="d2"))["outcome"] == "ok"
+    assert [p.name for p in tmp_path.glob("state.json.table-*.json")] != tables
+    assert len(list(tmp_path.glob("state.json.table-*.json"))) == 1
+    assert StateStore(tmp_path / "state.json").load().snapshot["digest"] == "d2"
+
+
+def test_a_state_whose_table_file_is_gone_is_an_empty_state(make_agent, tmp_path, caplog):
+    make_agent().reconcile(snap(1))
+    for table in tmp_path.glob("state.json.table-*.json"):
+        table.unlink()
+    assert StateStore(tmp_path / "state.json").load().applied_revision == 0
+    assert "is missing" in caplog.text
+
+
+def test_a_state_file_of_the_first_format_is_read(tmp_path):
+    table = snap(3)["table"]
+    (tmp_path / "state.json").write_text(json.dumps({
+        "format": "lvsadmin-agent-state/1", "balancer": "lb1", "cluster": "web", "applied_revision": 3,
+        "snapshot": dict(snap(3)), "pending": None, "applied": table, "drains": {}, "mutations": 3,
+        "reconciles": 1}))
+    state = StateStore(tmp_path / "state.json").load()
+    assert state.applied_revision == 3 and state.applied == table and state.snapshot["table"] == table
+
+
+def test_a_snapshot_with_a_known_digest_is_not_decoded_again(tmp_path, monkeypatch):
+    agent = Agent("lb1", MemoryBackend(), StateStore(tmp_path / "state.json"), lambda *a, **k: None)  # no file
+    agent.reconcile(dict(snap(1), digest="d1"))
+    decoded = []
+    real = codec.table_from_dict
+    monkeypatch.setattr(codec, "table_from_dict", lambda data: decoded.append(1) or real(data))
+    assert agent.reconcile(dict(snap(1), digest="d1"))["outcome"] == "noop"
+    assert agent.reconverge({"cluster": "web", "revision": 1})["outcome"] == "noop"
+    assert decoded == []
+    assert agent.reconcile(dict(snap(2, dests=("10.2.0.1",)), digest="d2"))["outcome"] == "ok"
+    assert decoded == [1]
+
+
+def test_the_report_leaves_out_a_table_the_control_side_already_holds(make_agent):
+    agent = make_agent()
+    first = agent.reconcile(dict(snap(1), digest="d1"))
+    assert first["table"] == snap(1)["table"]  # nothing reported before: sent
+    again = agent.reconcile(dict(snap(1), digest="d1", reported_digest="d1"))
+    assert again["outcome"] == "noop" and again["table"] is None and again["table_digest"] == "d1"
+    other = agent.reconcile(dict(snap(1), digest="d1", reported_digest="older"))
+    assert other["table"] == snap(1)["table"]
+    resync = agent.reconverge({"cluster": "web", "revision": 1, "reported_digest": "d1"})
+    assert resync["outcome"] == "noop" and resync["table"] is None
+
+
+def test_a_reconverge_to_a_revision_the_agent_lacks_asks_for_the_snapshot(make_agent, sent):
+    agent = make_agent()
+    report = agent.reconverge({"balancer": "lb1", "cluster": "web", "revision": 4, "trigger": "resync"})
+    assert report["needs_snapshot"] and report["outcome"] == "stale" and report["revision"] == 4
+    assert sent[-1] == ("lvsadmin.core.record_report", report)
+    agent.reconcile(snap(4))
+    assert agent.reconverge({"cluster": "web", "revision": 4})["outcome"] == "noop"
+    assert agent.reconverge({"cluster": "web", "revision": 5})["needs_snapshot"]
+    assert agent.reconverge({"cluster": "shop", "revision": 4})["needs_snapshot"]
+
+
+# --- sync daemons ----------------------------------------------------------------------------------------
+
+def running(kernel):
+    return [(d.state, d.mcast_ifn, d.syncid) for d in kernel.daemons()]
+
+
+def test_the_sync_daemon_follows_the_balancers_settings(make_agent, kernel):
+    agent = make_agent()
+    report = agent.reconcile(dict(snap(1), sync={"role": "master", "interface": "eth1", "id": 5}))
+    assert report["outcome"] == "ok" and running(kernel) == [("master", "eth1", 5)]
+    assert report["operations"][-1] == "--start-daemon master --mcast-interface eth1 --syncid 5"
+    # The same settings again: nothing to do, on the fast path.
+    assert agent.reconcile(dict(snap(1), sync={"role": "master", "interface": "eth1", "id": 5}))["outcome"] == "noop"
+    # Settings have no revision: a reconverge carries them; the master stops before the backup starts.
+    report = agent.reconverge({"cluster": "web", "sync": {"role": "backup", "interface": "eth2", "id": 5}})
+    assert report["operations"] == ["--stop-daemon master", "--start-daemon backup --mcast-interface eth2 --syncid 5"]
+    assert running(kernel) == [("backup", "eth2", 5)] and agent.state.started_daemons == ["backup"]
+    # The agent keeps the settings for its next resync.
+    assert agent.reconverge({"cluster": "web"})["outcome"] == "noop"
+    report = agent.reconverge({"cluster": "web", "sync": {"role": "", "interface": "", "id": 0}})
+    assert report["operations"] == ["--stop-daemon backup"] and running(kernel) == []
+
+
+def test_without_a_role_a_daemon_someone_else_started_is_left_alone(make_agent, kernel):
+    from lvsadmin.ipvs.model import SyncDaemon
+
+    kernel.start_daemon(SyncDaemon("backup", "eth9", syncid=3))  # keepalived's, say
+    agent = make_agent()
+    assert agent.reconcile(dict(snap(1), sync={"role": "", "interface": "", "id": 0}))["outcome"] == "ok"
+    assert running(kernel) == [("backup", "eth9", 3)]
+    assert agent.reconcile(dict(snap(1), sync={"role": "", "interface": "", "id": 0}))["outcome"] == "noop"
+    assert agent.heartbeat()["facts"]["sync_daemons"] == [{"state": "backup", "interface": "eth9", "syncid": 3}]
+
+
+def test_a_daemon_the_kernel_refuses_is_an_error_and_the_revision_waits(make_agent, kernel):
+    class NoDevice(MemoryBackend):
+        def start_daemon(self, daemon):
+            raise OSError(19, f"No such device: {daemon.mcast_ifn}")
+
+    failing = NoDevice()
+    agent = Agent("lb1", failing, StateStore(kernel.path.with_name("state2.json")), lambda *a, **k: None)
+    report = agent.reconcile(dict(snap(1), sync={"role": "master", "interface": "nope0", "id": 1}))
+    assert report["outcome"] == "error" and agent.state.applied_revision == 0
+    assert report["errors"] == [{"op": "--start-daemon master --mcast-interface nope0 --syncid 1",
+                                 "error": "OSError: [Errno 19] No such device: nope0"}]
+
+
+def test_daemon_plan_stops_other_states_and_changed_settings():
+    from lvsadmin.agent import daemons
+    from lvsadmin.ipvs.model import SyncDaemon
+
+    master = SyncDaemon("master", "eth1", syncid=5)
+    want = {"role": "master", "interface": "eth1", "id": 5}
+    assert daemons.plan(want, [master], []) == []
+    assert [str(op) for op in daemons.plan(dict(want, id=6), [master], ["master"])] == [
+        "--stop-daemon master", "--start-daemon master --mcast-interface eth1 --syncid 6"]
+    assert [str(op) for op in daemons.plan(want, [SyncDaemon("backup", "eth1", 5), master], [])] == [
+        "--stop-daemon backup"]
+    assert daemons.plan(None, [master], []) == [] and daemons.plan({"role": ""}, [master], []) == []
+    assert [str(op) for op in daemons.plan({"role": ""}, [master], ["master"])] == ["--stop-daemon master"]

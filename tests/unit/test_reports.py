@@ -162,17 +162,70 @@ def test_resync_sends_snapshots_only_for_applied_edits(balancer, edited, actor, 
     snapshots, reconverges = [], []
     monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
                         lambda cluster_id, trigger="apply", balancers=None: snapshots.append(trigger) or 1)
-    monkeypatch.setattr(reports, "send_reconverge", lambda b, trigger="resync": reconverges.append(b.name))
+    monkeypatch.setattr(reports, "send_reconverge", lambda b, trigger="resync", revision=0, reported_digest="":
+                        reconverges.append((b.name, revision)))
     # Edits nobody applied: the agents re-converge to what they have, no unreviewed change goes out.
     assert reports.resync_all() == 1
-    assert snapshots == [] and reconverges == ["lb1"]
+    assert snapshots == [] and reconverges == [("lb1", 0)]
     services.apply_cluster(actor, edited)
     assert reports.resync_all() == 1
     assert snapshots == ["resync"]
     services.update_cluster(actor, edited, auto_apply=True)
     services.create_real_server(actor, edited.services.get(), address="10.2.0.2", port=80)
     reports.resync_all()
-    assert snapshots[-1] == "resync"
+    assert snapshots[-1] == "resync" and len(snapshots) == 2
+    # Once the agent reported the current revision, the resync asks it to reconverge to that revision: it holds
+    # the snapshot, so the whole table is not sent again.
+    edited.refresh_from_db()
+    reports.record_report(report(edited.desired_revision))
+    reports.resync_all()
+    assert len(snapshots) == 2 and reconverges[-1] == ("lb1", edited.desired_revision)
+
+
+def test_the_snapshot_names_its_table_and_the_one_the_agent_reported(balancer, edited, monkeypatch):
+    from lvsadmin.celery import app
+    from lvsadmin.core import dispatch
+    from lvsadmin.ipvs import codec
+
+    messages = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: messages.append((name, args[0], queue)))
+    dispatch.send_reconcile(edited.pk)
+    (name, snap, queue), = messages
+    assert (name, queue) == ("lvsadmin.agent.reconcile", "lvs.lb1")
+    assert snap["digest"] == codec.table_digest(snap["table"]) and snap["reported_digest"] == ""
+    reports.record_report(report(edited.desired_revision, table=snap["table"]))
+    assert Balancer.objects.get(pk=balancer.pk).reported.digest == snap["digest"]
+    dispatch.send_reconcile(edited.pk)
+    assert messages[-1][1]["reported_digest"] == snap["digest"]
+
+
+def test_a_report_that_leaves_out_an_unchanged_table_keeps_the_stored_one(balancer, edited):
+    from lvsadmin.core.models import ReportedTable
+    from lvsadmin.core.selectors import desired_table
+    from lvsadmin.ipvs import codec
+
+    table = codec.table_to_dict(desired_table(edited))
+    reports.record_report(report(edited.desired_revision - 1, table=table))
+    first = ReportedTable.objects.get(balancer=balancer)
+    reports.record_report(report(edited.desired_revision, outcome="noop", trigger="resync", table=None,
+                                 table_digest=codec.table_digest(table)))
+    kept = ReportedTable.objects.get(balancer=balancer)
+    assert kept.table == table and kept.revision == edited.desired_revision and kept.reported_at > first.reported_at
+    # A digest the control side does not hold changes nothing (the next report that carries the table will).
+    reports.record_report(report(edited.desired_revision + 1, outcome="noop", table=None, table_digest="other"))
+    assert ReportedTable.objects.get(balancer=balancer).revision == edited.desired_revision
+
+
+def test_an_agent_that_lacks_the_revision_it_is_asked_for_gets_the_snapshot(balancer, edited, monkeypatch,
+                                                                           django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
+                        lambda cluster_id, trigger="apply", balancers=None: sent.append((trigger, balancers)))
+    with django_capture_on_commit_callbacks(execute=True):
+        stored = reports.record_report(report(edited.desired_revision, outcome="stale", trigger="resync",
+                                              needs_snapshot=True, operations=[], applied=0))
+    assert stored is None and Balancer.objects.get(pk=balancer.pk).applied_revision == 0
+    assert [(t, [b.name for b in bs]) for t, bs in sent] == [("resync", ["lb1"])]
 
 
 def test_the_periodic_jobs_are_made_once(db, settings):
@@ -198,3 +251,29 @@ def test_the_kernel_table_a_report_carries_is_what_the_plan_compares_with(balanc
     assert "weight" in str(plan.lines[0])
     reports.record_report(report(edited.desired_revision - 1, outcome="stale", table={"services": []}))
     assert Balancer.objects.get(pk=balancer.pk).reported.table == codec.table_to_dict(kernel)
+
+
+def test_sync_settings_go_to_the_agent_with_its_snapshot_and_when_they_change(balancer, edited, actor, monkeypatch,
+                                                                              django_capture_on_commit_callbacks):
+    from django.core.exceptions import ValidationError
+
+    from lvsadmin.celery import app
+    from lvsadmin.core import dispatch
+
+    messages = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: messages.append((name, args[0])))
+    services.update_balancer(actor, balancer, sync_role="master", sync_interface="eth1", sync_id=5)
+    assert messages == []  # the agent has applied nothing yet: its first snapshot carries the settings
+    dispatch.send_reconcile(edited.pk)
+    assert messages[-1][1]["sync"] == {"role": "master", "interface": "eth1", "id": 5}
+    reports.record_report(report(edited.desired_revision))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.update_balancer(actor, Balancer.objects.get(pk=balancer.pk), sync_role="backup")
+    name, request = messages[-1]
+    assert name == "lvsadmin.agent.reconverge" and request["trigger"] == "apply"
+    assert request["sync"] == {"role": "backup", "interface": "eth1", "id": 5}
+    for bad, field in (({"sync_role": "master", "sync_interface": ""}, "sync_interface"),
+                       ({"sync_interface": "eth 1"}, "sync_interface"), ({"sync_id": 256}, "sync_id")):
+        with pytest.raises(ValidationError) as exc:
+            services.update_balancer(actor, Balancer.objects.get(pk=balancer.pk), **bad)
+        assert field in exc.value.message_dict

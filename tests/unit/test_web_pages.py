@@ -227,6 +227,9 @@ def test_an_admin_edits_cluster_settings_and_balancers(web, group_admin_client):
     good = group_admin_client.post("/clusters/web/balancers/new/", {"cluster": web["cluster"].pk, "name": "lb2",
                                                                      "sync_id": 0})
     assert good.status_code == 302 and Balancer.objects.filter(name="lb2").exists()
+    no_interface = group_admin_client.post("/clusters/web/balancers/new/", {
+        "cluster": web["cluster"].pk, "name": "lb3", "sync_role": "master", "sync_id": 5})
+    assert no_interface.status_code == 422 and "needs its multicast interface" in no_interface.content.decode()
 
 
 def test_a_cluster_with_balancers_cannot_be_deleted(web, group_admin_client):
@@ -248,7 +251,8 @@ def test_the_balancer_page_shows_facts_status_drift_and_paginated_reports(web, v
     Balancer.objects.filter(pk=lb.pk).update(
         last_seen=timezone.now(), status="drift", status_detail="the kernel differs: -a ... is gone",
         facts={"kernel_release": "6.1.0-56-amd64", "ipvs_version": "1.2.1", "conn_tab_size": 4096,
-               "schedulers": ["rr", "wrr", "sh"]})
+               "schedulers": ["rr", "wrr", "sh"], "sync_daemons": [{"state": "backup", "interface": "eth9",
+                                                                    "syncid": 3}]})
     now = timezone.now()
     ApplyReport.objects.bulk_create([
         ApplyReport(balancer=lb, revision=i, outcome="error" if i == 25 else "ok", started=now, finished=now,
@@ -258,6 +262,7 @@ def test_the_balancer_page_shows_facts_status_drift_and_paginated_reports(web, v
                     else []) for i in range(1, 26)])
     html = viewer_client.get("/balancers/lb1/").content.decode()
     assert "6.1.0-56-amd64" in html and "rr wrr sh" in html and "4096" in html
+    assert "backup on eth9, id 3" in html and "not managed by the panel" in html
     assert "st-drift" in html and "192.0.2.11:80 is gone" in html and "File exists" in html
     assert html.count("<details>") == 20 and "Older" in html
     older = viewer_client.get(f"/balancers/lb1/?before={ApplyReport.objects.order_by('id')[5].pk}",
