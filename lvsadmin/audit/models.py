@@ -10,6 +10,8 @@ import hashlib
 import json
 
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Collate
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -18,6 +20,21 @@ class AppendOnlyQuerySet(models.QuerySet):
 
     def delete(self):
         raise PermissionError("audit records are never deleted")
+
+
+class PrefixIndex(models.Index):
+    """A btree index that serves `field__startswith` (`LIKE 'prefix%'`) on PostgreSQL and on SQLite.
+
+    PostgreSQL's LIKE uses a btree index only in the C collation or with a pattern operator class: give
+    `opclasses` (varchar_pattern_ops for a CharField). SQLite ignores `opclasses`, and its LIKE, which ignores
+    ASCII case, uses only an index in the NOCASE collation: there the index is on `column COLLATE NOCASE`.
+    """
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if schema_editor.connection.vendor == "sqlite":
+            nocase = models.Index(*(Collate(F(name), "NOCASE") for name in self.fields), name=self.name)
+            return nocase.create_sql(model, schema_editor, using, **kwargs)
+        return super().create_sql(model, schema_editor, using, **kwargs)
 
 
 class ChangeRecord(models.Model):
@@ -56,7 +73,11 @@ class ChangeRecord(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["object_type", "object_id", "-id"])]
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "-id"]),
+            # The audit page's "object" filter: object_repr__startswith.
+            PrefixIndex(fields=["object_repr"], opclasses=["varchar_pattern_ops"], name="audit_object_repr_prefix"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.object_repr}"

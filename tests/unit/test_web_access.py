@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core.models import Cluster
-from lvsadmin.web.roles import RANK, UNSAFE_METHODS
+from lvsadmin.web.roles import ADMIN, RANK, UNSAFE_METHODS
 from tests.unit.conftest_web import *  # noqa: F403
 from tests.unit.conftest_web import client_for, htmx
 
@@ -62,6 +62,18 @@ def _backup_of(balancer):
 def test_every_view_declares_who_may_use_it():
     undeclared = [route for route, _, callback in walk() if not hasattr(callback, "lvs_policy")]
     assert undeclared == []
+
+
+def test_the_pages_only_admins_may_open_are_these():
+    # The walks below check each view against its own declaration; this pins the declarations of the admin-only
+    # pages, so that opening one to more roles is a visible change here. Verifying the audit chain reads and
+    # hashes every record: admins only.
+    admin_only = {name for _, name, callback in walk() if callback.lvs_policy.get("read") == ADMIN}
+    assert admin_only == {
+        "cluster_create", "cluster_edit", "cluster_delete", "balancer_create", "balancer_edit", "balancer_delete",
+        "balancer_schedule", "balancer_schedule_delete", "cluster_schedule", "cluster_schedule_delete",
+        "audit_verify", "users", "user_create", "user_edit",
+    }
 
 
 def test_no_view_is_exempt_from_csrf():

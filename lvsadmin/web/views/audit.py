@@ -12,7 +12,7 @@ from lvsadmin.audit.log import verify_chain
 
 from ..forms import AuditFilterForm
 from ..pages import query_without, render_page
-from ..roles import policy
+from ..roles import ADMIN, policy
 from ..tables import AuditLog
 from ..templatetags.panel import utc
 
@@ -55,9 +55,10 @@ def audit_csv(request):
     return response
 
 
-@policy()
+@policy(read=ADMIN)
 def audit_verify(request):
-    """Recompute the whole hash chain (reads every record): run on demand only, from a button."""
+    """Recompute the whole hash chain: run on demand only, from a button, and by admins only, since it reads and
+    hashes every record (a minute or more on a million records) while holding a web worker."""
     started = timezone.now()
     report = verify_chain()
     elapsed = (timezone.now() - started).total_seconds()
