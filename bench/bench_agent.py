@@ -185,7 +185,7 @@ def main() -> int:
                 raise SystemExit("our bulk apply and ipvsadm -R built different tables")
             ipvs.flush()
 
-    agent_apply, agent_noop, agent_resend = [], [], []
+    agent_apply, agent_noop, agent_resend, agent_edit, agent_restarted = [], [], [], [], []
 
     def agent_side(rep: int) -> None:
         """The agent itself (lvsadmin.agent.core.Agent over the netlink backend), as its Celery task runs it:
@@ -241,6 +241,25 @@ def main() -> int:
                 for r in reports[-2:]:
                     if r["outcome"] != "noop" or r["table"] is not None:
                         raise SystemExit(f"agent no-op reconcile: {r['outcome']} {r['operations'][:3]}")
+            # One real server's weight changed (revision + 1): the full path, for information.
+            changed = codec.table_to_dict(desired)
+            changed["services"][0]["destinations"][0]["weight"] = 99
+            edit_body = json.dumps([[dict(snapshot, revision=rep + 2, table=changed,
+                                          digest=codec.table_digest(changed))], {}, {}])
+            gc.collect()
+            agent_edit.append(timed(lambda: reports.append(task(agent.reconcile, edit_body))))
+            if reports[-1]["operations"] != [f"-e -t {desired.services[0].address}:80 -r "
+                                             f"{desired.services[0].destinations[0].address}:80 -g -w 99"]:
+                raise SystemExit(f"agent one-change apply: {reports[-1]['operations'][:3]}")
+            # A restarted agent: its state file read back, every cache cold, then the periodic resync.
+            cold()
+            restarted = Agent("bench", netlink.backend(), StateStore(f"{tmp}/state.json"), send)
+            resync2 = json.dumps([[{"balancer": "bench", "cluster": "bench", "trigger": "resync",
+                                    "revision": rep + 2, "reported_digest": ""}], {}, {}])
+            gc.collect()
+            agent_restarted.append(timed(lambda: reports.append(task(restarted.reconverge, resync2))))
+            if reports[-1]["outcome"] != "noop":
+                raise SystemExit(f"restarted agent's resync: {reports[-1]['outcome']}")
             netlink.IPVS().flush()
 
     for rep in range(args.repeat):
@@ -268,6 +287,10 @@ def main() -> int:
           f"report) {med(agent_apply):.3f}s")
     print(f"ipvsadm -S -n  {med(save):.3f}s   agent no-op reconcile: periodic resync {med(agent_noop):.3f}s, "
           f"the whole snapshot delivered again {med(agent_resend):.3f}s")
+    print(f"for information: one real server's weight changed (full path) {med(agent_edit):.3f}s = "
+          f"{med(agent_edit) / med(save):.2f} x ipvsadm -S -n; the first resync of a restarted agent (state file "
+          f"read, caches cold, the table sent back) {med(agent_restarted):.3f}s = "
+          f"{med(agent_restarted) / med(save):.2f} x ipvsadm -S -n")
     print(f"netlink layer alone (IPVS.diff/apply on an open socket): bulk {med(ours_apply):.3f}s, no-op "
           f"{med(ours_noop):.3f}s [caches cleared first: {med(cold_noop):.3f}s; plain IPVS.dump()+plan.diff, "
           f"cleared: {med(plain_noop):.3f}s]")
