@@ -58,6 +58,24 @@ def _kept(snapshot: dict) -> dict:
     return {k: v for k, v in snapshot.items() if k not in ("balancer", "trigger", "reported_digest")}
 
 
+def decode_reusing(data: dict, previous: tuple[dict, Table] | None) -> Table:
+    """codec.table_from_dict, taking the decoded Service of `previous` (table dict, its Table) for every
+    service whose dict is unchanged: a new revision usually changes a few services of many."""
+    if previous is None or not isinstance(data, dict) or not isinstance(previous[0].get("services"), list):
+        return codec.table_from_dict(data)
+    old = {_dict_key(sd): (sd, svc) for sd, svc in zip(previous[0]["services"], previous[1].services, strict=False)}
+    table = codec.table_from_dict(dict(data, services=[]))
+    services = data["services"]
+    for sd in services:
+        hit = old.get(_dict_key(sd)) if isinstance(sd, dict) else None
+        table.services.append(hit[1] if hit is not None and hit[0] == sd else codec.service_from_dict(sd))
+    return table
+
+
+def _dict_key(sd: dict) -> tuple:
+    return (sd.get("protocol"), sd.get("address"), sd.get("port"), sd.get("fwmark"), sd.get("fwmark_family"))
+
+
 def same_table(a: dict, b: dict) -> bool:
     """Whether two snapshots carry the same table: the same dict, the same digest, or equal contents."""
     ta, tb = a.get("table"), b.get("table")
@@ -97,6 +115,7 @@ class Agent:
         self._owned_cache: tuple | None = None
         self._applied_cache: tuple | None = None
         self._desired_cache: tuple | None = None  # (digest, table dict, Table) of the last snapshot decoded
+        self._desired_keys_cache: tuple | None = None
 
     @property
     def backend(self) -> Backend:
@@ -177,16 +196,17 @@ class Agent:
             log.exception("no-op check failed")
             return False
 
-    def _left_to_do(self, desired: Table, owned) -> list | None:
+    def _left_to_do(self, desired: Table, owned, only=None) -> list | None:
         """What the kernel still lacks of `desired`, found in one pass that decodes only what differs.
 
         None when the backend has no one-pass diff (then callers take the full dump). Drains are not
-        considered: callers use this only when none is under way.
+        considered: callers use this only when none is under way. `only`: look at the destinations of these
+        services only (those an apply just changed; the others were read as desired moments before).
         """
         diff = getattr(self.backend, "diff", None)
         if diff is None:
             return None
-        ops = list(diff(desired, owned=owned))
+        ops = list(diff(desired, owned=owned, only=only) if only is not None else diff(desired, owned=owned))
         if desired.timeouts is not None and self.backend.timeouts() != desired.timeouts:
             ops.insert(0, planning.SetTimeouts(desired.timeouts))
         return ops
@@ -228,7 +248,7 @@ class Agent:
         digest = snapshot.get("digest")
         if cached is not None and (cached[1] is table or (digest and digest == cached[0])):
             return cached[2]
-        decoded = codec.table_from_dict(table)
+        decoded = decode_reusing(table, cached[1:] if cached is not None else None)
         self._desired_cache = (digest, table, decoded)
         return decoded
 
@@ -298,17 +318,31 @@ class Agent:
         st = self.state
         durations = {}
         mark = time.monotonic()
+        # With no drain under way, only the part of the kernel that differs from the snapshot is read and
+        # planned (IPVS.partial); drains need every connection count: a full dump.
+        partial = getattr(self.backend, "partial", None) if not st.drains else None
         try:
-            actual = self.backend.dump(counters=False)  # connection counts come without the counters
+            if partial is not None:
+                to_plan, actual = partial(desired)
+                actual.timeouts, actual.info = self.backend.timeouts(), self.backend.info()
+            else:
+                to_plan, actual = desired, self.backend.dump(counters=False)  # connection counts come without
         except Exception as exc:  # the kernel could not be read: nothing was changed
             log.exception("dump failed")
             return self._report(snapshot, trigger, "error", started, t0,
                                 errors=[{"op": "dump", "error": f"{type(exc).__name__}: {exc}"}])
         durations["dump"] = time.monotonic() - mark
-        drift = planning.drift(self._applied_table(), actual)
+        if partial is not None:
+            wanted = {planning.service_key(s) for s in to_plan.services}
+            drift = planning.drift(self._applied_table(), actual,
+                                   matched={k for k in self._desired_keys(desired) if k not in wanted},
+                                   config_only={k for s in actual.services
+                                                if (k := planning.service_key(s)) not in wanted})
+        else:
+            drift = planning.drift(self._applied_table(), actual)
 
         mark = time.monotonic()
-        plan = self._plan(snapshot, desired, actual)
+        plan = self._plan(snapshot, to_plan, actual)
         durations["plan"] = time.monotonic() - mark
 
         mark = time.monotonic()
@@ -333,13 +367,14 @@ class Agent:
         after: Table | None = actual
         # The usual apply (every operation taken, no drain under way) is verified in one pass against the
         # snapshot, decoding only what differs; anything else is verified on a full dump.
-        as_desired = False
+        as_desired = partial is not None and not plan.operations and not plan.drains  # already as desired
         if plan.operations and not errors and not plan.drains:
             try:
-                as_desired = self._left_to_do(desired, owned=self._owned_for_plan(snapshot)) == []
+                touched = {planning.service_key(s) for s in to_plan.services} if partial is not None else None
+                as_desired = self._left_to_do(desired, owned=self._owned_for_plan(snapshot), only=touched) == []
             except Exception:
                 log.exception("one-pass verify failed: verifying on a full dump")
-        if plan.operations and not as_desired:
+        if not as_desired and (plan.operations or partial is not None):  # a partial reading verifies nothing
             try:
                 after = self.backend.dump(counters=False)
             except Exception as exc:
@@ -387,6 +422,11 @@ class Agent:
         return self._report(snapshot, trigger, outcome, started, t0, plan=plan, applied=applied, errors=errors,
                             drift=drift, remaining=remaining, durations=durations, info=actual.info, table=table,
                             table_digest=table_digest, extra=[str(op) for op in daemon_ops])
+
+    def _desired_keys(self, desired: Table) -> list:
+        if self._desired_keys_cache is None or self._desired_keys_cache[0] is not desired:
+            self._desired_keys_cache = (desired, [planning.service_key(s) for s in desired.services])
+        return self._desired_keys_cache[1]
 
     def _owned_for_plan(self, snapshot: dict):
         """The services besides the snapshot's that a plan may delete: all (the cluster owns the table) or

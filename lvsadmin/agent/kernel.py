@@ -72,13 +72,39 @@ class MemoryBackend:
     def info(self) -> Info:
         return Info(version="1.2.1", conn_tab_size=4096)
 
-    def diff(self, desired: Table, owned=None, drain=None) -> list:
-        """As the netlink backend's one-pass diff (here simply plan.diff against the table)."""
+    def diff(self, desired: Table, owned=None, drain=None, only=None) -> list:
+        """As the netlink backend's one-pass diff (here plan.diff against the table); `only`: compare the
+        destinations of these desired services only, taking the others as desired."""
         from lvsadmin.ipvs import plan
 
         with self._lock:
-            table = self._load()
+            table = copy.deepcopy(self._load())
+        if only is not None:
+            wanted = {plan.service_key(s): s for s in desired.services if plan.service_key(s) not in only}
+            table.services = [wanted.get(plan.service_key(s), s) for s in table.services]
         return plan.diff(desired, table, owned, drain)
+
+    def partial(self, desired: Table) -> tuple[Table, Table]:
+        """As the netlink backend's partial(): the desired services the kernel lacks or holds otherwise, the
+        kernel's version of those, and the services not desired (without their destinations)."""
+        from lvsadmin.ipvs import plan
+
+        with self._lock:
+            table = copy.deepcopy(self._load())
+        have = {plan.service_key(s): s for s in table.services}
+        wanted = {plan.service_key(s) for s in desired.services}
+        changed, actual = [], []
+        for svc in desired.services:
+            cur = have.get(plan.service_key(svc))
+            if cur is None or plan.diff(Table(services=[svc]), Table(services=[cur])):
+                changed.append(svc)
+                if cur is not None:
+                    actual.append(cur)
+        for key, cur in have.items():
+            if key not in wanted:
+                cur.destinations = []
+                actual.append(cur)
+        return Table(services=changed, timeouts=desired.timeouts), Table(services=actual)
 
     def timeouts(self) -> Timeouts:
         with self._lock:

@@ -98,8 +98,13 @@ def is_drain_leftover(op, drains: dict) -> bool:
     return dest_text(op.dest) in drains.get(key_text(service_key(op.service)), {})
 
 
-def drift(applied: Table | None, actual: Table) -> list[dict]:
-    """How the kernel differs from what the agent applied last (only the services it applied)."""
+def drift(applied: Table | None, actual: Table, *, matched=frozenset(), config_only=frozenset()) -> list[dict]:
+    """How the kernel differs from what the agent applied last (only the services it applied).
+
+    For a partial reading of the kernel (IPVS.partial): `matched`, the keys of services found exactly as the
+    snapshot has them (not read: the kernel is as desired there); `config_only`, those read without their
+    destinations (services the snapshot no longer names).
+    """
     if applied is None:
         return []
     out = []
@@ -110,6 +115,8 @@ def drift(applied: Table | None, actual: Table) -> list[dict]:
     have = {service_key(s): s for s in actual.services}
     for svc in applied.services:
         skey = service_key(svc)
+        if skey in matched:
+            continue
         label = service_args(svc)
         cur = have.get(skey)
         if cur is None:
@@ -119,6 +126,8 @@ def drift(applied: Table | None, actual: Table) -> list[dict]:
         if before != after:
             out.append({"kind": "service-changed", "service": key_text(skey),
                         "text": f"{label} changed: {_changed(before, after, SERVICE_FIELDS)}"})
+        if skey in config_only:
+            continue
         mine = {dest_key(d): d for d in svc.destinations}
         theirs = {dest_key(d): d for d in cur.destinations}
         for dkey, dest in mine.items():

@@ -821,13 +821,20 @@ class Prepared:
 
     __slots__ = ("table", "by_key", "configs", "expected")
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, previous: Prepared | None = None):
+        """`previous`: the Prepared of an earlier table; what it worked out for the very same Service
+        objects (a new snapshot shares the services that did not change) is taken over."""
         from . import plan
 
         self.table = table
         self.by_key = {plan.service_key(s): s for s in table.services}
         self.configs: dict[tuple, tuple] = {}
         self.expected: dict[tuple, dict | None] = {}
+        if previous is not None:
+            old = previous.by_key
+            same = [k for k, svc in self.by_key.items() if old.get(k) is svc]
+            self.configs.update((k, previous.configs[k]) for k in same if k in previous.configs)
+            self.expected.update((k, previous.expected[k]) for k in same if k in previous.expected)
 
     def expected_dests(self, key: tuple, svc: Service) -> dict | None:
         """_expected_dests of the service's destinations (None: not encodable as they are)."""
@@ -1141,16 +1148,31 @@ class IPVS:
             table.info = self.info()
         return table
 
-    @_without_gc
-    def diff(self, desired: Table | Prepared, owned=None, drain=None) -> list:
+    def diff(self, desired: Table | Prepared, owned=None, drain=None, only=None) -> list:
         """Dump the kernel table and diff it against `desired`: plan.diff(desired, self.dump(), ...)
-        in one pass, without decoding what is already as desired.
+        in one pass, without decoding what is already as desired (see partial()).
 
-        The reconcile's hot path. For each desired service that the kernel has with the same
-        settings, each dumped destination's configuration bytes are compared with the desired
-        destination's encoding; only services where something differs are decoded and handed
-        to plan.diff, together with the services that are missing or not desired. `desired` may
-        be a Prepared table, for callers that diff the same table again and again.
+        The reconcile's hot path. `desired` may be a Prepared table, for callers that diff the
+        same table again and again.
+        """
+        from . import plan  # pure, and only needed here
+
+        changed, actual = self.partial(desired, only)
+        return plan.diff(changed, actual, owned, drain)
+
+    @_without_gc
+    def partial(self, desired: Table | Prepared, only=None) -> tuple[Table, Table]:
+        """The part of the kernel table that differs from `desired`, read in one pass: (the desired
+        services that the kernel lacks or holds otherwise, the kernel's version of those it holds
+        with their destinations, plus every service not desired, without destinations).
+
+        Every other desired service is in the kernel exactly as desired: plan.diff of the two
+        halves is plan.diff of the whole tables. For each desired service the kernel has with
+        the same settings, each dumped destination's configuration bytes are compared with the
+        desired destination's encoding; only services where something differs are decoded.
+
+        `only` (service keys): read the destinations of these desired services only, taking the
+        others as they are desired (a verify of the services an apply just changed).
         """
         from . import plan  # pure, and only needed here
 
@@ -1175,6 +1197,8 @@ class IPVS:
                 actual.append(Service(*v[:12]))  # not desired: only its ownership matters, not its destinations
                 continue
             found.add(k)
+            if only is not None and k not in only:
+                continue
             key_attr = v[12]
             msgs = self._dump_matching(key_attr, prepared.expected_dests(k, want), want)
             if msgs is None and prepared.config(k, want) == config_of(
@@ -1187,8 +1211,8 @@ class IPVS:
             actual.append(ksvc)
             todo.add(k)
         todo.update(k for k in desired_by_key if k not in found)
-        changed = Table(services=[s for s in desired.services if plan.service_key(s) in todo])
-        return plan.diff(changed, Table(services=actual), owned, drain)
+        changed = Table(services=[s for k, s in desired_by_key.items() if k in todo], timeouts=desired.timeouts)
+        return changed, Table(services=actual)
 
     def _dump_matching(self, key_attr: bytes, expected: dict | None, svc: Service):
         """Dump one service's destinations and compare them, byte for byte, with `expected`
@@ -1467,14 +1491,22 @@ class Backend:
     def apply(self, operations: list) -> list[dict]:
         return [{"op": str(f.op), "error": str(f.error)} for f in self.ipvs.apply(operations)]
 
-    def diff(self, desired: Table, owned=None, drain=None) -> list:
+    def diff(self, desired: Table, owned=None, drain=None, only=None) -> list:
         """The operations that bring the kernel to `desired` (IPVS.diff: one pass, decoding only what differs).
 
-        The agent's no-op check and its verify after an apply. The agent never changes a snapshot's table once
-        decoded, so the same table is prepared once."""
+        The agent's no-op check and its verify after an apply."""
+        return self.ipvs.diff(self._prepare(desired), owned=owned, drain=drain, only=only)
+
+    def partial(self, desired: Table) -> tuple[Table, Table]:
+        """IPVS.partial: what differs from `desired`."""
+        return self.ipvs.partial(self._prepare(desired))
+
+    def _prepare(self, desired: Table) -> Prepared:
+        # The agent never changes a snapshot's table once decoded: the same table is prepared once, and a
+        # new one takes over what is known of the services it shares with the previous one.
         if self._prepared is None or self._prepared.table is not desired:
-            self._prepared = Prepared(desired)
-        return self.ipvs.diff(self._prepared, owned=owned, drain=drain)
+            self._prepared = Prepared(desired, previous=self._prepared)
+        return self._prepared
 
     def timeouts(self) -> Timeouts:
         return self.ipvs.timeouts()

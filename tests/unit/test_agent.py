@@ -351,12 +351,12 @@ def test_a_repeated_snapshot_takes_the_no_op_path_without_a_full_dump(tmp_path, 
     assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}
 
 
-def test_an_apply_that_the_kernel_took_whole_is_verified_without_a_second_full_dump(tmp_path, sent):
+def test_an_apply_that_the_kernel_took_whole_is_planned_and_verified_without_a_full_dump(tmp_path, sent):
     kernel = CheckingKernel(tmp_path / "kernel.json")
     agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
                   lambda task, payload, expires=None: sent.append((task, payload)))
     report = agent.reconcile(snap(1))
-    assert report["outcome"] == "ok" and not report["remaining"] and kernel.dumps == 1
+    assert report["outcome"] == "ok" and not report["remaining"] and kernel.dumps == 0
     assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1}
     # What the agent applied is the snapshot's table: a change behind its back is drift against it.
     edit_kernel(kernel, lambda t: setattr(t.by_key()[("tcp", VIP, 80)].destination("10.2.0.1", 80), "weight", 7))
@@ -374,7 +374,7 @@ def test_an_apply_the_kernel_refused_in_part_is_verified_on_a_full_dump(tmp_path
     agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
                   lambda task, payload, expires=None: sent.append((task, payload)))
     report = agent.reconcile(snap(1))
-    assert report["outcome"] == "error" and kernel.dumps == 2
+    assert report["outcome"] == "error" and kernel.dumps == 1
     assert any("10.2.0.2" in line for line in report["remaining"]) and agent.state.applied_revision == 0
 
 
@@ -511,3 +511,51 @@ def test_daemon_plan_stops_other_states_and_changed_settings():
         "--stop-daemon backup"]
     assert daemons.plan(None, [master], []) == [] and daemons.plan({"role": ""}, [master], []) == []
     assert [str(op) for op in daemons.plan({"role": ""}, [master], ["master"])] == ["--stop-daemon master"]
+
+
+def test_a_one_server_change_reads_only_what_differs_and_still_finds_drift_elsewhere(tmp_path, sent):
+    kernel = CheckingKernel(tmp_path / "kernel.json")
+    agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
+                  lambda task, payload, expires=None: sent.append((task, payload)))
+    other = Service("udp", VIP, 53, scheduler="rr", destinations=[Destination("10.3.0.1", 53, forward="masq")])
+    gone = Service("tcp", VIP, 443, scheduler="rr", destinations=[Destination("10.4.0.1", 443, forward="masq")])
+    assert agent.reconcile(snap(1, extra=(other, gone)))["outcome"] == "ok"
+    # Behind the agent's back: the udp service's server gets weight 5.
+    edit_kernel(kernel, lambda t: setattr(t.by_key()[("udp", VIP, 53)].destination("10.3.0.1", 53), "weight", 5))
+    kernel.dumps = 0
+    # Revision 2: one more tcp server, and the 443 service leaves the cluster.
+    report = agent.reconcile(snap(2, dests=("10.2.0.1", "10.2.0.2", "10.2.0.3"), extra=(other,)))
+    assert report["outcome"] == "ok" and kernel.dumps == 0
+    assert sorted(report["operations"]) == sorted([
+        f"-a -t {VIP}:80 -r 10.2.0.3:80 -m -w 1", f"-e -u {VIP}:53 -r 10.3.0.1:53 -m -w 1", f"-D -t {VIP}:443"])
+    assert [d["kind"] for d in report["drift"]] == ["dest-changed"] and "10.3.0.1" in report["drift"][0]["text"]
+    assert dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 1, "10.2.0.3": 1}
+    assert kernel.dump().by_key().get(("tcp", VIP, 443)) is None
+
+
+def test_a_change_while_servers_drain_reads_the_whole_table(tmp_path, sent, clock):
+    kernel = CheckingKernel(tmp_path / "kernel.json")
+    agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"),
+                  lambda task, payload, expires=None: sent.append((task, payload)), clock=clock)
+    agent.reconcile(snap(1))
+    set_conns(kernel, "10.2.0.2", 3)
+    report = agent.reconcile(snap(2, dests=("10.2.0.1",)))
+    assert report["pending_drains"] == [f"tcp|{VIP}|80 -> 10.2.0.2|80"] and dests(kernel)["10.2.0.2"] == 0
+    dumps = kernel.dumps
+    agent.reconcile(snap(3, dests=("10.2.0.1", "10.2.0.4")))
+    assert kernel.dumps > dumps and dests(kernel) == {"10.2.0.1": 1, "10.2.0.2": 0, "10.2.0.4": 1}
+
+
+def test_a_new_revision_decodes_only_the_services_that_changed(tmp_path):
+    agent = Agent("lb1", MemoryBackend(), StateStore(tmp_path / "state.json"), lambda *a, **k: None)
+    other = Service("udp", VIP, 53, scheduler="rr", destinations=[Destination("10.3.0.1", 53, forward="masq")])
+    agent.reconcile(snap(1, extra=(other,)))
+    before = {s.protocol: s for s in agent._desired_cache[2].services}
+    agent.reconcile(snap(2, dests=("10.2.0.1",), extra=(other,)))
+    after = {s.protocol: s for s in agent._desired_cache[2].services}
+    assert after["udp"] is before["udp"] and after["tcp"] is not before["tcp"]
+    assert [d.address for d in after["tcp"].destinations] == ["10.2.0.1"]
+    bad = snap(3, extra=(other,))
+    bad["table"]["services"][1] = {"protocol": "udp", "address": VIP, "port": "x", "destinations": 5}
+    report = agent.reconcile(bad)
+    assert report["outcome"] == "error" and "malformed snapshot" in report["errors"][0]["error"]
