@@ -1,34 +1,36 @@
-"""Benchmark the agent's kernel path against ipvsadm, in the IPVS guest.
+"""Benchmark the agent against ipvsadm, in the IPVS guest.
 
     scripts/ipvs-vm run -- .venv/bin/python bench/bench_agent.py [--services 1000] [--dests 10] [--repeat 5]
+    (make bench runs it with the defaults)
 
 For a table of SERVICES x DESTS real servers it times, in the same guest run:
 
-  * `ipvsadm -R` of the rules into an empty table  vs  our bulk apply into an empty table
-    (IPVS.diff: dump the empty kernel table and plan; then IPVS.apply);
-  * `ipvsadm -S -n` of the full table  vs  our no-op reconcile (IPVS.diff: dump + diff against
-    the desired table in one pass, which finds nothing to do). The plain path,
-    IPVS.dump() + plan.diff(), is timed too, for information.
+  * `ipvsadm -R` of the rules into an empty table  vs  the agent's reconcile task from an empty table:
+    the message body decoded from JSON (as Celery hands it to the task), the snapshot decoded, the kernel
+    read and planned, the operations applied, the result verified, the state file written, the report
+    encoded to JSON for the control queue  ->  `bulk-apply/ipvsadm-R`;
+  * `ipvsadm -S -n` of the full table  vs  the agent's no-op reconcile as the periodic resync runs it (a
+    small reconverge request for the revision it holds: the kernel read and compared, nothing to do, the
+    report without the table the control side already holds)  ->  `noop-reconcile/ipvsadm-Sn`; and the
+    same with the whole 11,000-object snapshot delivered again (a duplicate message)  ->  `noop-resend`.
 
-Each repetition runs in a fresh network namespace (IPVS state is per namespace), so no
-run inherits the kernel's destination trash of an earlier one. ipvsadm's figures include
-its process start (it is a command); ours are in-process calls on an open socket, since the
-agent is a long-running worker that pays Python's start-up once, not per reconcile.
-The median of the repetitions is reported, and ratios below 1.00 mean we are faster.
+For information it also times one real server's weight changed (a new revision: the full path), the first
+resync of a restarted agent (state file read back, every cache cold), and the netlink layer alone
+(IPVS.diff / IPVS.apply on an open socket, without the task around them).
 
-Measured on the shared 2-core development machine (load average 5-7 from other work; the guest
-runs Python ~20x slower than the host), --repeat 5, 1000 x 10:
-    ipvsadm -R 22.0 s   ours bulk apply 1.16 s          bulk-apply/ipvsadm-R = 0.05
-    ipvsadm -S -n 2.99 s   ours no-op reconcile 2.05 s  noop-reconcile/ipvsadm-Sn = 0.69
-    (no-op reconcile with the encoding caches cleared first, as on the agent's first reconcile:
-     4.0 s, 1.34; minimums 1.59 s for ipvsadm -S -n, 0.92 s ours, 2.2 s cleared)
-Single samples vary by 3x or more on that machine: compare ratios from one run only.
+Each repetition runs in a fresh network namespace (IPVS state is per namespace), so no run inherits the
+kernel's destination trash of an earlier one. ipvsadm's figures include its process start (it is a
+command); the agent's are in-process calls, since it is a long-running worker that pays Python's start-up
+once, not per reconcile. Medians of the repetitions; ratios below 1.00 mean the agent is faster.
 
-The agent's whole reconcile task (lvsadmin.agent.core.Agent.reconcile: snapshot decoding, planning, apply,
-verifying dump, report, state file) is timed too. In one run (--repeat 3 --pairs 2, same guest):
-    bulk-apply/ipvsadm-R = 0.20   noop-reconcile/ipvsadm-Sn = 0.82   (the netlink path)
-    agent-bulk-apply/ipvsadm-R = 2.20   agent-noop-reconcile/ipvsadm-Sn = 10.49   (the whole task)
-so the task's own Python (decoding the snapshot, the state file, the report) is what is left to make lean.
+Measured in one run on the 2-core development machine (quiet; the guest runs Python ~20x slower than the
+host under TCG), --repeat 2 --pairs 2, 1000 x 10:
+    ipvsadm -R 5.56 s     agent bulk apply 3.08 s          bulk-apply/ipvsadm-R = 0.55
+    ipvsadm -S -n 0.84 s  agent no-op resync 0.49 s        noop-reconcile/ipvsadm-Sn = 0.59
+                          whole snapshot again 0.61 s      noop-resend/ipvsadm-Sn = 0.73
+    one server's weight changed 1.07 s (1.27 x ipvsadm -S -n); a restarted agent's first resync
+    1.94 s (2.31 x); netlink layer alone: bulk 0.14, no-op 0.61, no-op with cold caches 1.83.
+Single samples vary by 2x or more under load: compare ratios from one run only.
 """
 
 from __future__ import annotations
