@@ -146,3 +146,16 @@ def ipvs_guest():
     finally:
         guest.stop()
         shutil.rmtree(guest.dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _loop_logs_on_failure(request):
+    """When a test that uses a running loop (tests/kernel/kernel_loop.py) fails, print its workers' logs."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        from tests.kernel.kernel_loop import Loop
+
+        for value in request.node.funcargs.values():
+            if isinstance(value, Loop):
+                print(value.logs())

@@ -1,162 +1,31 @@
 """The whole loop against a real IPVS kernel: service layer → Redis → agent in the VM → kernel → report → database.
 
-On the host: redis-server on a free loopback port, a database of its own (SQLite file, or PostgreSQL when
-DATABASE_URL names it) and a real control worker. In the IPVS VM: a real agent worker (scripts/run-agent's
-command line) that reaches the host's Redis through QEMU's gateway 10.0.2.2. The kernel is checked with the
-real `ipvsadm -S -n` in the guest.
+The loop is kernel_loop's (shared with test_backups_on_the_kernel), without beat: on the host redis-server on a
+free loopback port, a database of its own (SQLite file, or PostgreSQL when DATABASE_URL names it) and a real
+control worker; in the IPVS VM a real agent worker (scripts/run-agent's command line) that reaches the host's
+Redis through QEMU's gateway 10.0.2.2. The kernel is checked with the real `ipvsadm -S -n` in the guest.
 
 The tests of this module run in order and share the guest, the agent and the cluster "kern".
 """
 
 from __future__ import annotations
 
-import json
-import shlex
 import time
 
 import pytest
 
-from lvsadmin.audit.log import Actor
-from tests.integration.harness import (
-    REPO,
-    Database,
-    RedisServer,
-    agent_argv,
-    base_env,
-    control_worker,
-    use_broker,
-    wait_for,
-)
+from tests.integration.harness import wait_for
+from tests.kernel.kernel_loop import ACTOR, HEARTBEAT, NAME, PIDFILE, SLOW, balancer, cluster, running, wait_applied
 
 pytestmark = pytest.mark.kernel
 
-ACTOR = Actor(username="alice", request_id="req-kernel")
-NAME = "kvm1"
 VIP = "10.10.0.1"
-STATE = "/var/lib/lvsadmin-agent/state.json"
-PIDFILE = "/run/lvsadmin-agent.pid"
-HEARTBEAT = 2
-SLOW = 240  # seconds: Python and Celery start slowly under emulation
-
-
-class Guest:
-    """The session's ipvs_guest, as shell scripts that return their output."""
-
-    def __init__(self, ipvs_guest):
-        self.ipvs_guest = ipvs_guest
-
-    def sh(self, script: str, timeout: float = 300, check: bool = True) -> str:
-        return self.ipvs_guest.run(script, timeout=timeout, check=check, cwd=REPO).stdout
-
-
-class Loop:
-    def __init__(self, workdir, vm: Guest, redis: RedisServer, db: Database, broker_host: str):
-        self.workdir, self.vm, self.redis, self.db = workdir, vm, redis, db
-        self.broker_host = broker_host
-        self.control = None
-        self.starts = 0
-
-    # the agent in the guest
-
-    def start_agent(self) -> None:
-        self.starts += 1
-        env = {"LVSADMIN_BALANCER": NAME, "LVSADMIN_BROKER_URL": f"redis://{self.broker_host}:{self.redis.port}/0",
-               "LVSADMIN_AGENT_STATE": STATE, "HEARTBEAT_SECONDS": str(HEARTBEAT),
-               # A large apply takes a few seconds (200 operations, a pause, ...): long enough to be killed midway.
-               "LVSADMIN_AGENT_APPLY_BATCH": "200", "LVSADMIN_AGENT_APPLY_PAUSE": "0.2"}
-        argv = " ".join(shlex.quote(a) for a in agent_argv(NAME))
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        # Its own session (setsid), so that it outlives this exec; its pid for kill -9.
-        self.vm.sh(f"mkdir -p /var/lib/lvsadmin-agent; setsid -f sh -c 'echo $$ > {PIDFILE}; "
-                   f"export {exports}; exec {argv}' >> /tmp/agent.log 2>&1 < /dev/null")
-
-    def agent_pid(self) -> str:
-        return self.vm.sh(f"cat {PIDFILE}").strip()
-
-    def stop_agent(self) -> None:
-        pid = self.agent_pid()
-        self.vm.sh(f"kill -TERM {pid}; for i in $(seq 1 600); do kill -0 {pid} 2>/dev/null || exit 0; sleep 0.1; "
-                   f"done; exit 1", timeout=90)
-
-    def kill_agent(self) -> None:
-        self.vm.sh(f"kill -KILL $(cat {PIDFILE}); sleep 0.5")
-
-    def agent_log(self) -> str:
-        return self.vm.sh("tail -n 60 /tmp/agent.log", check=False)
-
-    def agent_state(self) -> dict:
-        return json.loads(self.vm.sh(f"cat {STATE}") or "{}")
-
-    def save(self) -> str:
-        return self.vm.sh("ipvsadm -S -n")
-
-    def logs(self) -> str:
-        return (self.control.tail(40) if self.control else "") + "\n--- agent (guest /tmp/agent.log) ---\n" + \
-            self.agent_log()
 
 
 @pytest.fixture(scope="module")
 def loop(ipvs_guest, tmp_path_factory, django_db_blocker):
-    import shutil
-
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    workdir = tmp_path_factory.mktemp("kernel-loop")
-    vm = Guest(ipvs_guest)
-    redis = RedisServer(workdir / "redis")
-    db = Database(workdir / "db")
-    # The guest reaches the host's loopback through QEMU's gateway (or is the host, when pytest runs inside it).
-    lp = Loop(workdir, vm, redis, db, "127.0.0.1" if ipvs_guest.in_guest else ipvs_guest.host_addr)
-    try:
-        redis.start()
-        env = base_env(DATABASE_URL=db.url, REDIS_URL=redis.url, HEARTBEAT_SECONDS=HEARTBEAT,
-                       OFFLINE_AFTER_SECONDS=60, RESYNC_SECONDS=3600)
-        db.create(env)
-        lp.control = control_worker(env, workdir / "control.log").start()
-        lp.control.wait_log(r"ready\.", timeout=60)
-        use_broker(redis.url)
-        with django_db_blocker.unblock(), db.activate():
-            from lvsadmin.core import services
-
-            cluster = services.create_cluster(ACTOR, name="kern", drain_timeout=30)
-            services.create_balancer(ACTOR, cluster, name=NAME)
-            vm.sh(f"ipvsadm -C; rm -f {STATE} /tmp/agent.log")  # the session's guest: start from a clean kernel
-            lp.start_agent()
-            try:
-                wait_for(lambda: balancer().last_seen, SLOW, interval=1, message="the agent's first heartbeat")
-            except AssertionError:
-                print(lp.logs())
-                raise
-            yield lp
-    finally:
-        try:
-            # The guest is the session's: leave it as we found it (no agent, an empty table, no state).
-            vm.sh(f"kill -KILL $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE} {STATE}; ipvsadm -C", check=False)
-        finally:
-            if lp.control:
-                lp.control.stop()
-            redis.stop()
-            db.drop()
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request):
-    failed = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed and "loop" in request.fixturenames:
-        print(request.getfixturevalue("loop").logs())
-
-
-def balancer():
-    from lvsadmin.core.models import Balancer
-
-    return Balancer.objects.select_related("cluster").get(name=NAME)
-
-
-def cluster():
-    from lvsadmin.core.models import Cluster
-
-    return Cluster.objects.get(name="kern")
+    with running(ipvs_guest, tmp_path_factory.mktemp("kernel-loop"), django_db_blocker) as lp:
+        yield lp
 
 
 def apply() -> int:
@@ -164,11 +33,6 @@ def apply() -> int:
 
     c = cluster()
     return services.apply_cluster(ACTOR, c, reviewed_revision=c.desired_revision)
-
-
-def wait_applied(revision: int, timeout: float = 120):
-    return wait_for(lambda: balancer().applied_revision >= revision and balancer(), timeout, interval=0.5,
-                    message=f"revision {revision} to be applied")
 
 
 def lines(save: str, prefix: str = "") -> set[str]:

@@ -1,9 +1,9 @@
 """Backups against a real IPVS kernel (issue #5): schedules, retention, restore, refusing a corrupt backup.
 
-The stack is test_agent_loop's (its Guest, Loop and helpers are imported from there), plus beat: on the host
-redis-server, a database of its own, a real control worker and a real beat (django-celery-beat's
-DatabaseScheduler); in the IPVS VM a real agent. The kernel is set and read with the real `ipvsadm` in the
-guest: what a backup holds is compared with what ipvsadm itself prints for the same kernel table.
+The stack is kernel_loop's (shared with test_agent_loop), with beat: on the host redis-server, a database of
+its own, a real control worker and a real beat (django-celery-beat's DatabaseScheduler); in the IPVS VM a real
+agent. The kernel is set and read with the real `ipvsadm` in the guest: what a backup holds is compared with
+what ipvsadm itself prints for the same kernel table.
 
 The tests of this module run in order and share the guest, the agent and the cluster "kern". The guest is
 left as it was found: no agent, an empty table, the default timeouts (900 120 300).
@@ -12,36 +12,12 @@ left as it was found: no agent, an empty table, the default timeouts (900 120 30
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.integration.harness import (
-    REPO,
-    Database,
-    RedisServer,
-    base_env,
-    beat,
-    control_worker,
-    use_broker,
-    wait_for,
-)
-from tests.kernel.test_agent_loop import (
-    ACTOR,
-    HEARTBEAT,
-    NAME,
-    PIDFILE,
-    SLOW,
-    STATE,
-    Guest,
-    Loop,
-    balancer,
-    cluster,
-    wait_applied,
-)
+from tests.integration.harness import REPO, wait_for
+from tests.kernel.kernel_loop import ACTOR, HEARTBEAT, NAME, SLOW, Loop, balancer, cluster, running, wait_applied
 
 pytestmark = pytest.mark.kernel
 
@@ -73,77 +49,16 @@ TABLE = """\
 TIMEOUTS = "611 62 123"
 
 
-class Stack(Loop):
-    """test_agent_loop's Loop, with beat."""
-
-    beat = None
-
-    def logs(self) -> str:
-        return (self.beat.tail(20) if self.beat else "") + "\n" + super().logs()
-
-    def sh(self, script: str, **kwargs) -> str:
-        return self.vm.sh(script, **kwargs)
-
-    def manage(self, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-        """manage.py on the host, against this stack's database and broker."""
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def stack(ipvs_guest, tmp_path_factory, django_db_blocker):
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    workdir = tmp_path_factory.mktemp("kernel-backups")
-    vm = Guest(ipvs_guest)
-    redis = RedisServer(workdir / "redis")
-    db = Database(workdir / "db")
-    st = Stack(workdir, vm, redis, db, "127.0.0.1" if ipvs_guest.in_guest else ipvs_guest.host_addr)
-    try:
-        redis.start()
-        st.env = base_env(DATABASE_URL=db.url, REDIS_URL=redis.url, HEARTBEAT_SECONDS=HEARTBEAT,
-                          OFFLINE_AFTER_SECONDS=60, RESYNC_SECONDS=3600)
-        db.create(st.env)
-        st.control = control_worker(st.env, workdir / "control.log").start()
-        st.beat = beat(st.env, workdir / "beat.log", workdir / "beat-schedule").start()
-        st.control.wait_log(r"ready\.", timeout=60)
-        use_broker(redis.url)
-        with django_db_blocker.unblock(), db.activate():
-            from lvsadmin.core import services
-
-            c = services.create_cluster(ACTOR, name="kern", drain_timeout=30)
-            services.create_balancer(ACTOR, c, name=NAME)
-            vm.sh(f"ipvsadm -C; ipvsadm --set {DEFAULT_TIMEOUTS}; rm -f {STATE} /tmp/agent.log")
-            st.start_agent()
-            try:
-                # Its first heartbeat, and the start-up resync done (it sets the kernel's timeouts to the
-                # cluster's: the tests below set the kernel by hand only after that).
-                wait_for(lambda: balancer().last_seen, SLOW, interval=1, message="the agent's first heartbeat")
-                wait_for(lambda: st.agent_state().get("reconciles", 0) >= 1, SLOW, interval=1,
-                         message="the agent's start-up resync")
-            except AssertionError:
-                print(st.logs())
-                raise
-            yield st
-    finally:
-        try:
-            vm.sh(f"kill -KILL $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE} {STATE}; ipvsadm -C; "
-                  f"ipvsadm --set {DEFAULT_TIMEOUTS}; ipvsadm --stop-daemon master 2>/dev/null; "
-                  f"ip link del {SYNC_IF} 2>/dev/null", check=False)
-        finally:
-            for proc in (st.beat, st.control):
-                if proc:
-                    proc.stop()
-            redis.stop()
-            db.drop()
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request):
-    failed = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed and "stack" in request.fixturenames:
-        print(request.getfixturevalue("stack").logs())
+    # Beyond the table, these tests change the kernel's timeouts and start a sync daemon on an interface of
+    # their own: reset both before and after. The start-up resync sets the kernel's timeouts to the cluster's:
+    # the tests set them by hand only after that.
+    reset = (f"ipvsadm --set {DEFAULT_TIMEOUTS}; ipvsadm --stop-daemon master 2>/dev/null; "
+             f"ip link del {SYNC_IF} 2>/dev/null")
+    with running(ipvs_guest, tmp_path_factory.mktemp("kernel-backups"), django_db_blocker, with_beat=True,
+                 guest_reset=reset, wait_for_resync=True) as st:
+        yield st
 
 
 def backups(**filters):
@@ -152,7 +67,7 @@ def backups(**filters):
     return list(Backup.objects.filter(balancer__name=NAME, **filters).order_by("-taken_at", "-id"))
 
 
-def kernel_view(st: Stack) -> dict[str, str]:
+def kernel_view(st: Loop) -> dict[str, str]:
     """What ipvsadm says of the kernel: the save, the thresholds and the timeouts."""
     return {"save": st.sh("ipvsadm -S -n"), "thresholds": st.sh("ipvsadm -Ln --thresholds"),
             "timeouts": st.sh("ipvsadm -L --timeout")}
