@@ -307,10 +307,11 @@ def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) ->
         for balancer in targets:
             send_reconverge(balancer, trigger)
         return len(targets)
-    behind = [b for b in targets if b.applied_revision < cluster.desired_revision]
+    # (Revision 0 is an agent that reported nothing yet, whatever the cluster's revision: it gets the snapshot.)
+    behind = [b for b in targets if b.applied_revision < cluster.desired_revision or not b.applied_revision]
     if behind:
         dispatch.send_reconcile(cluster.pk, trigger, balancers=behind)
-    current = [b for b in targets if b.applied_revision >= cluster.desired_revision]
+    current = [b for b in targets if b not in behind]
     reported = dispatch.reported_digests(current)
     for balancer in current:
         send_reconverge(balancer, trigger, revision=cluster.desired_revision,

@@ -182,6 +182,18 @@ def test_resync_sends_snapshots_only_for_applied_edits(balancer, edited, actor, 
     assert len(snapshots) == 2 and reconverges[-1] == ("lb1", edited.desired_revision)
 
 
+def test_a_balancer_that_reported_nothing_yet_gets_the_snapshot_even_at_revision_0(db, actor, monkeypatch):
+    snapshots = []
+    monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
+                        lambda cluster_id, trigger="apply", balancers=None: snapshots.append(
+                            [b.name for b in balancers]) or 1)
+    monkeypatch.setattr(reports, "send_reconverge", lambda *a, **k: pytest.fail("a reconverge to nothing"))
+    empty = services.create_cluster(actor, name="empty")
+    services.create_balancer(actor, empty, name="lb9")
+    assert empty.desired_revision == Balancer.objects.get(name="lb9").applied_revision
+    assert reports.resync_all() == 1 and snapshots == [["lb9"]]
+
+
 def test_the_snapshot_names_its_table_and_the_one_the_agent_reported(balancer, edited, monkeypatch):
     from lvsadmin.celery import app
     from lvsadmin.core import dispatch
