@@ -288,6 +288,27 @@ def test_restart_remembers_the_revision_and_flushes_nothing(stack):
     assert "10.2.0.7" in kernel_dests(agent) and mutations(agent) == before
 
 
+def test_an_agent_that_lost_its_state_gets_its_snapshot_back_at_start(stack):
+    from lvsadmin.core.models import ApplyReport
+
+    agent = stack.agent("lb-l")
+    cluster, _ = make_cluster("loop-l", "lb-l")
+    revision = apply(cluster)
+    b = wait_applied("lb-l", revision)
+    agent.stop()
+    # A reinstalled balancer: no state file (nor its tables), an empty kernel; the panel says it applied revision N.
+    for path in agent.dir.glob("state.json*"):
+        path.unlink()
+    agent.kernel.path.write_text(json.dumps({"services": []}))
+    assert balancer("lb-l").applied_revision == revision
+    agent.start()
+    # Its start-up resync asks it to reconverge to revision N; it does not hold N, asks for it, and gets it.
+    wait_for(lambda: kernel_dests(agent) == {"10.2.0.1": 1, "10.2.0.2": 1}, 30, message="the snapshot again")
+    assert agent.state()["applied_revision"] == revision
+    assert ApplyReport.objects.filter(balancer=b, trigger="startup", applied=3).exists()
+    assert f"asked to reconverge to revision {revision} of loop-l, which this agent does not hold" in agent.proc.text()
+
+
 def test_stopped_agent_goes_offline_and_comes_back(stack):
     from lvsadmin.core.models import Balancer
 
