@@ -164,7 +164,10 @@ class Heartbeat(bootsteps.StartStopStep):
         startup = True
         while not self._stop.is_set():
             try:
-                agent.resume() if startup else agent.follow_up()
+                if startup:
+                    agent.resume() or agent.warm()
+                else:
+                    agent.follow_up()
             except Exception:  # the kernel had a bad moment: the next beat tries again
                 log.exception("%s failed", "resuming" if startup else "following drains up")
             try:

@@ -1501,6 +1501,14 @@ class Backend:
         """IPVS.partial: what differs from `desired`."""
         return self.ipvs.partial(self._prepare(desired))
 
+    def prepare(self, desired: Table) -> None:
+        """Work out the encoding of every service of `desired` now (an agent warming up at start), not during
+        its first diff."""
+        prepared = self._prepare(desired)
+        for key, svc in prepared.by_key.items():
+            prepared.expected_dests(key, svc)
+            prepared.config(key, svc)
+
     def _prepare(self, desired: Table) -> Prepared:
         # The agent never changes a snapshot's table once decoded: the same table is prepared once, and a
         # new one takes over what is known of the services it shares with the previous one.

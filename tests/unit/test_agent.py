@@ -559,3 +559,19 @@ def test_a_new_revision_decodes_only_the_services_that_changed(tmp_path):
     bad["table"]["services"][1] = {"protocol": "udp", "address": VIP, "port": "x", "destinations": 5}
     report = agent.reconcile(bad)
     assert report["outcome"] == "error" and "malformed snapshot" in report["errors"][0]["error"]
+
+
+def test_a_restarted_agent_warms_up_on_what_its_state_file_holds(tmp_path, monkeypatch):
+    kernel = MemoryBackend()  # in memory: reading it decodes nothing
+
+    def make():
+        return Agent("lb1", kernel, StateStore(tmp_path / "state.json"), lambda *a, **k: None)
+
+    make().reconcile(dict(snap(1), digest="d1"))
+    again = make()
+    again.warm()
+    decoded = []
+    monkeypatch.setattr(codec, "table_from_dict", lambda data: decoded.append(1))
+    monkeypatch.setattr(codec, "service_from_dict", lambda data: decoded.append(1))
+    assert again.reconverge({"cluster": "web", "revision": 1})["outcome"] == "noop"
+    assert decoded == []
