@@ -284,6 +284,9 @@ class Agent:
                 log.info("reconverge for cluster %s, this agent carries %s: ignored", request.get("cluster"),
                          self.state.cluster)
                 return None
+            if not snap.get("digest") and isinstance(snap.get("table"), dict):
+                # kept by an agent from before snapshots named their table: name it once, as the control side does
+                snap["digest"] = codec.table_digest(snap["table"])
             again = dict(snap, balancer=self.name, reported_digest=request.get("reported_digest"))
             if "sync" in request:  # the balancer's sync settings as they are now (they have no revision)
                 again["sync"] = request["sync"]

@@ -575,3 +575,11 @@ def test_a_restarted_agent_warms_up_on_what_its_state_file_holds(tmp_path, monke
     monkeypatch.setattr(codec, "service_from_dict", lambda data: decoded.append(1))
     assert again.reconverge({"cluster": "web", "revision": 1})["outcome"] == "noop"
     assert decoded == []
+
+
+def test_a_snapshot_kept_without_a_digest_is_named_by_the_control_sides_digest(make_agent):
+    agent = make_agent()
+    agent.reconcile(snap(1))  # a snapshot as the control side sent it before snapshots named their table
+    digest = codec.table_digest(snap(1)["table"])
+    report = agent.reconverge({"cluster": "web", "revision": 1, "reported_digest": digest})
+    assert report["outcome"] == "noop" and report["table"] is None and report["table_digest"] == digest
