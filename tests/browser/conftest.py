@@ -126,3 +126,23 @@ def sign_in():
         page.wait_for_url(f"{base}/")
 
     return go
+
+
+@pytest.fixture
+def settled():
+    return wait_settled
+
+
+def wait_settled(page) -> None:
+    """Wait until the page is loaded, its autofocus has happened and htmx has finished swapping and settling.
+
+    htmx settles a swapped form in two steps: the new inputs first carry the old ones' attributes, and get their
+    own a moment later (its settle delay). Typing into a field inside that moment can be undone by the second
+    step; a person cannot type that fast, a test can.
+    """
+    page.wait_for_load_state("load")
+    page.wait_for_function("""() => {
+        if (document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')) return false;
+        const auto = document.querySelector('[autofocus]');
+        return !auto || document.activeElement === auto || document.activeElement !== document.body;
+    }""")

@@ -44,7 +44,8 @@ def answer(requests, table):
     return stored
 
 
-def test_an_admin_schedules_backups_diffs_two_and_restores_one(site, page, sign_in, shot, sent, requested):
+def test_an_admin_schedules_backups_diffs_two_and_restores_one(site, page, sign_in, shot, sent, requested,
+                                                                settled):
     from lvsadmin.audit.log import Actor
     from lvsadmin.audit.models import ChangeRecord
     from lvsadmin.backups import services as backups
@@ -59,10 +60,12 @@ def test_an_admin_schedules_backups_diffs_two_and_restores_one(site, page, sign_
     # A schedule for lb1: a too-short interval is refused next to its field, then an hourly one is saved.
     page.goto(f"{base}/balancers/lb1/")
     page.click("text=Set a schedule")
+    settled(page)
     page.fill("#id_every_seconds", "5")
     page.fill("#id_keep_last", "10")
     page.click("button:has-text('Save schedule')")
     expect(page.locator("#f-every_seconds .error")).to_contain_text("at most every 10 seconds")
+    settled(page)
     page.fill("#id_every_seconds", "3600")
     page.click("button:has-text('Save schedule')")
     expect(page).to_have_url(f"{base}/balancers/lb1/")

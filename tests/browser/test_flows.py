@@ -22,7 +22,7 @@ SAVE = """-A -u 10.0.0.53:53 -s rr
 
 
 def test_an_operator_adds_a_service_and_servers_reviews_the_plan_applies_and_finds_it_audited(
-        site, page, sign_in, shot, sent):
+        site, page, sign_in, shot, sent, settled):
     from lvsadmin.audit.models import ChangeRecord
     from lvsadmin.core.models import RealServer, ServiceSample, VirtualService
 
@@ -35,6 +35,7 @@ def test_an_operator_adds_a_service_and_servers_reviews_the_plan_applies_and_fin
     # A service: a bad address first, the error appears next to the field without a page load.
     page.click("text=web")
     page.click("text=Add service")
+    settled(page)
     page.fill("#id_address", "10.0.0.300")
     page.fill("#id_port", "80")
     page.select_option("#id_scheduler", "wrr")
@@ -43,6 +44,7 @@ def test_an_operator_adds_a_service_and_servers_reviews_the_plan_applies_and_fin
     error = page.locator("#f-address .error")
     expect(error).to_contain_text("is not an IPv4 or IPv6 address")
     expect(page.locator("#id_address")).to_have_attribute("aria-invalid", "true")
+    settled(page)
     page.fill("#id_address", "10.0.0.1")
     page.press("#id_address", "Enter")
     page.wait_for_url(re.compile(r"/services/\d+/$"))
@@ -51,15 +53,18 @@ def test_an_operator_adds_a_service_and_servers_reviews_the_plan_applies_and_fin
 
     # Two real servers; the second with a port the service forbids, then fixed.
     page.click("text=Add real server")
+    settled(page)
     page.fill("#id_address", "192.0.2.11")
     page.fill("#id_weight", "10")
     page.click("button:has-text('Add real server')")
     page.wait_for_url(f"{base}/services/{svc.pk}/")
     page.click("text=Add real server")
+    settled(page)
     page.fill("#id_address", "192.0.2.12")
     page.fill("#id_port", "8080")
     page.click("button:has-text('Add real server')")
     expect(page.locator("#f-port .error")).to_contain_text("the service's port (80)")
+    settled(page)
     page.fill("#id_port", "")
     page.click("button:has-text('Add real server')")
     page.wait_for_url(f"{base}/services/{svc.pk}/")
@@ -144,7 +149,7 @@ def test_a_plan_computed_before_a_newer_edit_is_refused_and_the_page_says_so(sit
     assert sent == []
 
 
-def test_an_import_with_an_error_names_the_line_then_a_correct_one_is_confirmed(site, page, sign_in, shot):
+def test_an_import_with_an_error_names_the_line_then_a_correct_one_is_confirmed(site, page, sign_in, shot, settled):
     from lvsadmin.audit.models import ChangeRecord
     from lvsadmin.core.models import VirtualService
 
@@ -152,11 +157,13 @@ def test_an_import_with_an_error_names_the_line_then_a_correct_one_is_confirmed(
     sign_in(page, base, "otto")
     page.goto(f"{base}/clusters/web/")
     page.click("text=Import")
+    settled(page)
     page.fill("#id_text", SAVE_WITH_ERROR)
     page.click("button:has-text('Preview')")
     expect(page.locator("#f-text .error")).to_contain_text("line 3:")
     assert not VirtualService.objects.filter(address="10.0.0.80").exists()
 
+    settled(page)
     page.fill("#id_text", SAVE)
     page.click("button:has-text('Preview')")
     expect(page.locator("#result")).to_contain_text("1 service created, 2 real servers created")
