@@ -305,7 +305,8 @@ def test_an_agent_that_lost_its_state_gets_its_snapshot_back_at_start(stack):
     # Its start-up resync asks it to reconverge to revision N; it does not hold N, asks for it, and gets it.
     wait_for(lambda: kernel_dests(agent) == {"10.2.0.1": 1, "10.2.0.2": 1}, 30, message="the snapshot again")
     assert agent.state()["applied_revision"] == revision
-    assert ApplyReport.objects.filter(balancer=b, trigger="startup", applied=3).exists()
+    wait_for(lambda: ApplyReport.objects.filter(balancer=b, trigger="startup", applied=3).exists(), 20,
+             message="the report of the start-up apply")
     assert f"asked to reconverge to revision {revision} of loop-l, which this agent does not hold" in agent.proc.text()
 
 
