@@ -206,7 +206,7 @@ class Agent:
         diff = getattr(self.backend, "diff", None)
         if diff is None:
             return None
-        ops = list(diff(desired, owned=owned, only=only) if only is not None else diff(desired, owned=owned))
+        ops = list(diff(desired, owned=owned, only=only))
         if desired.timeouts is not None and self.backend.timeouts() != desired.timeouts:
             ops.insert(0, planning.SetTimeouts(desired.timeouts))
         return ops
@@ -319,8 +319,7 @@ class Agent:
 
     def _plan(self, snapshot: dict, desired: Table, actual: Table) -> planning.Plan:
         st = self.state
-        previously = {planning.service_key(s) for s in self._applied_table().services} if st.applied else set()
-        return planning.plan(desired, actual, previously_owned=previously,
+        return planning.plan(desired, actual, previously_owned=self._previously_owned(),
                              owns_whole_table=bool(snapshot.get("owns_whole_table")), drains=st.drains,
                              now=self.clock(), drain_timeout=float(snapshot.get("drain_timeout") or 0))
 
@@ -390,7 +389,8 @@ class Agent:
         if plan.operations and not errors and not plan.drains:
             try:
                 touched = {planning.service_key(s) for s in to_plan.services} if partial is not None else None
-                as_desired = self._left_to_do(desired, owned=self._owned_for_plan(snapshot), only=touched) == []
+                owned = True if snapshot.get("owns_whole_table") else self._previously_owned()
+                as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
             except Exception:
                 log.exception("one-pass verify failed: verifying on a full dump")
         if not as_desired and (plan.operations or partial is not None):  # a partial reading verifies nothing
@@ -427,8 +427,7 @@ class Agent:
             # What the agent owns from now on: the snapshot's services, and those it owned that are still
             # there (a delete that failed is retried next time). Drift is measured against this.
             key = planning.service_key
-            previously = {key(s) for s in self._applied_table().services} if st.applied else set()
-            keys = {key(s) for s in desired.services} | (previously & {key(s) for s in after.services})
+            keys = {key(s) for s in desired.services} | (self._previously_owned() & {key(s) for s in after.services})
             st.applied = codec.table_to_dict(planning.owned_table(after, keys))
             st.drains = plan.drains
             table = codec.table_to_dict(after)
@@ -447,11 +446,8 @@ class Agent:
             self._desired_keys_cache = (desired, [planning.service_key(s) for s in desired.services])
         return self._desired_keys_cache[1]
 
-    def _owned_for_plan(self, snapshot: dict):
-        """The services besides the snapshot's that a plan may delete: all (the cluster owns the table) or
-        those this agent applied before."""
-        if snapshot.get("owns_whole_table"):
-            return True
+    def _previously_owned(self) -> set:
+        """The keys of the services this agent applied last (those a plan may delete when they leave)."""
         return {planning.service_key(s) for s in self._applied_table().services} if self.state.applied else set()
 
     def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
@@ -573,7 +569,7 @@ class Agent:
         st = self.state
         if self._owned_cache is None or self._owned_cache[0] is not st.applied or self._owned_cache[1] is not \
                 st.snapshot:
-            keys = {planning.service_key(s) for s in self._applied_table().services} if st.applied else set()
+            keys = self._previously_owned()
             if st.snapshot:
                 keys |= {planning.service_key(s) for s in self._desired_table(st.snapshot).services}
             self._owned_cache = (st.applied, st.snapshot, keys)
