@@ -303,6 +303,14 @@ def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) ->
     targets = list(balancers if balancers is not None else cluster.balancers.all())
     if not targets:
         return 0
+    with transaction.atomic():
+        # The cluster's row stays locked until the snapshot is read: an edit made meanwhile would otherwise go
+        # out in a snapshot chosen because every edit had been applied.
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        return _resync_locked(cluster, trigger, targets)
+
+
+def _resync_locked(cluster: Cluster, trigger: str, targets: list) -> int:
     if requested_revision(cluster) < cluster.desired_revision:
         for balancer in targets:
             send_reconverge(balancer, trigger)
