@@ -135,3 +135,17 @@ def test_the_object_filter_is_served_by_an_index_on_either_database(web, viewer_
             cursor.execute("SET LOCAL enable_seqscan = off")
     # PostgreSQL: the varchar_pattern_ops index; SQLite: the NOCASE one (its LIKE ignores ASCII case).
     assert "audit_object_repr_prefix" in queryset.explain()
+
+
+@pytest.mark.parametrize("payload", ['=HYPERLINK("http://x/","x")', "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+def test_the_csv_export_neutralises_formulas_in_every_text_column(db, viewer_client, payload):
+    # A failed sign-in records the typed user name; an apply's comment is free text: anyone can plant these.
+    write(Actor(username=payload, request_id=payload, comment=payload),
+          [Entry("login_failed", payload, None, payload, cluster_name=payload)])
+    raw = b"".join(viewer_client.get("/audit/export.csv").streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(raw)))
+    header, row = rows[0], rows[1]
+    for column in ("username", "request_id", "object_type", "object_repr", "cluster_name", "comment"):
+        # OWASP: a leading quote makes a spreadsheet show the text instead of evaluating it; the text stays whole.
+        assert row[header.index(column)] == "'" + payload, column
+    assert f'"\'{payload[:3]}' in raw  # and the cell is quoted

@@ -29,21 +29,32 @@ def audit_log(request):
     return render_page(request, "web/audit.html", context, fragments=("records",))
 
 
+# OWASP's CSV injection advice: a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet shows as text: a leading quote before a formula start (the text stays readable)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class _Echo:
     def write(self, value):
         return value
 
 
 def _csv_rows(log: AuditLog):
-    writer = csv.writer(_Echo())
+    writer = csv.writer(_Echo(), quoting=csv.QUOTE_ALL)
     yield writer.writerow(CSV_COLUMNS)
     for rec in log.iterate():
-        yield writer.writerow([
+        yield writer.writerow([spreadsheet_safe(cell) for cell in (
             rec.id, utc(rec.time), rec.username, rec.request_id, rec.action, rec.object_type,
             "" if rec.object_id is None else rec.object_id, rec.object_repr, rec.cluster_name,
             "" if rec.before is None else json.dumps(rec.before, sort_keys=True),
             "" if rec.after is None else json.dumps(rec.after, sort_keys=True), rec.comment, rec.hash,
-        ])
+        )])
 
 
 @policy()
