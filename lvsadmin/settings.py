@@ -134,6 +134,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The lock-out page says how long is left (axes's own page gives only the full cool-off).
+AXES_LOCKOUT_CALLABLE = "lvsadmin.web.views.auth.locked_out"
+# A lock-out lasts one cool-off from the failure that set it: trying again, even with the right password, does
+# not restart it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Failures are counted under a storable name (no NUL, at most 150 characters): PostgreSQL refused the raw one.
+AXES_USERNAME_CALLABLE = "lvsadmin.core.users.axes_username"
 # An imported ipvsadm -S file is posted back as text to be confirmed: a 100,000-server table is about 5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(16 * 1024 * 1024)))
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from lvsadmin.audit.log import Actor, record
+from lvsadmin.core.users import sign_in_name
 
 
 def _client(request) -> dict:
     return {
         "address": request.META.get("REMOTE_ADDR", ""),
-        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:200],
+        "user_agent": sign_in_name(request.META.get("HTTP_USER_AGENT", ""))[:200],
     }
 
 
@@ -18,11 +19,11 @@ def login(request, user) -> None:
 
 
 def login_failed(request, username: str, reason: str = "bad credentials") -> None:
-    actor = Actor(username=(username or "")[:150] or "anonymous", request_id=getattr(request, "request_id", "") or "")
+    name = sign_in_name(username)  # as typed, so no NUL (PostgreSQL) and no longer than a user name
+    actor = Actor(username=name or "anonymous", request_id=getattr(request, "request_id", "") or "")
     if not actor.request_id:
         actor = Actor(username=actor.username)
-    record(actor, "login_failed", object_type="user", object_repr=(username or "")[:255],
-           after=dict(_client(request), reason=reason))
+    record(actor, "login_failed", object_type="user", object_repr=name, after=dict(_client(request), reason=reason))
 
 
 def logout(request, user) -> None:

@@ -215,6 +215,10 @@ class UserCreateForm(forms.Form):
     password1 = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput(
         attrs={"autocomplete": "new-password"}))
     password2 = forms.CharField(label="Password again", strip=False, widget=forms.PasswordInput(
+            # Pasted text meets CharField's NUL check; a file's text must too (PostgreSQL refuses NUL on commit).
+            if "\x00" in data["text"]:
+                line = data["text"].count("\n", 0, data["text"].index("\x00")) + 1
+                raise ValidationError({"upload": f"the file contains a NUL byte (line {line})"})
         attrs={"autocomplete": "new-password"}))
 
     def clean(self):

@@ -37,12 +37,14 @@ def test_signing_in_lands_on_the_dashboard_and_is_audited(client, operator):
     assert client.get("/").status_code == 200
 
 
-def test_a_failed_sign_in_is_refused_inline_and_audited(client, operator):
+def test_a_failed_sign_in_is_refused_inline_and_writes_no_audit_record(client, operator):
+    # anyone can fail to sign in: the log records lock-outs, not every miss
+    records = ChangeRecord.objects.count()
     response = sign_in(client, "otto", "wrong password")
     assert response.status_code == 422 and b"Wrong user name or password" in response.content
-    rec = ChangeRecord.objects.get(action="login_failed")
-    assert rec.username == "otto" and rec.after["reason"] == "bad credentials"
-    assert not ChangeRecord.objects.filter(action="login").exists()
+    response = sign_in(client, "nobody-at-all", "wrong password")
+    assert response.status_code == 422
+    assert ChangeRecord.objects.count() == records
 
 
 def test_signing_out_is_audited_and_ends_the_session(client, operator):
@@ -53,14 +55,32 @@ def test_signing_out_is_audited_and_ends_the_session(client, operator):
     assert client.get("/").status_code == 302
 
 
-def test_repeated_failures_lock_the_account_for_that_address(client, operator):
+def test_repeated_failures_lock_the_account_for_that_address_and_the_lock_out_is_audited_once(client, operator):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         sign_in(client, "otto", "wrong password")
     response = sign_in(client, "otto")  # even the right password, now
     assert response.status_code == 429 and b"Too many failed sign-ins" in response.content
+    assert b"locked for 15 minutes more" in response.content  # the cool-off is 0.25 hours
     assert client.get("/").status_code == 302
-    assert ChangeRecord.objects.filter(action="login_failed").count() == settings.AXES_FAILURE_LIMIT + 1
-    assert ChangeRecord.objects.filter(action="login_failed").first().after["reason"].startswith("locked out")
+    rec = ChangeRecord.objects.get(action="login_failed")
+    assert rec.username == "otto" and rec.after["reason"] == f"locked out after {settings.AXES_FAILURE_LIMIT} failures"
+    assert rec.after["address"] == "127.0.0.1"
+
+
+def test_trying_again_during_a_lock_out_does_not_restart_it_and_the_page_says_what_is_left(client, operator):
+    from axes.models import AccessAttempt
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in(client, "otto", "wrong password")
+    # ten minutes into the lock-out of fifteen
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=10))
+    for password in ("wrong password", PASSWORD, "wrong again"):
+        response = sign_in(client, "otto", password)
+        assert response.status_code == 429 and b"locked for 5 minutes more" in response.content
+    # once the cool-off of the first lock has passed, the right password works
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=15, seconds=1))
+    assert sign_in(client, "otto").status_code == 302
+    assert ChangeRecord.objects.filter(action="login_failed").count() == 1
 
 
 def test_a_deactivated_user_cannot_sign_in(client, operator, admin):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse
 
 from lvsadmin.audit.log import Actor
-from lvsadmin.core import services
+from lvsadmin.core import services, users
 
 from .. import events
 from ..roles import SIGNED_IN, policy, public
@@ -25,12 +27,23 @@ class LoginView(auth_views.LoginView):
         return response
 
     def form_invalid(self, form):
-        locked = getattr(self.request, "axes_locked_out", False)
-        events.login_failed(self.request, form.data.get("username", ""),
-                            reason="locked out after repeated failures" if locked else "bad credentials")
+        # Only the failure that locks is audited: anyone can fail to sign in, and the log must not be theirs to
+        # grow. axes counts every failure (failures_since_start is set on a counted one, None while locked).
+        request = self.request
+        if getattr(request, "axes_locked_out", False) and getattr(request, "axes_failures_since_start", None):
+            events.login_failed(request, form.data.get("username", ""),
+                                reason=f"locked out after {request.axes_failures_since_start} failures")
         response = super().form_invalid(form)
         response.status_code = 422
         return response
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """AXES_LOCKOUT_CALLABLE: the lock-out page, saying how long the lock still lasts."""
+    lock = users.lockout_for(users.axes_username(request, credentials), getattr(request, "axes_ip_address", None))
+    remaining = users.remaining_text(lock.remaining if lock else users.cool_off())
+    return render(request, settings.AXES_LOCKOUT_TEMPLATE, {"remaining": remaining},
+                  status=settings.AXES_HTTP_RESPONSE_CODE)
 
 
 class LogoutView(auth_views.LogoutView):

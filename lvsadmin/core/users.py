@@ -1,0 +1,108 @@
+"""Sign-in throttling as the panel sees it: the name a failed sign-in is kept under, who is locked out and for
+how long, and the audited unlock an admin can give.
+
+django-axes counts failures per (user name, address) in its AccessAttempt table. A user name comes straight
+from the sign-in form, so before axes stores it (and before the audit log records a lock-out) it is made
+storable everywhere: no NUL byte (PostgreSQL refuses them) and no longer than any account name can be (axes's
+column holds 255 characters; SQLite would keep a 1 MB name whole). No real account is affected: Django's user
+names are at most 150 characters and cannot contain NUL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from lvsadmin.audit.log import Actor, record
+
+NAME_LENGTH = 150  # django.contrib.auth's username max_length
+
+
+def sign_in_name(raw: object) -> str:
+    """A user name typed at sign-in, made safe to store: NUL shown as \\x00, cut to an account name's length."""
+    return str(raw or "").replace("\x00", "\\x00")[:NAME_LENGTH]
+
+
+def axes_username(request, credentials: dict | None = None) -> str | None:
+    """AXES_USERNAME_CALLABLE: the name axes counts failures under (see the module docstring)."""
+    field = settings.AXES_USERNAME_FORM_FIELD
+    raw = (credentials or {}).get(field)
+    if raw is None and request is not None:
+        raw = getattr(request, "data", request.POST).get(field)
+    return None if raw is None else sign_in_name(raw)
+
+
+def cool_off() -> timedelta:
+    return get_cool_off() or timedelta(0)
+
+
+@dataclass(frozen=True)
+class Lockout:
+    username: str
+    address: str | None
+    failures: int
+    until: datetime
+
+    @property
+    def remaining(self) -> timedelta:
+        return max(self.until - timezone.now(), timedelta(0))
+
+    @property
+    def remaining_text(self) -> str:
+        return remaining_text(self.remaining)
+
+
+def remaining_text(delta: timedelta) -> str:
+    """'14 minutes', '1 minute', 'less than a minute': how long a lock-out still lasts, rounded up."""
+    minutes = -(-int(delta.total_seconds()) // 60)
+    if minutes <= 0:
+        return "less than a minute"
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
+def _locked_attempts():
+    # A failure during the lock-out does not move attempt_time (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT is
+    # off), so the lock ends a cool-off after the failure that set it.
+    return AccessAttempt.objects.filter(failures_since_start__gte=settings.AXES_FAILURE_LIMIT,
+                                        attempt_time__gt=timezone.now() - cool_off())
+
+
+def _lockout(attempt: AccessAttempt) -> Lockout:
+    return Lockout(username=attempt.username or "", address=attempt.ip_address,
+                   failures=attempt.failures_since_start, until=attempt.attempt_time + cool_off())
+
+
+def lockouts() -> list[Lockout]:
+    """Every (user name, address) locked out now, newest first."""
+    return [_lockout(a) for a in _locked_attempts().order_by("-attempt_time")]
+
+
+def lockout_for(username: str | None, address: str | None) -> Lockout | None:
+    attempt = _locked_attempts().filter(username=username, ip_address=address).order_by("-attempt_time").first()
+    return _lockout(attempt) if attempt else None
+
+
+@transaction.atomic
+def unlock(actor: Actor, *, username: str, address: str | None = None) -> int:
+    """Lift the lock-outs of a user name (from one address, or from all): audited, returns how many were lifted."""
+    locked = _locked_attempts().filter(username=username)
+    if address:
+        locked = locked.filter(ip_address=address)
+    attempts = list(locked.select_for_update())
+    if not attempts:
+        return 0
+    found = [_lockout(a) for a in attempts]
+    AccessAttempt.objects.filter(pk__in=[a.pk for a in attempts]).delete()
+    user = get_user_model().objects.filter(username=username).first()
+    record(actor, "update", user, object_type="user", object_repr=username,
+           before={"locked_out": [{"address": f.address, "failures": f.failures,
+                                   "until": f.until.isoformat()} for f in found]},
+           after={"locked_out": []})
+    return len(found)
