@@ -188,6 +188,10 @@ class TableTextForm(forms.Form):
                 data["text"] = upload.read().decode("utf-8")
             except UnicodeDecodeError:
                 raise ValidationError({"upload": "the file is not UTF-8 text"})
+            # Pasted text meets CharField's NUL check; a file's text must too (PostgreSQL refuses NUL on commit).
+            if "\x00" in data["text"]:
+                line = data["text"].count("\n", 0, data["text"].index("\x00")) + 1
+                raise ValidationError({"upload": f"the file contains a NUL byte (line {line})"})
         if not (data.get("text") or "").strip():
             raise ValidationError({"text": "paste some text or choose a file"})
         data["text"] = data["text"].replace("\r\n", "\n")
@@ -215,10 +219,6 @@ class UserCreateForm(forms.Form):
     password1 = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput(
         attrs={"autocomplete": "new-password"}))
     password2 = forms.CharField(label="Password again", strip=False, widget=forms.PasswordInput(
-            # Pasted text meets CharField's NUL check; a file's text must too (PostgreSQL refuses NUL on commit).
-            if "\x00" in data["text"]:
-                line = data["text"].count("\n", 0, data["text"].index("\x00")) + 1
-                raise ValidationError({"upload": f"the file contains a NUL byte (line {line})"})
         attrs={"autocomplete": "new-password"}))
 
     def clean(self):
