@@ -27,13 +27,14 @@ def seed_host(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-def ipvsadm(*args, stdin: str = "", user: str = "") -> tuple[int, str, str]:
+def ipvsadm(*args, stdin: str | bytes = "", user: str = "", own: tuple = ("--cluster", "web")) -> tuple[int, str, str]:
+    """Run the command as manage.py would; stdin as text, or as bytes the way a shell pipes them."""
     out, err = io.StringIO(), io.StringIO()
-    own = ["--cluster", "web"] + (["--user", user] if user else [])
+    own = [*own] + (["--user", user] if user else [])
     from lvsadmin.core.management.commands.ipvsadm import Command
 
     command = Command(stdout=out, stderr=err)
-    command.stdin = io.StringIO(stdin)
+    command.stdin = io.BytesIO(stdin) if isinstance(stdin, bytes) else io.StringIO(stdin)
     argv = ["manage.py", "ipvsadm", *own, *args]
     try:
         command.run_from_argv(argv)
@@ -143,3 +144,118 @@ def test_the_seed_file_itself_is_expressible(seed_host):
         pytest.skip("../shared/seed is not beside this checkout")
     lines = [ln for ln in seed.read_text().splitlines() if ln.startswith(("-A ", "-a "))]
     assert "\n".join(lines) + "\n" == SEED_SAVE
+
+
+TWO_SERVICES = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n-A -u 10.0.0.1:53 -s wlc\n"
+
+
+def the_state() -> tuple:
+    """What a user would check after a refused command: the desired state and the audit log."""
+    return (
+        list(Cluster.objects.values_list("name", "desired_revision").order_by("name")),
+        list(VirtualService.objects.values_list("protocol", "address", "port", "scheduler").order_by("pk")),
+        list(RealServer.objects.values_list("address", "port", "weight").order_by("pk")),
+        ChangeRecord.objects.count(),
+    )
+
+
+@pytest.fixture
+def web_with_two_services():
+    Cluster.objects.create(name="web")
+    code, _, err = ipvsadm("-R", stdin=TWO_SERVICES)
+    assert code == 0, err
+
+
+def test_a_restore_with_dry_run_after_R_shows_the_change_and_writes_nothing(web_with_two_services):
+    before = the_state()
+    code, out, err = ipvsadm("-R", "--dry-run", stdin="-A -t 10.0.0.9:443 -s rr\n")
+    assert code == 0, err
+    assert "+ service TCP 10.0.0.9:443" in out and "would change" in out
+    assert the_state() == before
+
+
+def test_own_options_are_read_anywhere_on_the_line_with_or_without_equals():
+    get_user_model().objects.create_user("carol", password="x" * 12)
+    Cluster.objects.create(name="web")
+    code, _, err = ipvsadm("-A", "--user=carol", "-t", "10.0.0.1:80", "--comment", "ticket 7", own=("--cluster=web",))
+    assert code == 0, err
+    rec = ChangeRecord.objects.get(object_type="virtualservice")
+    assert (rec.username, rec.comment) == ("carol", "ticket 7")
+    assert ChangeRecord.objects.get(action="command").after["source"] == "-A -t 10.0.0.1:80"
+    code, out, err = ipvsadm("-S", "-n", "--cluster", "web", own=())
+    assert (code, out) == (0, "-A -t 10.0.0.1:80 -s wlc\n"), err
+
+
+@pytest.mark.parametrize("args", [
+    ("-R", "--bogus-flag"),
+    ("-R", "-n"),
+    ("-R", "-t", "10.0.0.1:80"),
+    ("-R", "extra"),
+    ("-S", "--bogus"),
+    ("-S", "-n", "-c"),
+    ("-S", "-n", "extra"),
+    ("-L", "--bogus"),
+    ("-Lnq",),
+    ("-L", "-n", "-n"),
+    ("-L", "--timeout", "--stats"),
+    ("-L", "-t", "10.0.0.1:80", "--timeout"),
+    ("-L", "-s", "rr"),
+    ("-L", "-S"),
+    ("-L", "extra"),
+    ("extra", "-L"),
+    ("-C", "extra"),
+    ("-D", "-t", "10.0.0.1:80", "extra"),
+    ("--set", "1", "2", "3", "4"),
+    ("-A", "-t", "10.0.0.5:80", "--dry-run=yes"),
+    ("-A", "-t", "10.0.0.5:80", "--comment"),
+    ("-A", "-t", "10.0.0.5:80", "--cluster", "web"),
+])
+def test_an_option_ipvsadm_or_we_would_refuse_exits_2_naming_it_and_changes_nothing(web_with_two_services, args):
+    before = the_state()
+    code, out, err = ipvsadm(*args, stdin="-A -t 10.0.0.9:443 -s rr\n")
+    assert code == 2, (out, err)
+    assert err.startswith("ipvsadm: ") and "Traceback" not in err
+    assert the_state() == before
+
+
+def test_an_unknown_option_is_named_in_the_message(web_with_two_services):
+    assert "--bogus-flag" in ipvsadm("-R", "--bogus-flag")[2]
+    assert "-Lnq" in ipvsadm("-Lnq")[2]
+    assert "options conflict" in ipvsadm("-L", "--timeout", "--stats")[2]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing here\n   # nor here\n", "ipvsadm\n"])
+def test_a_restore_with_no_rules_is_refused_pointing_at_C(web_with_two_services, text):
+    before = the_state()
+    code, out, err = ipvsadm("-R", stdin=text)
+    assert code == 2 and "no rules" in err and "-C" in err
+    assert the_state() == before
+
+
+def test_invalid_utf8_on_stdin_exits_2_naming_the_line(web_with_two_services):
+    before = the_state()
+    code, _, err = ipvsadm("-R", stdin=b"-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r caf\xe9:80\n")
+    assert code == 2 and "line 2" in err and "UTF-8" in err
+    assert the_state() == before
+
+
+def test_a_nul_byte_in_the_input_or_an_option_exits_2(web_with_two_services):
+    before = the_state()
+    code, _, err = ipvsadm("-R", stdin="-A -t 10.0.0.1:80 -s rr\n# \x00\n")
+    assert code == 2 and "line 2" in err
+    code, _, err = ipvsadm("-A", "-t", "10.0.0.7:80", "--comment", "a\x00b")
+    assert code == 2 and "--comment" in err
+    assert the_state() == before
+
+
+def test_list_options_combine_as_ipvsadms_do(web_with_two_services):
+    code, out, err = ipvsadm("-L", "-n", "-t", "10.0.0.1:80")
+    assert code == 0, err
+    assert out.startswith("Prot LocalAddress:Port Scheduler Flags\n") and "UDP" not in out
+    # Several listing formats: ipvsadm prints the first of stats, rate, thresholds, persistent-conn.
+    assert ipvsadm("-Ln", "--rate", "--stats")[1] == ipvsadm("-Ln", "--stats")[1]
+    assert ipvsadm("--thresholds", "-Ln", "--persistent-conn")[2] != ""  # the command must come first
+    assert ipvsadm("-Ln", "--thresholds", "--persistent-conn")[1] == ipvsadm("-Ln", "--thresholds")[1]
+    assert ipvsadm("-LnX", "--sort", "--nosort")[0] == 0
+    code, _, err = ipvsadm("-L", "-t", "10.0.0.99:80")
+    assert code == 2 and "No such service" in err
