@@ -391,12 +391,6 @@ _PROTO_NUM = {"tcp": 6, "udp": 17, "sctp": 132}
 _PROTO_BY_NUM = {number: name for name, number in _PROTO_NUM.items()}
 _PROTO_TAG = {"t": "tcp", "u": "udp", "sctp-service": "sctp"}
 
-INT_MAX = 2**31 - 1
-UINT_MAX = 2**32 - 1
-MAX_TIMEOUT = 86400 * 31  # ipvsadm's limit for -p and --set
-SCHEDNAME_MAXLEN = 16
-PENAME_MAXLEN = 16
-MAX_WEIGHT_PARSED = INT_MAX  # Debian's ipvsadm takes weights up to INT_MAX (upstream: 65535)
 
 _STRTOL = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
 
@@ -411,12 +405,17 @@ def _strtol_prefix(text: str) -> tuple[int | None, str]:
     return value, text[match.end() :]
 
 
-def _string_to_number(text: str, low: int, high: int) -> int | None:
-    """ipvsadm's string_to_number: a whole decimal number in [low, high], else None."""
+def _string_to_number(text: str, limit: validate.Limit) -> int | None:
+    """ipvsadm's string_to_number: a whole decimal number within the limit (validate.py), else None."""
     value, rest = _strtol_prefix(text)
     if value is None or rest or not -(2**63) < value < 2**63 - 1:
         return None
-    return value if low <= value <= high else None
+    return value if value in limit else None
+
+
+def _out_of(message: str, limit: validate.Limit) -> str:
+    """ipvsadm's message (kept first: the kernel tier compares it), then the range that applies."""
+    return f"{message} ({limit.message})"
 
 
 def _atoi(text: str) -> int:
@@ -554,7 +553,7 @@ def _parse_service(buf: str, svc: _Svc, resolver: Resolver | None) -> int:
                 svc.af = 4
     if port_text is None:
         return _SERVICE_ADDR
-    port = _string_to_number(port_text, 0, 65535)
+    port = _string_to_number(port_text, validate.PORT)
     if port is None:
         port = _service_to_port(port_text, svc.protocol)
     if port is None:
@@ -618,6 +617,8 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             set_option("service-address")
             svc.protocol = _PROTO_TAG[tag]
             service_token = value
+            if "%" in (value or ""):  # ipvsadm cannot read it either; say why
+                raise _Fail(f"illegal virtual server address[:port] specified ({validate.ZONE_ID_MESSAGE})", value)
             if _parse_service(value or "", svc, resolver) & _SERVICE_ADDR == 0:
                 raise _Fail("illegal virtual server address[:port] specified", value)
         elif tag == "f":
@@ -625,21 +626,22 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             svc.af, svc.protocol = 4, "tcp"
             service_token = value
             mark, rest = _strtol_prefix(value or "")
-            if mark is None or rest or not 1 <= mark <= UINT_MAX:
-                raise _Fail(f"invalid fwmark value `{value}' specified", value)
+            if mark is None or rest or mark not in validate.FWMARK_PARSED:
+                raise _Fail(_out_of(f"invalid fwmark value `{value}' specified", validate.FWMARK_PARSED), value)
             svc.fwmark = mark
         elif tag == "s":
             set_option("scheduler")
-            svc.sched_name = (value or "")[: SCHEDNAME_MAXLEN - 1]
+            svc.sched_name = (value or "")[: validate.SCHEDNAME_MAXLEN - 1]
         elif tag == "p":
             set_option("persistent")
             svc.persistent = True
             if value is None:
                 svc.timeout = DEFAULT_PERSISTENCE_TIMEOUT
             else:
-                timeout = _string_to_number(value, 1, MAX_TIMEOUT)
+                timeout = _string_to_number(value, validate.PERSISTENCE_TIMEOUT)
                 if timeout is None:
-                    raise _Fail(f"invalid timeout value `{value}' specified", value)
+                    raise _Fail(_out_of(f"invalid timeout value `{value}' specified", validate.PERSISTENCE_TIMEOUT),
+                                value)
                 svc.timeout = timeout
         elif tag == "M":
             set_option("netmask")
@@ -653,11 +655,13 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
                 svc.netmask = mask
             else:
                 svc.netmask = _atoi(value or "")
-                if not 1 <= svc.netmask <= 128:
-                    raise _Fail("illegal ipv6 netmask specified", value)
+                if svc.netmask not in validate.IPV6_PREFIX:
+                    raise _Fail(_out_of("illegal ipv6 netmask specified", validate.IPV6_PREFIX), value)
         elif tag == "r":
             set_option("real-server")
             server_token = value
+            if "%" in (value or ""):
+                raise _Fail(f"illegal real server address[:port] specified ({validate.ZONE_ID_MESSAGE})", value)
             t_dest = copy.copy(svc)
             parsed = _parse_service(value or "", t_dest, resolver)
             if parsed & _SERVICE_ADDR == 0:
@@ -670,21 +674,21 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             dest.forward = {"i": "tunnel", "g": "route", "m": "masq"}[tag]
         elif tag == "w":
             set_option("weight")
-            weight = _string_to_number(value or "", 0, MAX_WEIGHT_PARSED)
+            weight = _string_to_number(value or "", validate.WEIGHT_PARSED)
             if weight is None:
-                raise _Fail("illegal weight specified", value)
+                raise _Fail(_out_of("illegal weight specified", validate.WEIGHT_PARSED), value)
             dest.weight = weight
         elif tag == "x":
             set_option("u-threshold")
-            number = _string_to_number(value or "", 0, INT_MAX)
+            number = _string_to_number(value or "", validate.UPPER_THRESHOLD)
             if number is None:
-                raise _Fail("illegal u_threshold specified", value)
+                raise _Fail(_out_of("illegal u_threshold specified", validate.UPPER_THRESHOLD), value)
             dest.u_threshold = number
         elif tag == "y":
             set_option("l-threshold")
-            number = _string_to_number(value or "", 0, INT_MAX)
+            number = _string_to_number(value or "", validate.LOWER_THRESHOLD)
             if number is None:
-                raise _Fail("illegal l_threshold specified", value)
+                raise _Fail(_out_of("illegal l_threshold specified", validate.LOWER_THRESHOLD), value)
             dest.l_threshold = number
         elif tag == "c":
             set_option("connection")
@@ -694,8 +698,8 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             set_option("mcast-interface")
         elif tag == "syncid":
             set_option("syncid")
-            if _string_to_number(value or "", 0, 255) is None:
-                raise _Fail("illegal syncid specified", value)
+            if _string_to_number(value or "", validate.SYNC_ID) is None:
+                raise _Fail(_out_of("illegal syncid specified", validate.SYNC_ID), value)
         elif tag in ("timeout", "daemon", "stats", "rate", "thresholds", "persistent-conn", "nosort", "tun-info"):
             set_option(tag)
         elif tag == "sort":
@@ -711,7 +715,7 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             svc.one_packet = True
         elif tag == "pe":
             set_option("pe")
-            svc.pe_name = (value or "")[:PENAME_MAXLEN]
+            svc.pe_name = (value or "")[: validate.PENAME_MAXLEN]
         elif tag == "b":
             set_option("sched-flags")
             sched_flags_arg = value or ""
@@ -728,9 +732,10 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
                 raise _Fail(f"invalid {family} mcast-group `{text}'", value)
         elif tag in ("mcast-port", "mcast-ttl", "sync-maxlen"):
             set_option(tag)
-            high = {"mcast-port": 65535, "mcast-ttl": 255, "sync-maxlen": 65535 - 20 - 8}[tag]
-            if _string_to_number(value or "", 1, high) is None:
-                raise _Fail(f"illegal {tag} specified", value)
+            limit = {"mcast-port": validate.MCAST_PORT, "mcast-ttl": validate.MCAST_TTL,
+                     "sync-maxlen": validate.SYNC_MAXLEN}[tag]
+            if _string_to_number(value or "", limit) is None:
+                raise _Fail(_out_of(f"illegal {tag} specified", limit), value)
         elif tag == "tun-type":
             set_option("tun-type")
             if value not in _TUN_TYPES:
@@ -738,9 +743,9 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             dest.tun_type = value
         elif tag == "tun-port":
             set_option("tun-port")
-            port = _string_to_number(value or "", 1, 65535)
+            port = _string_to_number(value or "", validate.TUNNEL_PORT)
             if port is None:
-                raise _Fail("illegal tunnel port specified", value)
+                raise _Fail(_out_of("illegal tunnel port specified", validate.TUNNEL_PORT), value)
             dest.tun_port = port
         elif tag in ("tun-nocsum", "tun-csum", "tun-remcsum"):
             set_option(tag)
@@ -756,9 +761,9 @@ def _read_command(argv: Sequence[str], resolver: Resolver | None) -> Command:
             raise _Fail("--set option requires 3 timeout values", None)
         numbers = []
         for text in values:
-            number = _string_to_number(text, 0, MAX_TIMEOUT)
+            number = _string_to_number(text, validate.SET_TIMEOUT)
             if number is None:
-                raise _Fail(f"invalid timeout value `{text}' specified", text)
+                raise _Fail(_out_of(f"invalid timeout value `{text}' specified", validate.SET_TIMEOUT), text)
             numbers.append(number)
         timeouts = Timeouts(*numbers)
     if popt.leftovers:
@@ -884,16 +889,8 @@ _ERANGE = "Numerical result out of range"
 
 
 def _unicast_error(address: str) -> str | None:
-    """The kernel's ip_vs_new_dest address check (the part that does not depend on the host)."""
-    ip = ipaddress.ip_address(address)
-    if ip.version == 4:
-        if int(ip) == 0 or int(ip) == 0xFFFFFFFF or ip.is_multicast:
-            return f"{_EINVAL} ({address} is not a unicast address)"
-        return None
-    top = int(ip) >> 96
-    if ip.is_multicast or int(ip) == 0 or (top >> 22) == (0xFE800000 >> 22) or ip.ipv4_mapped is not None:
-        return f"{_EINVAL} ({address} is not a unicast address)"
-    return None
+    problem = validate.unicast_error(address)
+    return f"{_EINVAL} ({problem})" if problem else None
 
 
 def _check_service(svc: Service, token: str | None, strict: bool) -> None:
