@@ -45,6 +45,33 @@ def read_secret_key() -> str:
 
 
 SECRET_KEY = read_secret_key()
+
+# The audit chain's key (HMAC-SHA256 of every record), kept out of the database so that whoever holds only the
+# database cannot rewrite the log unseen: AUDIT_KEY, else the file AUDIT_KEY_FILE (default var/audit_key, which
+# scripts/setup writes once). Like the secret key, only DEBUG falls back to a fixed development key. Changing the
+# key makes every record written with the old one fail verification.
+DEVELOPMENT_AUDIT_KEY = "insecure-dev-audit-key"
+AUDIT_KEY_FILE = Path(os.environ.get("AUDIT_KEY_FILE") or BASE_DIR / "var" / "audit_key")
+
+
+def read_audit_key() -> str:
+    key = os.environ.get("AUDIT_KEY", "").strip()
+    if not key and AUDIT_KEY_FILE.is_file():
+        key = AUDIT_KEY_FILE.read_text().strip()
+    if DEBUG:
+        return key or DEVELOPMENT_AUDIT_KEY
+    if not key or key == DEVELOPMENT_AUDIT_KEY:
+        raise ImproperlyConfigured(
+            f"AUDIT_KEY is {'not set' if not key else 'the publicly known development key'}: with DEBUG off, "
+            "lvsadmin needs a key of its own for the audit chain. Make one with "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'` and put it in the environment "
+            f"variable AUDIT_KEY or in the file {AUDIT_KEY_FILE} (scripts/setup writes a random one there; the "
+            "variable AUDIT_KEY_FILE names another file). Keep it out of the database and its backups."
+        )
+    return key
+
+
+AUDIT_KEY = read_audit_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_NAME = os.environ.get("SITE_NAME", "lvsadmin")
@@ -115,8 +142,10 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"

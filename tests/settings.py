@@ -6,6 +6,7 @@ import secrets
 # Production settings refuse to start without a secret key: the tests make one of their own (a random key per
 # test run, inherited by the workers the tests start), whatever var/secret_key holds.
 os.environ.setdefault("SECRET_KEY", "tests-" + secrets.token_urlsafe(50))
+os.environ.setdefault("AUDIT_KEY", "tests-audit-" + secrets.token_urlsafe(50))  # likewise the audit chain's key
 
 from lvsadmin.settings import *  # noqa: E402,F401,F403
 

@@ -1,4 +1,9 @@
-"""ChangeRecord: the append-only audit log, each record chained to the previous one by SHA-256.
+"""ChangeRecord: the append-only audit log, each record chained to the previous one by HMAC-SHA256.
+
+The key (settings.AUDIT_KEY) is not in the database: whoever holds only the database cannot edit a record and
+recompute the later ones. Records written before the chain had a key keep their plain SHA-256 (`keyed` false)
+and are sealed by the first keyed record (see log.seal_unkeyed_records). Truncation and a history rewritten by
+someone who also holds the key are caught by witnesses outside the database (witness.py).
 
 References to users, clusters and objects are plain values, not foreign keys, so that no
 cascade or SET NULL ever rewrites a record after the fact.
@@ -7,8 +12,10 @@ cascade or SET NULL ever rewrites a record after the fact.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F
 from django.db.models.functions import Collate
@@ -52,6 +59,7 @@ class ChangeRecord(models.Model):
         LOGIN_FAILED = "login_failed"
         LOGOUT = "logout"
         DENIED = "denied"
+        SEAL = "seal"
 
     time = models.DateTimeField(db_index=True)
     user_id = models.BigIntegerField(null=True, blank=True)
@@ -68,6 +76,8 @@ class ChangeRecord(models.Model):
     comment = models.TextField(blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    keyed = models.BooleanField(default=True, help_text="HMAC-SHA256 with the audit key; false: SHA-256, "
+                                "written before the chain had a key.")
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -91,32 +101,76 @@ class ChangeRecord(models.Model):
         raise PermissionError("audit records are never deleted")
 
     def content(self) -> dict:
-        """The hashed content: everything but the id and the hash itself."""
-        return {
-            "time": self.time.isoformat(),
-            "user_id": self.user_id,
-            "username": self.username,
-            "request_id": self.request_id,
-            "action": self.action,
-            "object_type": self.object_type,
-            "object_id": self.object_id,
-            "object_repr": self.object_repr,
-            "cluster_id": self.cluster_id,
-            "cluster_name": self.cluster_name,
-            "before": self.before,
-            "after": self.after,
-            "comment": self.comment,
-            "prev_hash": self.prev_hash,
-        }
+        return record_content(self)
 
     def compute_hash(self) -> str:
-        body = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(body.encode()).hexdigest()
+        return record_hash(self.content(), self.keyed)
+
+
+def record_content(rec) -> dict:
+    """The hashed content of a record (or of a migration's historical one): everything but the id, the hash and
+    the `keyed` flag (records written before it existed are hashed as they were)."""
+    return {
+        "time": rec.time.isoformat(),
+        "user_id": rec.user_id,
+        "username": rec.username,
+        "request_id": rec.request_id,
+        "action": rec.action,
+        "object_type": rec.object_type,
+        "object_id": rec.object_id,
+        "object_repr": rec.object_repr,
+        "cluster_id": rec.cluster_id,
+        "cluster_name": rec.cluster_name,
+        "before": rec.before,
+        "after": rec.after,
+        "comment": rec.comment,
+        "prev_hash": rec.prev_hash,
+    }
+
+
+def audit_key() -> bytes:
+    return settings.AUDIT_KEY.encode()
+
+
+def record_hash(content: dict, keyed: bool = True) -> str:
+    body = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if keyed:
+        return hmac.new(audit_key(), body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
+
+
+def head_mac(count: int, hash_: str, restarted: bool) -> str:
+    return hmac.new(audit_key(), f"head:{count}:{hash_}:{int(restarted)}".encode(), hashlib.sha256).hexdigest()
 
 
 class ChainHead(models.Model):
-    """One row: the hash of the newest record. Locking it serialises writers of the chain."""
+    """One row: the hash of the newest record and how many there are. Locking it serialises writers of the chain.
+
+    A migration makes the row, so its absence is evidence: records were removed with it. `restarted`: the row
+    was made again by a write that found it gone (and no record left). `mac` is keyed like the records.
+    """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     hash = models.CharField(max_length=64, default="0" * 64)
     count = models.PositiveBigIntegerField(default=0)
+    restarted = models.BooleanField(default=False)
+    mac = models.CharField(max_length=64, blank=True)
+
+    def compute_mac(self) -> str:
+        return head_mac(self.count, self.hash, self.restarted)
+
+
+class Witness(models.Model):
+    """The newest chain head someone outside the database saw (a balancer's agent): sequence = record count.
+
+    Agents keep the newest head they were sent and report it back with every heartbeat, so a row removed or
+    edited here comes back; verification checks the chain against every witness.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    sequence = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} saw record {self.sequence}"

@@ -33,6 +33,9 @@ class Backup(models.Model):
     ipvs_version = models.CharField(max_length=32, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
     note = models.CharField(max_length=255, blank=True)
+    # The audit chain's head when the backup was stored: a witness that the log held this many records then.
+    audit_sequence = models.PositiveBigIntegerField(default=0)
+    audit_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-taken_at", "-id"]
