@@ -12,10 +12,12 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from lvsadmin.audit.log import Actor, record
 from lvsadmin.core import services as core_services
+from lvsadmin.core import versions
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Table
 
+from . import limits
 from .capture import DOCUMENT_FORMAT, make_document
 from .models import Backup, BackupPolicy, MissedBackup, sha256_hex
 
@@ -80,6 +82,10 @@ def verified_table(backup: Backup) -> Table:
     if sha256_hex(backup.document) != backup.document_sha256:
         raise CorruptBackup(f"backup {backup.pk}: its JSON does not match its SHA-256 (changed or truncated)")
     table = parse_document(backup.document)
+    if backup.trigger == Backup.Trigger.UPLOADED:
+        # Kept as uploaded, host names and all: it parsed on upload and its hash says it is unchanged; parsing it
+        # again would ask DNS on every look (and fail when a name moved on).
+        return table
     try:
         rules.parse_save(backup.text, strict=False)  # a kernel may hold what the panel would not create
     except rules.ParseError as exc:
@@ -98,13 +104,14 @@ def apply_retention(actor: Actor, balancer: Balancer, policy: BackupPolicy, now:
     if policy.keep_last is None and policy.keep_days is None:
         return 0
     now = now or timezone.now()
+    keep_last, cutoff = limits.retention_count(policy.keep_last), limits.retention_cutoff(now, policy.keep_days)
     backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").values_list("id", "taken_at"))
     doomed = []
     for index, (backup_id, taken_at) in enumerate(backups):
         if index == 0:
             continue  # the newest always stays
-        too_many = policy.keep_last is not None and index >= policy.keep_last
-        too_old = policy.keep_days is not None and taken_at < now - timedelta(days=policy.keep_days)
+        too_many = keep_last is not None and index >= keep_last
+        too_old = cutoff is not None and taken_at < cutoff
         if too_many or too_old:
             doomed.append(backup_id)
     if doomed:
@@ -161,16 +168,17 @@ def run_scheduled(policy: BackupPolicy, now: datetime | None = None) -> tuple[in
 @transaction.atomic
 def set_policy(actor: Actor, *, cluster: Cluster | None = None, balancer: Balancer | None = None,
                crontab: str = "", every_seconds: int | None = None, enabled: bool = True,
-               keep_last: int | None = None, keep_days: int | None = None) -> BackupPolicy:
+               keep_last: int | None = None, keep_days: int | None = None,
+               expected_version: str | None = None) -> BackupPolicy:
     """Create or change the backup schedule and retention of a balancer or a whole cluster."""
     if (cluster is None) == (balancer is None):
         raise ValidationError("A backup schedule is for one balancer or for one cluster.")
     if bool(crontab.strip()) == bool(every_seconds):
         raise ValidationError({"crontab": ["Give either a crontab or an interval."]})
-    if keep_last is not None and keep_last < 1:
-        raise ValidationError({"keep_last": ["Keep at least one backup."]})
+    _check_numbers(keep_last=keep_last, keep_days=keep_days, every_seconds=None if crontab.strip() else every_seconds)
     policy = BackupPolicy.objects.select_for_update().filter(cluster=cluster, balancer=balancer).first()
     before = _policy_snapshot(policy) if policy else None
+    versions.check(expected_version, before, object_type="backuppolicy", object_id=policy.pk if policy else None)
     if policy is None:
         policy = BackupPolicy.objects.create(cluster=cluster, balancer=balancer)
     policy.keep_last, policy.keep_days = keep_last, keep_days
@@ -179,8 +187,6 @@ def set_policy(actor: Actor, *, cluster: Cluster | None = None, balancer: Balanc
     if crontab.strip():
         task.crontab = _crontab(crontab)
     else:
-        if every_seconds < 10:
-            raise ValidationError({"every_seconds": ["Back up at most every 10 seconds."]})
         task.interval, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
     task.kwargs = json.dumps({"policy_id": policy.pk})
     task.enabled = enabled
@@ -192,6 +198,24 @@ def set_policy(actor: Actor, *, cluster: Cluster | None = None, balancer: Balanc
            object_repr=str(policy), cluster=cluster or balancer.cluster, before=before,
            after=_policy_snapshot(policy))
     return policy
+
+
+def policy_version(policy: BackupPolicy | None) -> str:
+    """The version a schedule form carries (None: no schedule yet, so a schedule made meanwhile is a change)."""
+    return versions.version(_policy_snapshot(policy) if policy else None)
+
+
+def _check_numbers(**numbers) -> None:
+    """Every number given (not None) in its range (limits.py), all errors at once, named by field."""
+    errors = {}
+    for field, value in numbers.items():
+        if value is not None:
+            try:
+                limits.check(field, value)
+            except ValidationError as exc:
+                errors[field] = exc.messages
+    if errors:
+        raise ValidationError(errors)
 
 
 def _crontab(text: str) -> CrontabSchedule:
@@ -238,18 +262,38 @@ def delete_policy(actor: Actor, policy: BackupPolicy) -> None:
 # --- upload and restore -------------------------------------------------------------------------------
 
 
+def text_of_file(raw: bytes) -> str:
+    """An uploaded file's text exactly as it is, if it is UTF-8; else a ValidationError naming the line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValidationError(f"line {line}: not UTF-8 text (byte {exc.start + 1} of the file)") from None
+    _refuse_nul(text)
+    return text
+
+
+def _refuse_nul(text: str) -> None:
+    # No ipvsadm text holds one, and PostgreSQL cannot store it (a 500 on commit).
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ValidationError(f"line {line}: a NUL byte; this is not ipvsadm text")
+
+
 def upload_backup(actor: Actor, balancer: Balancer, text: str, resolver=None, note: str = "") -> Backup:
-    """An `ipvsadm -S` file from elsewhere, kept as a backup of `balancer` (in canonical -S -n form)."""
+    """An `ipvsadm -S` file from elsewhere, kept as a backup of `balancer`: its text byte for byte (re-printing
+    it would re-sort it, and ipvsadm's order is not a total order, so a real file came back reordered), its
+    table as parsed (host names resolved now) in the JSON."""
     from lvsadmin.ipvs import rules
 
+    _refuse_nul(text)
     kwargs = {"resolver": resolver} if resolver else {}
     try:
         # As ipvsadm -R would take it: a backup keeps what a kernel may hold (a restore validates it fully).
         table = rules.parse_save(text, strict=False, **kwargs)
     except rules.ParseError as exc:
         raise ValidationError(f"The file is not an ipvsadm save: {exc}") from None
-    canonical = rules.format_save(table, numeric=True)
-    return store_backup(actor, balancer, text=canonical, document=make_document(table),
+    return store_backup(actor, balancer, text=text, document=make_document(table),
                         trigger=Backup.Trigger.UPLOADED, note=note or "uploaded")
 
 

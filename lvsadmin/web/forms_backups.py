@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from .forms import TableTextForm
+from lvsadmin.backups import limits
+from lvsadmin.backups import services as backups
+
+from .forms import TableTextForm, VersionedForm
 
 
 class UploadBackupForm(TableTextForm):
@@ -17,19 +21,37 @@ class UploadBackupForm(TableTextForm):
         del self.fields["revision"]
         self.fields["text"].label = "ipvsadm -S output"
 
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload and not self.errors:
+            # A file is kept byte for byte (CRLF too, which the shared form turns into LF for pasted text).
+            upload.seek(0)
+            try:
+                data["text"] = backups.text_of_file(upload.read())
+            except ValidationError as exc:
+                raise ValidationError({"upload": exc.messages}) from None
+        return data
 
-class ScheduleForm(forms.Form):
+
+class ScheduleForm(VersionedForm, forms.Form):
     crontab = forms.CharField(
         required=False, max_length=100, label="Crontab (UTC)",
         widget=forms.TextInput(attrs={"placeholder": "15 3 * * *", "class": "mono", "spellcheck": "false"}),
         help_text="minute hour day-of-month month day-of-week; or leave empty and give an interval")
-    every_seconds = forms.IntegerField(required=False, min_value=1, label="or every (seconds)",
-                                       help_text="at least 10")
+    every_seconds = forms.IntegerField(
+        required=False, label="or every (seconds)", validators=[limits.validator("every_seconds")],
+        widget=forms.NumberInput(attrs=limits.widget_attrs("every_seconds")),
+        help_text=f"{limits.EVERY_SECONDS[0]} to {limits.EVERY_SECONDS[1]} (31 days)")
     enabled = forms.BooleanField(required=False, initial=True)
-    keep_last = forms.IntegerField(required=False, min_value=0, label="Keep the last",
-                                   help_text="backups (empty: no limit)")
-    keep_days = forms.IntegerField(required=False, min_value=0, label="Keep for (days)",
-                                   help_text="empty: no limit; the newest backup always stays")
+    keep_last = forms.IntegerField(
+        required=False, label="Keep the last", validators=[limits.validator("keep_last")],
+        widget=forms.NumberInput(attrs=limits.widget_attrs("keep_last")),
+        help_text=f"backups, 1 to {limits.KEEP_LAST[1]} (empty: no limit)")
+    keep_days = forms.IntegerField(
+        required=False, label="Keep for (days)", validators=[limits.validator("keep_days")],
+        widget=forms.NumberInput(attrs=limits.widget_attrs("keep_days")),
+        help_text=f"1 to {limits.KEEP_DAYS[1]}; empty: no limit; the newest backup always stays")
 
     @classmethod
     def initial_for(cls, policy) -> dict:

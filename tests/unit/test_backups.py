@@ -137,9 +137,11 @@ def test_an_offline_balancer_gets_a_missed_backup_instead_of_silence(actor, clus
     assert miss.balancer == balancer and "never seen" in miss.reason
 
 
-def test_an_uploaded_save_becomes_a_backup_in_canonical_form(actor, balancer):
-    backup = backups.upload_backup(actor, balancer, "ipvsadm -A -t 10.0.0.1:https -s rr\n# comment\n")
-    assert backup.text == "-A -t 10.0.0.1:443 -s rr\n" and backup.trigger == "uploaded"
+def test_an_uploaded_save_becomes_a_backup_kept_as_uploaded_with_its_table_parsed(actor, balancer):
+    text = "ipvsadm -A -t 10.0.0.1:https -s rr\n# comment\n"
+    backup = backups.upload_backup(actor, balancer, text)
+    assert backup.text == text and backup.trigger == "uploaded"
+    assert backups.verified_table(backup).services[0].port == 443
     with pytest.raises(ValidationError, match="line 1"):
         backups.upload_backup(actor, balancer, "-A -t 10.0.0.1:80 -s nosuch\n")
 

@@ -82,10 +82,14 @@ class Command(BaseCommand):
 
     def _upload(self, balancer, file, **options):
         balancer = self._balancer(balancer)
-        with open(file, encoding="utf-8") as handle:
-            text = handle.read()
         try:
+            with open(file, "rb") as handle:  # bytes: the backup keeps the file as it is, line ends and all
+                raw = handle.read()
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc.strerror}", returncode=2) from None
+        try:
+            text = services.text_of_file(raw)
             backup = services.upload_backup(Actor.system("cli"), balancer, text, note=f"uploaded from {file}")
         except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages), returncode=2)
+            raise CommandError(f"{file}: " + "; ".join(exc.messages), returncode=2) from None
         self.stdout.write(f"backup {backup.pk} stored: {backup.service_count} services, sha256 {backup.sha256}")
