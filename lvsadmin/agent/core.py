@@ -19,6 +19,9 @@ Messages (plain JSON):
 - heartbeat (out, `lvsadmin.core.record_heartbeat`): {"balancer", "cluster", "sent", "startup", "busy",
   "applied_revision", "facts", "drift", "samples" {service key text: counters}, "keys" (every service key, on
   a full heartbeat)}
+
+Every message in carries "audit_head" (the audit chain's head when it was sent); the agent keeps the newest and
+every report, heartbeat and backup carries it back: a witness of the audit log outside the panel's database.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 
+from lvsadmin.audit.head import newest
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Stats, Table
 
@@ -55,7 +59,7 @@ def _now_iso() -> str:
 
 def _kept(snapshot: dict) -> dict:
     """A snapshot as the state keeps it: without what belongs to one delivery."""
-    return {k: v for k, v in snapshot.items() if k not in ("balancer", "trigger", "reported_digest")}
+    return {k: v for k, v in snapshot.items() if k not in ("balancer", "trigger", "reported_digest", "audit_head")}
 
 
 def decode_reusing(data: dict, previous: tuple[dict, Table] | None) -> Table:
@@ -137,6 +141,7 @@ class Agent:
         if snapshot.get("balancer") not in (None, "", self.name):
             log.error("snapshot for balancer %s delivered to %s: ignored", snapshot.get("balancer"), self.name)
             return None
+        self.witness(snapshot)
         revision = int(snapshot["revision"])
         cluster = str(snapshot.get("cluster") or "")
         started, t0 = _now_iso(), time.monotonic()
@@ -265,6 +270,7 @@ class Agent:
         that cluster (its state file was lost, it moved) answers with a report asking for the snapshot.
         """
         request = request or {}
+        self.witness(request)
         trigger = request.get("trigger") or "resync"
         with self.lock:
             snap = self.state.pending or self.state.snapshot
@@ -480,6 +486,7 @@ class Agent:
             "started": started,
             "finished": _now_iso(),
             "applied_revision": self.state.applied_revision,
+            "audit_head": self.state.audit_head,
             "facts": self.facts(info),
             "table": table,  # the kernel's table after this reconcile (configuration only), when read and new
             "table_digest": table_digest if table is None else None,  # when not sent: the one it still is
@@ -538,6 +545,7 @@ class Agent:
                 "startup": startup,
                 "busy": busy,
                 "applied_revision": state.applied_revision,
+                "audit_head": state.audit_head,
                 "facts": self.facts(table.info) if startup else self.facts(),
                 "drift": drift,
             }
@@ -586,13 +594,23 @@ class Agent:
         """The kernel table for a backup (requested by the control side), sent to the control queue."""
         from lvsadmin.backups.capture import backup_payload
 
+        self.witness(request)
         table = self.backend.dump(counters=False)
         if not table.daemons:  # ipvsadm -S drops the sync daemons; the backup's JSON keeps them
             table.daemons = sync_daemons(self.backend)
         payload = backup_payload(self.name, table, request.get("trigger") or "manual",
                                  request.get("requested_by") or "")
+        payload["audit_head"] = self.state.audit_head
         self._send(BACKUP_TASK, payload)
         return payload
+
+    def witness(self, message: dict) -> None:
+        """Keep the audit chain head a message carries, when it is newer than the one kept (saved at once)."""
+        head = newest(self.state.audit_head, message.get("audit_head"))
+        if head is not self.state.audit_head:
+            with self.lock:
+                self.state.audit_head = head
+                self.store.save(self.state)
 
     def _send(self, task: str, payload: dict, expires: float | None = None) -> None:
         try:

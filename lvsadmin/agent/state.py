@@ -48,6 +48,9 @@ class AgentState:
     drains: dict = field(default_factory=dict)
     # The sync daemon states (master, backup) this agent started: with no role set, it stops only these.
     started_daemons: list = field(default_factory=list)
+    # The newest audit chain head the control side sent ({"sequence", "hash"}): a witness kept outside the
+    # panel's database, reported back, so that a truncated or rewritten audit log is found (audit/witness.py).
+    audit_head: dict | None = None
     # Counters of what this agent did, for tests and the balancer's facts.
     mutations: int = 0
     reconciles: int = 0

@@ -9,16 +9,14 @@ database (and even the key) can truncate or rewrite the chain, but not what the 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.apps import apps
 from django.utils import timezone
 
+from .head import parse_head
 from .models import Witness
-
-_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -27,18 +25,6 @@ class Seen:
     sequence: int
     hash: str
     seen_at: datetime
-
-
-def parse_head(head) -> tuple[int, str] | None:
-    """(sequence, hash) of a head as messages carry it; None for anything else (an agent of an older version)."""
-    if not isinstance(head, dict):
-        return None
-    sequence, hash_ = head.get("sequence"), head.get("hash")
-    if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence < 2**63:
-        return None
-    if not isinstance(hash_, str) or not _HASH.fullmatch(hash_):
-        return None
-    return sequence, hash_
 
 
 def saw(name: str, head) -> bool:

@@ -583,3 +583,37 @@ def test_a_snapshot_kept_without_a_digest_is_named_by_the_control_sides_digest(m
     digest = codec.table_digest(snap(1)["table"])
     report = agent.reconverge({"cluster": "web", "revision": 1, "reported_digest": digest})
     assert report["outcome"] == "noop" and report["table"] is None and report["table_digest"] == digest
+
+
+# --- the audit chain's witness ------------------------------------------------------------------------------
+
+def head(sequence):
+    return {"sequence": sequence, "hash": f"{sequence:064x}"}
+
+
+def test_the_agent_keeps_the_newest_audit_head_it_was_sent_and_reports_it(make_agent, kernel, sent, tmp_path):
+    agent = make_agent()
+    agent.reconcile(dict(snap(1), audit_head=head(7)))
+    assert sent[-1][1]["audit_head"] == head(7)
+    agent.reconverge({"balancer": "lb1", "cluster": "web", "trigger": "resync", "audit_head": head(9)})
+    agent.backup({"balancer": "lb1", "trigger": "manual", "audit_head": head(8)})  # a late message: older
+    agent.reconcile(dict(snap(0), audit_head=head(3)))  # a stale snapshot still tells what it saw
+    assert agent.send_heartbeat()["audit_head"] == head(9)
+    assert sent[-1][0] == "lvsadmin.core.record_heartbeat"
+    # Kept across a restart, in the state file: the witness outside the panel's database.
+    assert make_agent().heartbeat()["audit_head"] == head(9)
+    assert json.loads((tmp_path / "state.json").read_text())["audit_head"] == head(9)
+
+
+def test_a_backup_payload_carries_the_agents_audit_head(make_agent, kernel):
+    agent = make_agent()
+    payload = agent.backup({"balancer": "lb1", "trigger": "manual", "audit_head": head(5)})
+    assert payload["audit_head"] == head(5)
+
+
+def test_something_that_is_not_an_audit_head_is_not_kept(make_agent):
+    agent = make_agent()
+    agent.reconcile(dict(snap(1), audit_head=head(4)))
+    for bad in ({"sequence": "9", "hash": "x"}, {"sequence": True, "hash": head(9)["hash"]}, [9], None):
+        agent.reconcile(dict(snap(1), audit_head=bad))
+    assert agent.heartbeat()["audit_head"] == head(4)
