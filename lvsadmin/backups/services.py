@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from lvsadmin.audit.log import Actor, record
+from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.core import services as core_services
 from lvsadmin.core import versions
 from lvsadmin.core.models import Balancer, Cluster
@@ -53,6 +53,9 @@ def store_backup(actor: Actor, balancer: Balancer, *, text: str, document: str, 
         ipvs_version=table.info.version if table.info else "",
         created_by=actor.username,
         note=note[:255],
+        # A witness of the audit log: it held this many records, the newest with this hash, when this was stored.
+        audit_sequence=(head := current_head())["sequence"],
+        audit_hash=head["hash"],
     )
     record(actor, "backup", backup, object_type="backup", object_repr=str(backup), cluster=balancer.cluster,
            after={"balancer": balancer.name, "trigger": trigger, "sha256": backup.sha256, "services": services,
@@ -69,7 +72,7 @@ def parse_document(document: str) -> Table:
         if data.get("format") != DOCUMENT_FORMAT:
             raise ValueError(f"unknown format {data.get('format')!r}")
         return codec.table_from_dict(data)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # nested too deep: Recursion
         raise CorruptBackup(f"the backup's JSON does not describe a table: {exc}") from None
 
 
@@ -136,8 +139,8 @@ def is_online(balancer: Balancer, now: datetime | None = None) -> bool:
 def send_backup_request(balancer: Balancer, trigger: str, requested_by: str) -> None:
     from lvsadmin.celery import app
 
-    app.send_task(BACKUP_TASK, args=[{"balancer": balancer.name, "trigger": trigger, "requested_by": requested_by}],
-                  queue=balancer.queue)
+    app.send_task(BACKUP_TASK, args=[{"balancer": balancer.name, "trigger": trigger, "requested_by": requested_by,
+                                      "audit_head": current_head()}], queue=balancer.queue)
 
 
 def request_backup(actor: Actor, balancer: Balancer, trigger: str = Backup.Trigger.MANUAL) -> None:

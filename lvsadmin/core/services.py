@@ -15,8 +15,9 @@ from django.db.models import F, Max
 
 from lvsadmin.audit.log import Actor, Entry, record, write
 from lvsadmin.ipvs import model as ipvs
-from lvsadmin.ipvs.validate import destination_errors, service_errors, table_errors
+from lvsadmin.ipvs.validate import address_error, destination_errors, service_errors, table_errors, timeouts_errors
 
+from . import users, versions
 from .models import Balancer, Cluster, RealServer, VirtualService, format_netmask, parse_netmask
 
 CLUSTER_FIELDS = ("name", "description", "tcp_timeout", "tcpfin_timeout", "udp_timeout", "owns_whole_table",
@@ -66,23 +67,36 @@ def _full_clean(obj, exclude=()):
         raise
 
 
+def _clean_cluster(cluster: Cluster, exclude=()) -> None:
+    """The model's checks and the kernel's limits on the timeouts (validate.py), reported together."""
+    errors = {e.field: [e.message] for e in timeouts_errors(
+        cluster.tcp_timeout, cluster.tcpfin_timeout, cluster.udp_timeout)}
+    try:
+        _full_clean(cluster, exclude=[*exclude, *errors])  # ours name the range, Django's would not
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def create_cluster(actor: Actor, **data) -> Cluster:
     cluster = Cluster(**{k: v for k, v in data.items() if k in CLUSTER_FIELDS})
-    _full_clean(cluster, exclude=["desired_revision"])
+    _clean_cluster(cluster, exclude=["desired_revision"])
     cluster.save()
     record(actor, "create", cluster, cluster=cluster, after=snapshot(cluster, CLUSTER_FIELDS))
     return cluster
 
 
 @transaction.atomic
-def update_cluster(actor: Actor, cluster: Cluster, **data) -> Cluster:
+def update_cluster(actor: Actor, cluster: Cluster, *, expected_version: str | None = None, **data) -> Cluster:
     cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
     before = snapshot(cluster, CLUSTER_FIELDS)
+    versions.check(expected_version, before, object_type="cluster", object_id=cluster.pk)
     for key, value in data.items():
         if key in CLUSTER_FIELDS:
             setattr(cluster, key, value)
-    _full_clean(cluster)
+    _clean_cluster(cluster)
     after = snapshot(cluster, CLUSTER_FIELDS)
     if before == after:
         return cluster
@@ -116,9 +130,10 @@ def create_balancer(actor: Actor, cluster: Cluster, **data) -> Balancer:
 
 
 @transaction.atomic
-def update_balancer(actor: Actor, balancer: Balancer, **data) -> Balancer:
+def update_balancer(actor: Actor, balancer: Balancer, *, expected_version: str | None = None, **data) -> Balancer:
     balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
     before = snapshot(balancer, BALANCER_FIELDS)
+    versions.check(expected_version, before, object_type="balancer", object_id=balancer.pk)
     if "cluster" in data and data["cluster"] != balancer.cluster:
         balancer.cluster = data["cluster"]
         balancer.applied_revision = 0  # a new table to converge to
@@ -166,11 +181,12 @@ def _normalise_service(svc: VirtualService) -> list:
         svc.address, svc.port = "", 0
     else:
         svc.fwmark = 0
-        try:
+        problem = address_error(svc.address.strip("[]"))
+        if problem:
+            errors.append(("address", problem))
+        else:
             svc.address = ipvs.normalise_address(svc.address)
             svc.family = ipvs.address_family(svc.address)
-        except ValueError:
-            errors.append(("address", f"{svc.address!r} is not an IPv4 or IPv6 address"))
     if svc.persistent:
         try:
             mask = parse_netmask(svc.netmask, svc.family)
@@ -223,9 +239,11 @@ def create_service(actor: Actor, cluster: Cluster, **data) -> VirtualService:
 
 
 @transaction.atomic
-def update_service(actor: Actor, svc: VirtualService, **data) -> VirtualService:
+def update_service(actor: Actor, svc: VirtualService, *, expected_version: str | None = None,
+                   **data) -> VirtualService:
     svc = VirtualService.objects.select_for_update().select_related("cluster").get(pk=svc.pk)
     before = _service_snapshot(svc)
+    versions.check(expected_version, before, object_type="virtualservice", object_id=svc.pk)
     for key, value in data.items():
         if key in SERVICE_FIELDS:
             setattr(svc, key, value)
@@ -262,10 +280,10 @@ def _real_server_entry(action: str, rs: RealServer, svc: VirtualService, before=
 
 
 def _validate_real_server(rs: RealServer) -> None:
-    try:
-        rs.address = ipvs.normalise_address(rs.address)
-    except ValueError:
-        raise ValidationError({"address": [f"{rs.address!r} is not an IPv4 or IPv6 address"]}) from None
+    problem = address_error(rs.address.strip("[]"))
+    if problem:
+        raise ValidationError({"address": [problem]})
+    rs.address = ipvs.normalise_address(rs.address)
     if rs.forward != "tunnel":
         rs.tun_type, rs.tun_port, rs.tun_csum = "ipip", 0, "nocsum"
     if rs.state not in RealServer.State.values:
@@ -307,9 +325,11 @@ def create_real_server(actor: Actor, svc: VirtualService, **data) -> RealServer:
 
 
 @transaction.atomic
-def update_real_server(actor: Actor, rs: RealServer, **data) -> RealServer:
+def update_real_server(actor: Actor, rs: RealServer, *, expected_version: str | None = None,
+                       **data) -> RealServer:
     rs = RealServer.objects.select_for_update().select_related("service__cluster").get(pk=rs.pk)
     before = _rs_snapshot(rs)
+    versions.check(expected_version, before, object_type="realserver", object_id=rs.pk)
     kernel_before = rs.to_ipvs() if rs.state != RealServer.State.DISABLED else None
     for key, value in data.items():
         if key in REAL_SERVER_FIELDS:
@@ -669,42 +689,20 @@ def create_user(actor: Actor, *, username: str, password: str, role: str, email:
 
 
 @transaction.atomic
-def set_user_role(actor: Actor, user, role: str):
-    before = _user_snapshot(user)
-    _set_role(user, role)
-    after = _user_snapshot(user)
-    if before != after:
-        _user_record(actor, "update", user, before=before, after=after)
-    return user
-
-
-@transaction.atomic
-def set_user_active(actor: Actor, user, active: bool):
-    """Deactivate (or reactivate) an account; a deactivated user cannot sign in. Accounts are never deleted."""
-    if not active and actor.user_id == user.pk:
-        raise ValidationError("You cannot deactivate your own account.")
-    before = _user_snapshot(user)
-    user.is_active = active
-    user.save(update_fields=["is_active"])
-    after = _user_snapshot(user)
-    if before != after:
-        _user_record(actor, "update", user, before=before, after=after)
-    return user
-
-
-@transaction.atomic
-def update_user(actor: Actor, user, *, role: str | None = None, is_active: bool | None = None):
+def update_user(actor: Actor, user, *, role: str | None = None, is_active: bool | None = None,
+                expected_version: str | None = None):
     """Change a user's role and whether they may sign in, as one audited change."""
-    if is_active is False and actor.user_id == user.pk:
-        raise ValidationError({"is_active": ["You cannot deactivate your own account."]})
-    if role is not None and actor.user_id == user.pk and role != "admin" and not user.is_superuser:
-        raise ValidationError({"role": ["You cannot take the admin role from yourself."]})
+    user = type(user).objects.select_for_update().get(pk=user.pk)
+    versions.check(expected_version, _user_snapshot(user), object_type="user", object_id=user.pk)
+    users.check_update(actor, user, role=role, is_active=is_active)
     before = _user_snapshot(user)
     if role is not None and not user.is_superuser:
         _set_role(user, role)
     if is_active is not None and user.is_active != is_active:
         user.is_active = is_active
         user.save(update_fields=["is_active"])
+        if not is_active:
+            users.end_sessions(user)
     after = _user_snapshot(user)
     if before != after:
         _user_record(actor, "update", user, before=before, after=after)
@@ -713,7 +711,10 @@ def update_user(actor: Actor, user, *, role: str | None = None, is_active: bool 
 
 @transaction.atomic
 def change_password(actor: Actor, user, new_password: str):
-    """Set a new password (already checked by the password form); the audit says it changed, never what to."""
+    """Set a new password (the password form checked it too); the audit says it changed, never what to."""
+    from django.contrib.auth.password_validation import validate_password
+
+    validate_password(new_password, user)
     user.set_password(new_password)
     user.save(update_fields=["password"])
     _user_record(actor, "update", user, before={"password": "(old)"}, after={"password": "(changed)"})

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from lvsadmin.audit.models import ChangeRecord
-from lvsadmin.core import services
+from lvsadmin.core import services, versions
 from lvsadmin.core.models import (
     PROTOCOL_CHOICES,
     SCHEDULER_CHOICES,
@@ -19,11 +20,23 @@ from lvsadmin.core.models import (
     RealServer,
     VirtualService,
 )
+from lvsadmin.ipvs import validate
 from lvsadmin.ipvs.model import SCHED_FLAG_BITS
 
 # The kernel's names for fields whose form field is named differently.
 FIELD_ALIASES = {"fwmark_family": "family", "destinations": NON_FIELD_ERRORS}
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+
+
+def limited(field: forms.IntegerField, limit: validate.Limit, low: int | None = None) -> forms.IntegerField:
+    """Bound an integer field by a kernel limit (validate.py), refused past it with the limit's message ("weight
+    must be 0..65535"). `low` replaces the limit's lower bound where the form takes 0 for "none" or "default"."""
+    low = limit.low if low is None else low
+    field.min_value, field.max_value = low, limit.high
+    field.validators = [v for v in field.validators if not isinstance(v, (MinValueValidator, MaxValueValidator))]
+    field.validators += [MinValueValidator(low, limit.message), MaxValueValidator(limit.high, limit.message)]
+    field.widget.attrs.update(min=low, max=limit.high)
+    return field
 
 
 def bind_errors(form: forms.Form, exc: ValidationError) -> None:
@@ -42,7 +55,34 @@ def bind_errors(form: forms.Form, exc: ValidationError) -> None:
             form.add_error(None, [f"{name.replace('_', ' ')}: {m}" for m in messages])
 
 
-class ServiceLayerModelForm(forms.ModelForm):
+class VersionedForm:
+    """An edit form that carries, in a hidden `version` field, the version of the object it was loaded at
+    (core.versions): the service layer refuses a save from a form loaded before someone else's change, which
+    would otherwise silently put that change back. A model form takes the version of its instance."""
+
+    def __init__(self, *args, version: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = getattr(self, "instance", None)
+        if version is None and instance is not None and instance.pk:
+            version = versions.version_of(instance)
+        # Not required: a save without it is refused as stale by the service layer (409), not as bad input.
+        self.fields["version"] = forms.CharField(required=False, initial=version or "", widget=forms.HiddenInput)
+
+    def fresh(self):
+        """The form again, unbound, on the values the view loaded now (after a stale save was refused)."""
+        if isinstance(self, forms.ModelForm):
+            return type(self)(instance=self.instance)
+        return type(self)(initial=self.initial, version=self.fields["version"].initial)
+
+
+def edit_kwargs(data: dict) -> dict:
+    """A versioned form's cleaned data as keyword arguments of an update_* function."""
+    data = dict(data)
+    data["expected_version"] = data.pop("version", "")
+    return data
+
+
+class ServiceLayerModelForm(VersionedForm, forms.ModelForm):
     """A model form that only parses: the service layer validates and saves."""
 
     def _post_clean(self):
@@ -55,12 +95,21 @@ class ClusterForm(ServiceLayerModelForm):
         fields = services.CLUSTER_FIELDS
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, limit in validate.CLUSTER_TIMEOUTS.items():
+            limited(self.fields[f"{name}_timeout"], limit)
+
 
 class BalancerForm(ServiceLayerModelForm):
     class Meta:
         model = Balancer
         fields = ("cluster",) + services.BALANCER_FIELDS
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limited(self.fields["sync_id"], validate.SYNC_ID)
 
 
 class ServiceForm(ServiceLayerModelForm):
@@ -96,6 +145,10 @@ class ServiceForm(ServiceLayerModelForm):
         self.fields["address"].widget.attrs.update(autofocus=True, placeholder="10.0.0.1 or 2001:db8::1")
         self.fields["port"].widget.attrs.update(placeholder="80")
         self.fields["timeout"].widget.attrs.update(placeholder="360 when persistent")
+        # 0 (or empty) on the form: not a firewall mark / the default timeout.
+        limited(self.fields["port"], validate.PORT)
+        limited(self.fields["fwmark"], validate.FWMARK_LIMIT, low=0)
+        limited(self.fields["timeout"], validate.PERSISTENCE_TIMEOUT, low=0)
 
     def clean_sched_flags(self):
         return sum(set(self.cleaned_data.get("sched_flags") or []))
@@ -120,6 +173,11 @@ class RealServerForm(ServiceLayerModelForm):
         for name in ("port", "tun_port", "upper_threshold", "lower_threshold"):
             self.fields[name].required = False
         self.fields["address"].widget.attrs.update(autofocus=True, placeholder="192.0.2.10")
+        limited(self.fields["port"], validate.PORT)
+        limited(self.fields["weight"], validate.WEIGHT)
+        limited(self.fields["upper_threshold"], validate.UPPER_THRESHOLD)
+        limited(self.fields["lower_threshold"], validate.LOWER_THRESHOLD)
+        limited(self.fields["tun_port"], validate.TUNNEL_PORT, low=0)  # 0: not a gue tunnel
 
     def clean(self):
         data = super().clean()
@@ -129,8 +187,8 @@ class RealServerForm(ServiceLayerModelForm):
         return data
 
 
-class WeightForm(forms.Form):
-    weight = forms.IntegerField(min_value=0, max_value=65535)
+class WeightForm(VersionedForm, forms.Form):
+    weight = limited(forms.IntegerField(), validate.WEIGHT)
 
 
 class StateForm(forms.Form):
@@ -228,7 +286,14 @@ class UserCreateForm(forms.Form):
         return data
 
 
-class UserEditForm(forms.Form):
+class UserEditForm(VersionedForm, forms.Form):
     role = forms.ChoiceField(choices=[(r, r) for r in services.ROLES])
     is_active = forms.BooleanField(required=False, label="Active (may sign in)")
 
+
+
+class UnlockForm(forms.Form):
+    """Which sign-in lock-out to lift: a user name as typed at sign-in, and the address (empty: every address)."""
+
+    username = forms.CharField(max_length=150)
+    address = forms.GenericIPAddressField(required=False)

@@ -80,3 +80,14 @@ def htmx(target: str | None = None) -> dict:
     if target:
         headers["HTTP_HX_TARGET"] = target
     return headers
+
+
+def version_in(html: str) -> str:
+    """The version an edit form was loaded at (its hidden `version` field), to post back with the form."""
+    import re
+
+    return re.search(r'name="version" value="([0-9a-f]*)"', html).group(1)
+
+
+def form_version(client, url: str) -> str:
+    return version_in(client.get(url).content.decode())

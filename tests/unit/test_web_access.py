@@ -15,7 +15,7 @@ from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core.models import Cluster
 from lvsadmin.web.roles import ADMIN, RANK, UNSAFE_METHODS
 from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import client_for, htmx
+from tests.unit.conftest_web import client_for, htmx, version_in
 
 pytestmark = pytest.mark.django_db
 
@@ -177,6 +177,8 @@ def test_an_htmx_request_with_the_token_in_its_header_passes(objects, operator):
     client.force_login(operator)
     page = client.get(f"/services/{objects['service']}/")
     token = page.cookies["csrftoken"].value
-    response = client.post(f"/servers/{objects['server']}/weight/", {"weight": 7}, HTTP_X_CSRFTOKEN=token,
+    version = version_in(page.content.decode()[page.content.decode().index(f'id="rs-{objects["server"]}"'):])
+    response = client.post(f"/servers/{objects['server']}/weight/", {"weight": 7, "version": version},
+                           HTTP_X_CSRFTOKEN=token,
                            **htmx("rs-1"))
     assert response.status_code == 200

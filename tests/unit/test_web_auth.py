@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import secrets
 import subprocess
@@ -19,7 +20,7 @@ from django.utils import timezone
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.web.roles import role_of
 from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import PASSWORD, client_for, make_user
+from tests.unit.conftest_web import PASSWORD, client_for, form_version, make_user, version_in
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def sign_in(client, username, password=PASSWORD):
     return client.post("/login/", {"username": username, "password": password})
+
+
+def edit_user(client, user, **fields):
+    """POST the user's edit form as a person would: loaded first, so it carries whatever the page put in it."""
+    page = client.get(f"/users/{user.pk}/").content.decode()
+    data = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    data.pop("csrfmiddlewaretoken", None)
+    data.update(fields)
+    return client.post(f"/users/{user.pk}/", data)
 
 
 def test_signing_in_lands_on_the_dashboard_and_is_audited(client, operator):
@@ -195,7 +205,8 @@ def test_an_admin_changes_a_role_and_deactivates_a_user(admin, viewer):
     client = client_for(admin)
     page = client.get(f"/users/{viewer.pk}/")
     assert b'value="viewer" selected' in page.content
-    response = client.post(f"/users/{viewer.pk}/", {"role": "operator", "is_active": ""})
+    response = client.post(f"/users/{viewer.pk}/", {"role": "operator", "is_active": "",
+                                                    "version": version_in(page.content.decode())})
     assert response.status_code == 302
     viewer.refresh_from_db()
     assert not viewer.is_active and set(viewer.groups.values_list("name", flat=True)) == {"operator"}
@@ -205,7 +216,8 @@ def test_an_admin_changes_a_role_and_deactivates_a_user(admin, viewer):
 
 def test_an_admin_cannot_lock_themselves_out(admin):
     client = client_for(admin)
-    response = client.post(f"/users/{admin.pk}/", {"role": "admin", "is_active": ""})
+    response = client.post(f"/users/{admin.pk}/", {"role": "admin", "is_active": "",
+                                                   "version": form_version(client, f"/users/{admin.pk}/")})
     assert response.status_code == 422 and b"cannot deactivate your own account" in response.content
     admin.refresh_from_db()
     assert admin.is_active

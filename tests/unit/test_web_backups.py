@@ -19,7 +19,7 @@ from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import model as ipvs
 from lvsadmin.web.backup_diff import table_diff
 from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import htmx
+from tests.unit.conftest_web import form_version, htmx, version_in
 
 pytestmark = pytest.mark.django_db
 
@@ -274,7 +274,8 @@ def test_a_viewer_may_not_upload(web, viewer_client):
 
 def test_an_admin_sets_a_balancer_schedule_shown_on_the_balancer_page(web, group_admin_client):
     response = group_admin_client.post("/balancers/lb1/backups/schedule/", {
-        "crontab": "15 3 * * *", "enabled": "on", "keep_last": 7, "keep_days": 30})
+        "crontab": "15 3 * * *", "enabled": "on", "keep_last": 7, "keep_days": 30,
+        "version": form_version(group_admin_client, "/balancers/lb1/backups/schedule/")})
     assert response.status_code == 302 and response["Location"] == "/balancers/lb1/"
     policy = BackupPolicy.objects.get(balancer=web["lb"])
     assert (policy.keep_last, policy.keep_days) == (7, 30) and policy.periodic_task.enabled
@@ -283,14 +284,17 @@ def test_an_admin_sets_a_balancer_schedule_shown_on_the_balancer_page(web, group
     # edit: an interval, disabled
     form = group_admin_client.get("/balancers/lb1/backups/schedule/").content.decode()
     assert 'value="15 3 * * *"' in form
-    group_admin_client.post("/balancers/lb1/backups/schedule/", {"every_seconds": 3600, "keep_last": 3})
+    group_admin_client.post("/balancers/lb1/backups/schedule/", {"every_seconds": 3600, "keep_last": 3,
+                                                                 "version": version_in(form)})
     task = PeriodicTask.objects.get(pk=BackupPolicy.objects.get().periodic_task_id)
     assert task.interval.every == 3600 and not task.enabled and task.crontab is None
     assert "every 3600 s (disabled)" in group_admin_client.get("/balancers/lb1/backups/").content.decode()
 
 
 def test_a_cluster_schedule_is_shown_on_the_cluster_and_balancer_pages(web, group_admin_client):
-    group_admin_client.post("/clusters/web/backups/schedule/", {"every_seconds": 600, "enabled": "on"})
+    group_admin_client.post("/clusters/web/backups/schedule/", {
+        "every_seconds": 600, "enabled": "on",
+        "version": form_version(group_admin_client, "/clusters/web/backups/schedule/")})
     assert BackupPolicy.objects.get().cluster_id == web["cluster"].pk
     assert "every 600 s, keep all" in group_admin_client.get("/clusters/web/").content.decode()
     assert "from cluster web" in group_admin_client.get("/balancers/lb1/").content.decode()
@@ -306,6 +310,7 @@ def test_a_cluster_schedule_is_shown_on_the_cluster_and_balancer_pages(web, grou
     ({"every_seconds": "often"}, "every_seconds", "whole number"),
 ])
 def test_schedule_errors_are_shown_next_to_their_field(web, group_admin_client, data, field, message):
+    data = dict(data, version=form_version(group_admin_client, "/balancers/lb1/backups/schedule/"))
     response = group_admin_client.post("/balancers/lb1/backups/schedule/", data, **htmx("form"))
     html = response.content.decode()
     assert response.status_code == 422 and html.lstrip().startswith('<form id="form"')

@@ -11,7 +11,7 @@ from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, ServiceSample, VirtualService
 from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import htmx
+from tests.unit.conftest_web import form_version, htmx, version_in
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +138,8 @@ def test_editing_a_service_keeps_what_was_not_changed(web, operator_client):
     form = operator_client.get(f"/services/{svc.pk}/edit/").content.decode()
     assert 'value="10.0.0.1"' in form
     response = operator_client.post(f"/services/{svc.pk}/edit/", {
-        "protocol": "tcp", "address": "10.0.0.1", "port": 80, "scheduler": "rr", "family": 4, "name": "http"})
+        "protocol": "tcp", "address": "10.0.0.1", "port": 80, "scheduler": "rr", "family": 4, "name": "http",
+        "version": version_in(form)})
     assert response.status_code == 302
     svc.refresh_from_db()
     assert svc.scheduler == "rr"
@@ -173,14 +174,17 @@ def test_adding_a_real_server_validates_inline(web, operator_client):
 
 def test_the_weight_is_edited_in_place(web, operator_client):
     rs = web["rs1"]
-    response = operator_client.post(f"/servers/{rs.pk}/weight/", {"weight": 42}, **htmx(f"rs-{rs.pk}"))
+    version = version_in(operator_client.get(f"/services/{rs.service_id}/").content.decode())
+    response = operator_client.post(f"/servers/{rs.pk}/weight/", {"weight": 42, "version": version},
+                                    **htmx(f"rs-{rs.pk}"))
     html = response.content.decode()
     assert response.status_code == 200 and html.lstrip().startswith(f'<tr id="rs-{rs.pk}"')
     assert 'value="42"' in html
     rs.refresh_from_db()
     assert rs.weight == 42
-    bad = operator_client.post(f"/servers/{rs.pk}/weight/", {"weight": 70000}, **htmx(f"rs-{rs.pk}"))
-    assert bad.status_code == 422 and "less than or equal to 65535" in bad.content.decode()
+    bad = operator_client.post(f"/servers/{rs.pk}/weight/", {"weight": 70000, "version": version_in(html)},
+                               **htmx(f"rs-{rs.pk}"))
+    assert bad.status_code == 422 and "weight must be 0..65535" in bad.content.decode()
     rs.refresh_from_db()
     assert rs.weight == 42
 
@@ -218,7 +222,8 @@ def test_an_operator_sees_no_admin_control(web, operator_client):
 
 def test_an_admin_edits_cluster_settings_and_balancers(web, group_admin_client):
     response = group_admin_client.post("/clusters/web/settings/", {
-        "name": "web", "tcp_timeout": 600, "tcpfin_timeout": 120, "udp_timeout": 300, "drain_timeout": 300})
+        "name": "web", "tcp_timeout": 600, "tcpfin_timeout": 120, "udp_timeout": 300, "drain_timeout": 300,
+        "version": form_version(group_admin_client, "/clusters/web/settings/")})
     assert response.status_code == 302
     assert Cluster.objects.get(name="web").tcp_timeout == 600
     bad = group_admin_client.post("/clusters/web/balancers/new/", {"cluster": web["cluster"].pk, "name": "lb 2",

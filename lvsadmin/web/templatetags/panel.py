@@ -9,9 +9,16 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from lvsadmin.core.versions import version_of
 from lvsadmin.web.live import STATUS_LABELS
 
 register = template.Library()
+
+
+@register.filter
+def version(obj) -> str:
+    """The version an in-place edit form of `obj` carries (core.versions); reads only the object's own fields."""
+    return version_of(obj)
 
 
 @register.filter

@@ -241,7 +241,8 @@ def backup_upload(request, name):
 
 def _schedule(request, *, cluster: Cluster | None = None, balancer: Balancer | None = None):
     existing = _policy(cluster=cluster, balancer=balancer)
-    form = ScheduleForm(request.POST or None, initial=ScheduleForm.initial_for(existing))
+    form = ScheduleForm(request.POST or None, initial=ScheduleForm.initial_for(existing),
+                        version=backups.policy_version(existing))
     back = reverse("balancer", args=[balancer.name]) if balancer else reverse("cluster", args=[cluster.name])
     scope = f"balancer {balancer.name}" if balancer else f"cluster {cluster.name}"
 
@@ -249,7 +250,7 @@ def _schedule(request, *, cluster: Cluster | None = None, balancer: Balancer | N
         return backups.set_policy(actor(request), cluster=cluster, balancer=balancer,
                                   crontab=data.get("crontab") or "", every_seconds=data.get("every_seconds"),
                                   enabled=bool(data.get("enabled")), keep_last=data.get("keep_last"),
-                                  keep_days=data.get("keep_days"))
+                                  keep_days=data.get("keep_days"), expected_version=data["version"])
 
     context = {"cluster": cluster or balancer.cluster, "balancer": balancer, "existing": existing, "scope": scope,
                "cancel": back}

@@ -14,7 +14,7 @@ from lvsadmin.core import services
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
 
 from .. import hooks, live
-from ..forms import BalancerForm, ClusterForm, ServiceFilterForm
+from ..forms import BalancerForm, ClusterForm, ServiceFilterForm, edit_kwargs
 from ..pages import fragment_name, redirect, render_page
 from ..roles import ADMIN, OPERATOR, policy
 from ..tables import KeysetPage, ServiceTable
@@ -89,7 +89,7 @@ def cluster_edit(request, name):
     cluster = get_object_or_404(Cluster, name=name)
     form = ClusterForm(request.POST or None, instance=cluster)
     return form_round_trip(
-        request, form, lambda data: services.update_cluster(actor(request), cluster, **data),
+        request, form, lambda data: services.update_cluster(actor(request), cluster, **edit_kwargs(data)),
         template="web/cluster_form.html", context={"cluster": cluster, "history": _history("cluster", cluster.pk)},
         success_url=lambda c: reverse("cluster", args=[c.name]), success_message=lambda c: f"Saved cluster {c}.")
 
@@ -128,7 +128,7 @@ def balancer_edit(request, name):
     balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
     form = BalancerForm(request.POST or None, instance=balancer)
     return form_round_trip(
-        request, form, lambda data: services.update_balancer(actor(request), balancer, **data),
+        request, form, lambda data: services.update_balancer(actor(request), balancer, **edit_kwargs(data)),
         template="web/balancer_form.html", context={"cluster": balancer.cluster, "balancer": balancer},
         success_url=lambda b: reverse("balancer", args=[b.name]), success_message=lambda b: f"Saved balancer {b}.")
 

@@ -13,9 +13,10 @@ from django.urls import reverse
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import Cluster, RealServer, VirtualService
+from lvsadmin.core.versions import StaleEdit
 
 from .. import live
-from ..forms import RealServerForm, ServiceForm, StateForm, WeightForm, bind_errors
+from ..forms import RealServerForm, ServiceForm, StateForm, WeightForm, bind_errors, edit_kwargs
 from ..pages import render_page
 from ..roles import OPERATOR, policy
 from .common import actor, confirm_delete, form_round_trip
@@ -67,7 +68,7 @@ def service_edit(request, pk):
     svc = _get_service(pk)
     form = ServiceForm(request.POST or None, instance=svc)
     return form_round_trip(
-        request, form, lambda data: services.update_service(actor(request), svc, **data),
+        request, form, lambda data: services.update_service(actor(request), svc, **edit_kwargs(data)),
         template="web/service_form.html", context={"cluster": svc.cluster, "svc": svc},
         success_url=_service_url, success_message=lambda s: f"Saved {s.label}.")
 
@@ -103,7 +104,7 @@ def real_server_edit(request, pk):
     rs = _get_real_server(pk)
     form = RealServerForm(request.POST or None, instance=rs)
     return form_round_trip(
-        request, form, lambda data: services.update_real_server(actor(request), rs, **data),
+        request, form, lambda data: services.update_real_server(actor(request), rs, **edit_kwargs(data)),
         template="web/real_server_form.html", context={"svc": rs.service, "cluster": rs.service.cluster, "rs": rs},
         success_url=lambda r: _service_url(rs.service), success_message=lambda r: f"Saved real server {r}.")
 
@@ -118,29 +119,37 @@ def real_server_delete(request, pk):
         success_url=_service_url(rs.service), cancel_url=_service_url(rs.service))
 
 
-def _row(request, rs, *, form=None, status=200):
+def _row(request, rs, *, form=None, status=200, stale=""):
     """One real server's row of the service page (the HTMX answer to an in-place change)."""
     svc = rs.service
     rs.counters = live.service_counters(svc.cluster_id, [svc], destinations=True)[svc.pk].for_destination(
         rs.address, rs.port)
     return render_page(request, "web/service.html", {"svc": svc, "cluster": svc.cluster, "rs": rs,
-                                                     "weight_form": form}, fragment="rs-row", status=status)
+                                                     "weight_form": form, "stale": stale},
+                       fragment="rs-row", status=status)
 
 
 @policy(read=OPERATOR, write=OPERATOR, methods=("POST",))
 def real_server_weight(request, pk):
     rs = _get_real_server(pk)
     form = WeightForm(request.POST)
+    stale = ""
     if form.is_valid():
         try:
-            rs = services.update_real_server(actor(request), rs, weight=form.cleaned_data["weight"])
+            rs = services.update_real_server(actor(request), rs, **edit_kwargs(form.cleaned_data))
+        except StaleEdit as exc:
+            stale = f"Weight not set: {rs} was changed by someone else since this page was loaded ({exc.summary()}). "\
+                    "The row shows it as it is now."
         except ValidationError as exc:
             bind_errors(form, exc)
     if not request.htmx:
-        if form.errors:
-            messages.error(request, f"Weight of {rs}: {' '.join(form.errors.get('weight', form.non_field_errors()))}")
+        if form.errors or stale:
+            messages.error(request, stale or
+                           f"Weight of {rs}: {' '.join(form.errors.get('weight', form.non_field_errors()))}")
         return HttpResponseRedirect(_service_url(rs.service))
     rs.refresh_from_db()
+    if stale:
+        return _row(request, rs, status=409, stale=stale)
     return _row(request, rs, form=form if form.errors else None, status=422 if form.errors else 200)
 
 

@@ -1,32 +1,48 @@
-"""Users, for admins: list, create with a role, change the role, deactivate or reactivate."""
+"""Users, for admins: list, create with a role, change the role, deactivate or reactivate, lift a lock-out."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
-from lvsadmin.core import services
+from lvsadmin.core import services, users, versions
 
-from ..forms import UserCreateForm, UserEditForm
-from ..pages import render_page
+from ..forms import UnlockForm, UserCreateForm, UserEditForm
+from ..pages import redirect, render_page
 from ..roles import ADMIN, policy
 from .common import actor, form_round_trip
 
 User = get_user_model()
 
 
-@policy(read=ADMIN)
+@policy(read=ADMIN, write=ADMIN)
 def user_list(request):
+    if request.method == "POST":
+        return _unlock(request)
     groups = Prefetch("groups", queryset=Group.objects.filter(name__in=services.ROLES))
-    users = list(User.objects.order_by("username").prefetch_related(groups))
-    for user in users:
+    people = list(User.objects.order_by("username").prefetch_related(groups))
+    for user in people:
         names = {g.name for g in user.groups.all()}
         user.role = "admin" if user.is_superuser else next(
             (r for r in reversed(services.ROLES) if r in names), "—")
-    return render_page(request, "web/users.html", {"users": users})
+    return render_page(request, "web/users.html", {"users": people, "lockouts": users.lockouts()})
+
+
+def _unlock(request):
+    """POST on the users page: lift a sign-in lock-out (the Unlock buttons of its "Locked out" table)."""
+    form = UnlockForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Nothing to unlock: the user name is missing.")
+    elif users.unlock(actor(request), username=form.cleaned_data["username"],
+                      address=form.cleaned_data["address"] or None):
+        messages.success(request, f"Unlocked {form.cleaned_data['username']}: they may sign in again.")
+    else:
+        messages.info(request, f"{form.cleaned_data['username']} was not locked out (any more).")
+    return redirect(request, reverse("users"))
 
 
 @policy(read=ADMIN, write=ADMIN)
@@ -51,10 +67,12 @@ def user_edit(request, pk):
     edited = get_object_or_404(User, pk=pk)
     names = set(edited.groups.values_list("name", flat=True))
     stored = "admin" if edited.is_superuser else next((r for r in reversed(services.ROLES) if r in names), "viewer")
-    form = UserEditForm(request.POST or None, initial={"role": stored, "is_active": edited.is_active})
+    form = UserEditForm(request.POST or None, initial={"role": stored, "is_active": edited.is_active},
+                        version=versions.version_of(edited))
 
     def save(data):
-        return services.update_user(actor(request), edited, role=data["role"], is_active=data["is_active"])
+        return services.update_user(actor(request), edited, role=data["role"], is_active=data["is_active"],
+                                    expected_version=data["version"])
 
     return form_round_trip(request, form, save, template="web/user_form.html", context={"edited": edited},
                            success_url=reverse("users"), success_message=lambda u: f"Saved user {u}.")
