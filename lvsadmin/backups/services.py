@@ -72,7 +72,7 @@ def parse_document(document: str) -> Table:
         if data.get("format") != DOCUMENT_FORMAT:
             raise ValueError(f"unknown format {data.get('format')!r}")
         return codec.table_from_dict(data)
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # nested too deep: Recursion
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # Recursion: nested too deep
         raise CorruptBackup(f"the backup's JSON does not describe a table: {exc}") from None
 
 

@@ -222,3 +222,23 @@ def test_the_show_command_refuses_a_corrupt_backup_with_exit_2(web, actor, field
     with pytest.raises(CommandError, match="does not match its SHA-256") as excinfo:
         call_command("backups", "show", str(backup.pk))
     assert excinfo.value.returncode == 2
+
+
+@pytest.mark.parametrize("document", ['{"format": "lvsadmin-backup/1", "services": '
+                                      + "[" * 100_000 + "]" * 100_000 + "}",
+                                      '{"format": "lvsadmin-backup/1", "services": [{"protocol": "tcp", '
+                                      '"destinations": 7}]}'],
+                         ids=["nested too deep", "destinations not a list"])
+def test_a_stored_backup_whose_json_is_not_a_table_is_called_corrupt_on_every_page(web, actor, viewer_client,
+                                                                                    operator_client, document):
+    """Even with matching hashes (say, sent so by a compromised balancer): a refusal, never a 500."""
+    backup = store(actor, web["lb"])
+    Backup.objects.filter(pk=backup.pk).update(document=document, document_sha256=hashlib.sha256(
+        document.encode()).hexdigest())
+    page = viewer_client.get(f"/backups/{backup.pk}/")
+    assert page.status_code == 200 and "does not describe a table" in page.content.decode()
+    for url in (f"/backups/{backup.pk}/backup.json", f"/backups/diff/?a={backup.pk}&b=desired"):
+        assert viewer_client.get(url).status_code == 409
+    assert operator_client.get(f"/backups/{backup.pk}/restore/").status_code == 409
+    with pytest.raises(CommandError, match="does not describe a table"):
+        call_command("backups", "show", str(backup.pk))
