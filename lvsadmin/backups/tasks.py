@@ -3,6 +3,7 @@
 from celery import shared_task
 from django.core.exceptions import ObjectDoesNotExist
 
+from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor
 from lvsadmin.core.models import Balancer
 
@@ -33,4 +34,5 @@ def record_backup(payload: dict) -> int | None:
         actor, balancer, text=payload["text"], document=payload["document"], trigger=payload["trigger"],
         taken_at=parse_datetime(payload["taken_at"]) if payload.get("taken_at") else None,
     )
+    witness.saw(f"balancer {balancer.name}", payload.get("audit_head"))
     return backup.pk

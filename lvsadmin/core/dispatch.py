@@ -1,12 +1,15 @@
 """Ringing the agents' doorbell: snapshots go to each balancer's queue once the transaction commits.
 
 Redis is not the source of truth: a lost message is repaired by the periodic resync, a duplicate
-is harmless because agents ignore revisions they have already applied.
+is harmless because agents ignore revisions they have already applied. Every message to an agent carries the
+audit chain's head, which the agent keeps as a witness (lvsadmin.audit.witness).
 """
 
 from __future__ import annotations
 
 from django.db import transaction
+
+from lvsadmin.audit.log import current_head
 
 RECONCILE_TASK = "lvsadmin.agent.reconcile"
 
@@ -26,6 +29,7 @@ def send_reconcile(cluster_id: int, trigger: str = "apply", balancers=None) -> i
     cluster = Cluster.objects.get(pk=cluster_id)
     snap = snapshot(cluster)
     snap["trigger"] = trigger
+    snap["audit_head"] = current_head()
     targets = list(balancers if balancers is not None else Balancer.objects.filter(cluster=cluster))
     reported = reported_digests(targets)
     for balancer in targets:

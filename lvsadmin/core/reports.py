@@ -24,7 +24,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from lvsadmin.audit.log import Actor, record
+from lvsadmin.audit import witness
+from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.ipvs.codec import table_digest
 
@@ -138,6 +139,7 @@ def record_report(report: dict) -> ApplyReport | None:
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
     if outcome != ApplyReport.Outcome.STALE:
         _keep_reported_table(balancer, report, revision, now)
+    witness.saw(f"balancer {balancer.name}", report.get("audit_head"))
     if report.get("needs_snapshot"):
         # The agent lacks the revision a resync asked it to reconverge to: send it the snapshot itself.
         log.info("%s asks for the snapshot of %s", balancer, cluster)
@@ -229,6 +231,7 @@ def record_heartbeat(beat: dict) -> Balancer | None:
         if status != balancer.status:
             fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
+    witness.saw(f"balancer {balancer.name}", beat.get("audit_head"))
 
     if "samples" in beat:
         # Received now: the balancer's clock may differ from ours, and pages compare sampled_at with our clock.
@@ -286,7 +289,7 @@ def send_reconverge(balancer: Balancer, trigger: str = "resync", revision: int =
     from lvsadmin.celery import app
 
     request = {"balancer": balancer.name, "cluster": balancer.cluster.name, "trigger": trigger,
-               "sync": dispatch.sync_settings(balancer)}
+               "sync": dispatch.sync_settings(balancer), "audit_head": current_head()}
     if revision:
         request.update(revision=revision, reported_digest=reported_digest)
     app.send_task(RECONVERGE_TASK, args=[request], queue=balancer.queue)

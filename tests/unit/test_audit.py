@@ -231,3 +231,21 @@ def test_production_refuses_to_start_without_an_audit_key(monkeypatch, tmp_path)
     (tmp_path / "audit_key").write_text("k" * 40 + "\n")
     monkeypatch.setenv("AUDIT_KEY_FILE", str(tmp_path / "audit_key"))
     assert runpy.run_path(str(Path(settings_module.__file__)))["AUDIT_KEY"] == "k" * 40
+
+
+def test_a_backup_records_the_chain_head_and_witnesses_a_later_truncation(history, cluster, actor):
+    from lvsadmin.backups import services as backups
+
+    lb1 = services.create_balancer(actor, cluster, name="lb1")
+    head = current_head()
+    backup = backups.upload_backup(actor, lb1, "-A -t 10.0.0.1:80 -s rr\n", resolver=None)
+    backup.refresh_from_db()
+    assert (backup.audit_sequence, backup.audit_hash) == (head["sequence"], head["hash"])
+    assert verify_chain().ok and verify_chain().witnesses == 1
+    keep = head["sequence"] - 1
+    newest = list(ChangeRecord.objects.order_by("id"))
+    for rec in newest[keep:]:
+        _sql("DELETE FROM audit_changerecord WHERE id = %s", [rec.id])
+    _forge_head(keep, newest[keep - 1].hash, with_key=True)
+    report = verify_chain()
+    assert not report.ok and "truncated" in report.reason and f"backup {backup.pk} of lb1" in report.reason

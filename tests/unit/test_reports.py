@@ -289,3 +289,39 @@ def test_sync_settings_go_to_the_agent_with_its_snapshot_and_when_they_change(ba
         with pytest.raises(ValidationError) as exc:
             services.update_balancer(actor, Balancer.objects.get(pk=balancer.pk), **bad)
         assert field in exc.value.message_dict
+
+
+# --- the audit chain's witnesses ---------------------------------------------------------------------------
+
+
+def test_every_message_to_an_agent_carries_the_audit_chain_head(balancer, edited, monkeypatch):
+    from lvsadmin.audit.log import current_head
+    from lvsadmin.backups import services as backups
+    from lvsadmin.celery import app
+    from lvsadmin.core import dispatch
+
+    messages = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue, **kw: messages.append((name, args[0])))
+    head = current_head()
+    assert head["sequence"] == ChangeRecord.objects.count() > 0
+    dispatch.send_reconcile(edited.pk)
+    reports.send_reconverge(balancer, revision=1)
+    backups.send_backup_request(balancer, "manual", "alice")
+    assert [name for name, _ in messages] == ["lvsadmin.agent.reconcile", "lvsadmin.agent.reconverge",
+                                              "lvsadmin.agent.backup"]
+    assert all(message["audit_head"] == head for _, message in messages)
+
+
+def test_the_newest_head_a_balancer_witnessed_is_kept_from_its_reports_and_heartbeats(balancer, edited):
+    from lvsadmin.audit.log import current_head, verify_chain
+    from lvsadmin.audit.models import Witness
+
+    first = {"sequence": 1, "hash": ChangeRecord.objects.order_by("id").first().hash}
+    reports.record_heartbeat(beat(audit_head=first))
+    assert Witness.objects.get(name="balancer lb1").sequence == 1
+    reports.record_report(report(edited.desired_revision, audit_head=current_head()))
+    newest = Witness.objects.get(name="balancer lb1")
+    assert newest.sequence == ChangeRecord.objects.count() - 1  # the report's own apply record came after
+    reports.record_heartbeat(beat(audit_head=first))  # an older head does not move it back
+    assert Witness.objects.get(name="balancer lb1").sequence == newest.sequence
+    assert verify_chain().ok and verify_chain().witnesses == 1

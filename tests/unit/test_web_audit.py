@@ -149,3 +149,21 @@ def test_the_csv_export_neutralises_formulas_in_every_text_column(db, viewer_cli
         # OWASP: a leading quote makes a spreadsheet show the text instead of evaluating it; the text stays whole.
         assert row[header.index(column)] == "'" + payload, column
     assert f'"\'{payload[:3]}' in raw  # and the cell is quoted
+
+
+def test_the_verify_page_names_the_witness_that_saw_records_now_gone(web, group_admin_client):
+    from django.db import connection
+
+    from lvsadmin.audit import witness
+    from lvsadmin.audit.log import current_head
+    from lvsadmin.audit.models import ChainHead, head_mac
+
+    witness.saw("balancer lb1", current_head())
+    # Someone who holds the database and the key drops the newest record and rolls the head back over it.
+    newest, previous = ChangeRecord.objects.order_by("-id")[:2]
+    count = ChangeRecord.objects.count() - 1
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_changerecord WHERE id = %s", [newest.id])
+    ChainHead.objects.filter(id=1).update(count=count, hash=previous.hash, mac=head_mac(count, previous.hash, False))
+    html = group_admin_client.get("/audit/verify/").content.decode()
+    assert "Broken." in html and "the chain was truncated: balancer lb1 saw record" in html
