@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from axes.helpers import get_cool_off
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -106,3 +108,34 @@ def unlock(actor: Actor, *, username: str, address: str | None = None) -> int:
                                    "until": f.until.isoformat()} for f in found]},
            after={"locked_out": []})
     return len(found)
+
+
+# --- rules of user edits ---------------------------------------------------------------------------------
+
+
+def check_update(actor: Actor, user, *, role: str | None, is_active: bool | None) -> None:
+    """Refuse, naming the field, an edit of a user the actor may not make (nothing is written then)."""
+    name = user.get_username()
+    if is_active is False and actor.user_id == user.pk:
+        raise ValidationError({"is_active": ["You cannot deactivate your own account."]})
+    if role is not None and role != "admin" and user.is_superuser:
+        # A superuser holds every permission whatever its groups: a role would change nothing.
+        raise ValidationError({"role": [f"{name} is a superuser and so always an admin: the role cannot change."]})
+    if role is not None and actor.user_id == user.pk and role != "admin":
+        raise ValidationError({"role": ["You cannot take the admin role from yourself."]})
+    if is_active is False and user.is_superuser and user.is_active and not _is_superuser(actor):
+        raise ValidationError({"is_active": [f"Only a superuser can deactivate the superuser {name}."]})
+
+
+def _is_superuser(actor: Actor) -> bool:
+    return actor.user_id is not None and get_user_model().objects.filter(pk=actor.user_id,
+                                                                        is_superuser=True).exists()
+
+
+def end_sessions(user) -> int:
+    """Delete every session signed in as `user`: a deactivated account's old cookie must not work again if the
+    account is reactivated (Django only refuses it while the account is inactive)."""
+    ended = [s.pk for s in Session.objects.filter(expire_date__gt=timezone.now())
+             if s.get_decoded().get(SESSION_KEY) == str(user.pk)]
+    Session.objects.filter(pk__in=ended).delete()
+    return len(ended)

@@ -1,6 +1,7 @@
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.core.management.base import BaseCommand
 
 from lvsadmin.audit.log import Actor, record
@@ -16,7 +17,9 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.exists():
             return
-        password = secrets.token_urlsafe(12)
+        # 24 random characters, checked by the same validators as any password set in the panel.
+        password = secrets.token_urlsafe(18)
+        validate_password(password, User(username=username))
         user = User.objects.create_superuser(username=username, email="", password=password)
         record(Actor.system("setup"), "create", user, object_type="user", object_repr=username,
                after={"username": username, "role": "admin"})
