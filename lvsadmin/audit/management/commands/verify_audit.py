@@ -4,7 +4,8 @@ from lvsadmin.audit.log import verify_chain
 
 
 class Command(BaseCommand):
-    help = "Recompute the audit log's hash chain and name the first record that does not match."
+    help = ("Recompute the audit log's keyed hash chain, name the first record that does not match, and check it "
+            "against its witnesses (the heads the balancers' agents and the backups saw): exit 1 when broken.")
 
     def handle(self, *args, **options):
         report = verify_chain()
