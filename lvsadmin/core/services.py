@@ -61,18 +61,15 @@ def _bump(cluster: Cluster) -> None:
 
 
 def _full_clean(obj, exclude=()):
-    try:
-        obj.full_clean(exclude=list(exclude), validate_constraints=True)
-    except ValidationError:
-        raise
+    obj.full_clean(exclude=list(exclude), validate_constraints=True)
 
 
 def _clean_cluster(cluster: Cluster, exclude=()) -> None:
-    """The model's checks and the kernel's limits on the timeouts (validate.py), reported together."""
-    errors = {e.field: [e.message] for e in timeouts_errors(
-        cluster.tcp_timeout, cluster.tcpfin_timeout, cluster.udp_timeout)}
+    """The model's checks and the kernel's limits on the timeouts (validate.py, whose messages name the range)."""
+    errors = {e.field: [e.message] for e in timeouts_errors(cluster.tcp_timeout, cluster.tcpfin_timeout,
+                                                             cluster.udp_timeout)}
     try:
-        _full_clean(cluster, exclude=[*exclude, *errors])  # ours name the range, Django's would not
+        _full_clean(cluster, exclude=[*exclude, *errors])
     except ValidationError as exc:
         errors = {**exc.message_dict, **errors}
     if errors:
@@ -609,9 +606,10 @@ def replace_table(actor: Actor, cluster: Cluster, table: ipvs.Table, *, action: 
 class StalePlan(Exception):
     """The plan the operator reviewed is older than the desired state: show the new plan instead."""
 
-    def __init__(self, reviewed: int, current: int):
+    def __init__(self, reviewed: int | None, current: int):
         self.reviewed, self.current = reviewed, current
-        super().__init__(f"the plan was computed for revision {reviewed}, but the desired state is now at "
+        computed = "without a revision" if reviewed is None else f"for revision {reviewed}"
+        super().__init__(f"the plan was computed {computed}, but the desired state is now at "
                          f"revision {current}: review the new plan before applying")
 
 
@@ -631,9 +629,10 @@ def apply_cluster(actor: Actor, cluster: Cluster, reviewed_revision: int | None 
 
 
 @transaction.atomic
-def replace_table_reviewed(actor: Actor, cluster: Cluster, table: ipvs.Table, reviewed_revision: int, *,
+def replace_table_reviewed(actor: Actor, cluster: Cluster, table: ipvs.Table, reviewed_revision: int | None, *,
                            action: str = "import", source: str = "") -> TableChanges:
-    """replace_table, refused with StalePlan when the desired state moved on since the change was previewed."""
+    """replace_table, refused with StalePlan when the desired state moved on since the change was previewed, or
+    when the caller does not say which revision it previewed (None)."""
     current = Cluster.objects.select_for_update().get(pk=cluster.pk)
     if current.desired_revision != reviewed_revision:
         raise StalePlan(reviewed_revision, current.desired_revision)

@@ -1094,7 +1094,10 @@ def _words(address: str) -> tuple[int, int, int, int]:
     if not address:
         return (0, 0, 0, 0)
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    packed = socket.inet_pton(family, address).ljust(16, b"\0")
+    try:
+        packed = socket.inet_pton(family, address.split("%")[0]).ljust(16, b"\0")
+    except (OSError, ValueError):
+        return (0, 0, 0, 0)  # a stored row that no rule accepts today (validate.py): printed, never a crash
     return tuple(int.from_bytes(packed[i : i + 4], "big") for i in range(0, 16, 4))  # type: ignore[return-value]
 
 
@@ -1193,7 +1196,10 @@ def _ntop(address: str) -> str:
     """inet_ntop's spelling (glibc: ::1.2.3.4 and ::ffff:1.2.3.4 keep a dotted tail)."""
     if ":" not in address:
         return address
-    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
+    try:
+        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
+    except (OSError, ValueError):
+        return address  # as stored (a zone id from before validate.py refused them): shown, not a crash
 
 
 def _port_name(port: int, protocol: int) -> str:
