@@ -224,3 +224,21 @@ def test_a_user_made_outside_the_panel_has_a_version_too(admin):
     assert loaded
     assert client.post(f"/users/{other.pk}/", {"role": "viewer", "is_active": "on",
                                                "version": loaded}).status_code == 302
+
+
+IMPORT = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.0.2.11:80 -g -w 10\n"
+
+
+@pytest.mark.parametrize("url, text", [("/clusters/web/import/", IMPORT),
+                                       ("/clusters/web/console/", "-E -t 10.0.0.1:80 -s rr\n")])
+def test_an_import_or_console_commit_without_its_revision_is_refused_with_409(web, operator_client, url, text):
+    before, revision = audit_ids(), Cluster.objects.get(name="web").desired_revision
+    response = operator_client.post(url, {"text": text, "step": "commit"})
+    html = response.content.decode()
+    assert response.status_code == 409, html[:1000]
+    assert "the commit did not say which revision it was previewed at" in html
+    assert f'name="revision" value="{revision}"' in html  # the recomputed preview, to confirm
+    assert VirtualService.objects.get(pk=web["http"].pk).scheduler == "wrr" and audit_ids() == before
+    assert Cluster.objects.get(name="web").desired_revision == revision
+    response = operator_client.post(url, {"text": text, "step": "commit", "revision": revision})
+    assert response.status_code == 302 and VirtualService.objects.get(pk=web["http"].pk).scheduler == "rr"

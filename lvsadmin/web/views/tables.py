@@ -128,11 +128,11 @@ def _preview_or_commit(request, cluster, form, build_table, *, action: str, temp
             form.add_error("text", " ".join(exc.messages))
         else:
             if request.POST.get("step") == "commit":
-                reviewed = form.cleaned_data.get("revision")
                 try:
-                    done = services.replace_table_reviewed(
-                        actor(request), cluster, table,
-                        reviewed if reviewed is not None else cluster.desired_revision, action=action, source=text)
+                    # No revision is refused too: the commit could not say what its author reviewed.
+                    done = services.replace_table_reviewed(actor(request), cluster, table,
+                                                           form.cleaned_data.get("revision"), action=action,
+                                                           source=text)
                 except services.StalePlan as exc:
                     status = 409
                     context["stale"] = exc
