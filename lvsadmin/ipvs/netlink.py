@@ -1307,27 +1307,44 @@ class IPVS:
         pack_genl = _GENLHDR.pack
         key_cache: dict[int, bytes] = {}
         encoded: list[bytes] = []
+        refused: list[OpFailure] = []
+        sent: list[int] = []  # the index in `ops` of each encoded message (when some were refused)
         seq_base = self.seq + 1
-        for op in ops:
+        for index, op in enumerate(ops):
             cmd = _OP_CMD[op.kind]
             svc = op.service
-            if cmd == CMD_NEW_DEST or cmd == CMD_SET_DEST:
-                k = key_cache.get(id(svc))
-                if k is None:
-                    k = key_cache[id(svc)] = service_key_attr(svc)
-                attrs = k + dest_full_attr(op.dest)
-            elif cmd == CMD_DEL_DEST:
-                k = key_cache.get(id(svc))
-                if k is None:
-                    k = key_cache[id(svc)] = service_key_attr(svc)
-                attrs = k + dest_key_attr(op.dest)
-            elif cmd == CMD_DEL_SERVICE:
-                attrs = service_key_attr(svc)
-            elif cmd == CMD_SET_CONFIG:
-                attrs = timeouts_attrs(op.timeouts)
-            else:
-                attrs = service_full_attr(svc)
+            try:
+                if cmd == CMD_NEW_DEST or cmd == CMD_SET_DEST:
+                    k = key_cache.get(id(svc))
+                    if k is None:
+                        k = key_cache[id(svc)] = service_key_attr(svc)
+                    attrs = k + dest_full_attr(op.dest)
+                elif cmd == CMD_DEL_DEST:
+                    k = key_cache.get(id(svc))
+                    if k is None:
+                        k = key_cache[id(svc)] = service_key_attr(svc)
+                    attrs = k + dest_key_attr(op.dest)
+                elif cmd == CMD_DEL_SERVICE:
+                    attrs = service_key_attr(svc)
+                elif cmd == CMD_SET_CONFIG:
+                    attrs = timeouts_attrs(op.timeouts)
+                else:
+                    attrs = service_full_attr(svc)
+            except (OSError, ValueError, OverflowError, struct.error) as exc:
+                # A value no kernel field holds (a zone id, a timeout of 2**32: validate.py refuses them at every
+                # entry, a row stored before it did not): refused like a kernel refusal, the others still go.
+                refused.append(OpFailure(index, op, make_error(
+                    cmd, E.EINVAL, svc, getattr(op, "dest", None),
+                    what=f"timeouts {op.timeouts}" if cmd == CMD_SET_CONFIG else "",
+                    kmsg=f"cannot be encoded ({exc})")))
+                continue
             encoded.append(pack_genl(cmd, IPVS_GENL_VERSION, 0) + attrs)
+            sent.append(index)
+        if refused:
+            failures = self.apply([ops[i] for i in sent], batch=batch) if sent else []
+            for failure in failures:
+                failure.index = sent[failure.index]
+            return sorted(refused + failures, key=lambda f: f.index)
         i = 0
         total = len(encoded)
         while i < total:

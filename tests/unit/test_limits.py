@@ -317,3 +317,28 @@ def test_whatever_the_service_layer_accepts_the_export_imports_back(web, actor, 
             pass
     _assert_export_imports_back(cluster, viewer_client)
     VirtualService.objects.filter(address="10.9.0.1").delete()
+
+
+# --- the agent's encoder ------------------------------------------------------------------------------------
+
+
+class _NoSocket:
+    def send(self, data):
+        raise AssertionError("nothing encodable was to be sent")
+
+
+def test_the_netlink_encoder_refuses_values_no_kernel_field_holds_one_operation_at_a_time():
+    from lvsadmin.agent.planning import SetTimeouts
+    from lvsadmin.ipvs import plan
+    from lvsadmin.ipvs.model import Destination, Timeouts
+    from lvsadmin.ipvs.netlink import IPVS
+
+    ipvs = IPVS.__new__(IPVS)  # no socket: nothing here may reach one
+    ipvs.sock, ipvs.family, ipvs.seq, ipvs.rcvbuf, ipvs.sndbuf = _NoSocket(), 0, 0, 1 << 20, 1 << 20
+    svc = Service("tcp", address="fe80::1%eth0", port=80, scheduler="rr", netmask=128)
+    ok = Service("tcp", address="10.0.0.1", port=80, scheduler="rr")
+    ops = [SetTimeouts(Timeouts(2**32, 1, 1)), plan.AddService(svc),
+           plan.AddDest(ok, Destination("192.0.2.1", 80, weight=2**32))]
+    failures = ipvs.apply(ops)
+    assert [f.index for f in failures] == [0, 1, 2]
+    assert all("cannot be encoded" in str(f.error) for f in failures)
