@@ -18,7 +18,7 @@ from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Table
 
 from . import limits
-from .capture import DOCUMENT_FORMAT, make_document
+from .capture import DOCUMENT_FORMAT, make_document, shape_error
 from .models import Backup, BackupPolicy, MissedBackup, sha256_hex
 
 BACKUP_TASK = "lvsadmin.agent.backup"
@@ -71,7 +71,11 @@ def parse_document(document: str) -> Table:
         data = json.loads(document)
         if data.get("format") != DOCUMENT_FORMAT:
             raise ValueError(f"unknown format {data.get('format')!r}")
-        return codec.table_from_dict(data)
+        table = codec.table_from_dict(data)
+        problem = shape_error(table)
+        if problem:
+            raise ValueError(problem)
+        return table
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # Recursion: nested too deep
         raise CorruptBackup(f"the backup's JSON does not describe a table: {exc}") from None
 
@@ -254,7 +258,10 @@ def _policy_snapshot(policy: BackupPolicy) -> dict:
 
 
 @transaction.atomic
-def delete_policy(actor: Actor, policy: BackupPolicy) -> None:
+def delete_policy(actor: Actor, policy: BackupPolicy, *, expected_version: str | None = None) -> None:
+    policy = BackupPolicy.objects.select_for_update().select_related("periodic_task", "cluster", "balancer").get(
+        pk=policy.pk)
+    versions.check(expected_version, _policy_snapshot(policy), object_type="backuppolicy", object_id=policy.pk)
     record(actor, "delete", policy, object_type="backuppolicy", object_repr=str(policy),
            cluster=policy.cluster or policy.balancer.cluster, before=_policy_snapshot(policy))
     if policy.periodic_task:

@@ -224,11 +224,21 @@ def test_the_show_command_refuses_a_corrupt_backup_with_exit_2(web, actor, field
     assert excinfo.value.returncode == 2
 
 
+DOC = '{"format": "lvsadmin-backup/1", "services": %s}'
+
+
 @pytest.mark.parametrize("document", ['{"format": "lvsadmin-backup/1", "services": '
                                       + "[" * 100_000 + "]" * 100_000 + "}",
                                       '{"format": "lvsadmin-backup/1", "services": [{"protocol": "tcp", '
-                                      '"destinations": 7}]}'],
-                         ids=["nested too deep", "destinations not a list"])
+                                      '"destinations": 7}]}',
+                                      DOC % '[{"protocol": "tcp", "address": "x", "port": "a"}]',
+                                      DOC % '[{"protocol": "tcp", "address": "10.0.0.1", "port": 70000}]',
+                                      DOC % '[{"protocol": "tcp", "address": "10.0.0.1", "port": 80, "destinations": '
+                                            '[{"address": "fe80::1%eth0", "port": 80}]}]',
+                                      DOC % '[{"protocol": "zz", "address": "10.0.0.1", "port": 80}]',
+                                      DOC % '[], "timeouts": {"tcp": "x", "tcpfin": null, "udp": 1}'],
+                         ids=["nested too deep", "destinations not a list", "address and port not", "port too big",
+                              "zone id", "no such protocol", "timeouts not numbers"])
 def test_a_stored_backup_whose_json_is_not_a_table_is_called_corrupt_on_every_page(web, actor, viewer_client,
                                                                                     operator_client, document):
     """Even with matching hashes (say, sent so by a compromised balancer): a refusal, never a 500."""
