@@ -254,7 +254,8 @@ def test_list_options_combine_as_ipvsadms_do(web_with_two_services):
     assert out.startswith("Prot LocalAddress:Port Scheduler Flags\n") and "UDP" not in out
     # Several listing formats: ipvsadm prints the first of stats, rate, thresholds, persistent-conn.
     assert ipvsadm("-Ln", "--rate", "--stats")[1] == ipvsadm("-Ln", "--stats")[1]
-    assert ipvsadm("--thresholds", "-Ln", "--persistent-conn")[2] != ""  # the command must come first
+    code, _, err = ipvsadm("--thresholds", "-Ln")
+    assert code == 2 and "the command must come first" in err
     assert ipvsadm("-Ln", "--thresholds", "--persistent-conn")[1] == ipvsadm("-Ln", "--thresholds")[1]
     assert ipvsadm("-LnX", "--sort", "--nosort")[0] == 0
     code, _, err = ipvsadm("-L", "-t", "10.0.0.99:80")
