@@ -106,10 +106,12 @@ def update_cluster(actor: Actor, cluster: Cluster, *, expected_version: str | No
 
 
 @transaction.atomic
-def delete_cluster(actor: Actor, cluster: Cluster) -> None:
+def delete_cluster(actor: Actor, cluster: Cluster, *, expected_version: str | None = None) -> None:
+    cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    before = snapshot(cluster, CLUSTER_FIELDS)
+    versions.check(expected_version, before, object_type="cluster", object_id=cluster.pk)
     if cluster.balancers.exists():
         raise ValidationError("Remove or move this cluster's balancers before deleting it.")
-    before = snapshot(cluster, CLUSTER_FIELDS)
     entries = [_service_entry("delete", svc, cluster, before=_service_snapshot(svc)) for svc in cluster.services.all()]
     write(actor, entries)
     VirtualService.objects.filter(cluster=cluster).delete()
@@ -154,8 +156,11 @@ def update_balancer(actor: Actor, balancer: Balancer, *, expected_version: str |
 
 
 @transaction.atomic
-def delete_balancer(actor: Actor, balancer: Balancer) -> None:
-    record(actor, "delete", balancer, cluster=balancer.cluster, before=snapshot(balancer, BALANCER_FIELDS))
+def delete_balancer(actor: Actor, balancer: Balancer, *, expected_version: str | None = None) -> None:
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    before = snapshot(balancer, BALANCER_FIELDS)
+    versions.check(expected_version, before, object_type="balancer", object_id=balancer.pk)
+    record(actor, "delete", balancer, cluster=balancer.cluster, before=before)
     balancer.delete()
 
 
@@ -258,9 +263,10 @@ def update_service(actor: Actor, svc: VirtualService, *, expected_version: str |
 
 
 @transaction.atomic
-def delete_service(actor: Actor, svc: VirtualService) -> None:
-    svc = VirtualService.objects.select_related("cluster").get(pk=svc.pk)
+def delete_service(actor: Actor, svc: VirtualService, *, expected_version: str | None = None) -> None:
+    svc = VirtualService.objects.select_for_update().select_related("cluster").get(pk=svc.pk)
     before = _service_snapshot(svc)
+    versions.check(expected_version, before, object_type="virtualservice", object_id=svc.pk)
     before["real_servers"] = [snapshot(rs, REAL_SERVER_FIELDS) for rs in svc.real_servers.all()]
     write(actor, [_service_entry("delete", svc, svc.cluster, before=before)])
     cluster = svc.cluster
@@ -349,8 +355,9 @@ def set_real_server_state(actor: Actor, rs: RealServer, state: str) -> RealServe
 
 
 @transaction.atomic
-def delete_real_server(actor: Actor, rs: RealServer) -> None:
-    rs = RealServer.objects.select_related("service__cluster").get(pk=rs.pk)
+def delete_real_server(actor: Actor, rs: RealServer, *, expected_version: str | None = None) -> None:
+    rs = RealServer.objects.select_for_update().select_related("service__cluster").get(pk=rs.pk)
+    versions.check(expected_version, _rs_snapshot(rs), object_type="realserver", object_id=rs.pk)
     write(actor, [_real_server_entry("delete", rs, rs.service, before=_rs_snapshot(rs))])
     cluster = rs.service.cluster
     in_kernel = rs.state != RealServer.State.DISABLED

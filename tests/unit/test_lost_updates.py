@@ -242,3 +242,42 @@ def test_an_import_or_console_commit_without_its_revision_is_refused_with_409(we
     assert Cluster.objects.get(name="web").desired_revision == revision
     response = operator_client.post(url, {"text": text, "step": "commit", "revision": revision})
     assert response.status_code == 302 and VirtualService.objects.get(pk=web["http"].pk).scheduler == "rr"
+
+
+def _edge(web):
+    return services.create_cluster(SOMEONE, name="edge")
+
+
+DELETES = {
+    "service": (lambda web: f"/services/{web['http'].pk}/delete/",
+                lambda web: services.update_service(SOMEONE, web["http"], scheduler="rr"),
+                lambda web: VirtualService.objects.filter(pk=web["http"].pk), "scheduler: wrr → rr"),
+    "real server": (lambda web: f"/servers/{web['rs1'].pk}/delete/",
+                    lambda web: services.update_real_server(SOMEONE, web["rs1"], weight=3),
+                    lambda web: RealServer.objects.filter(pk=web["rs1"].pk), "weight: 10 → 3"),
+    "balancer": (lambda web: "/balancers/lb1/delete/",
+                 lambda web: services.update_balancer(SOMEONE, web["lb"], description="keep me"),
+                 lambda web: Balancer.objects.filter(name="lb1"), "description: (empty) → keep me"),
+    "cluster": (lambda web: _edge(web) and "/clusters/edge/delete/",
+                lambda web: services.update_cluster(SOMEONE, Cluster.objects.get(name="edge"), description="prod"),
+                lambda web: Cluster.objects.filter(name="edge"), "description: (empty) → prod"),
+    "schedule": (lambda web: backups.set_policy(SOMEONE, balancer=web["lb"], every_seconds=60) and
+                 "/balancers/lb1/backups/schedule/delete/",
+                 lambda web: backups.set_policy(SOMEONE, balancer=web["lb"], every_seconds=60, keep_last=4),
+                 lambda web: BackupPolicy.objects.all(), "keep_last: (empty) → 4"),
+}
+
+
+@pytest.mark.parametrize("kind", DELETES)
+def test_a_delete_confirmed_on_a_page_older_than_a_change_is_refused_with_409(web, group_admin_client, kind):
+    url, change, remaining, line = DELETES[kind]
+    url = url(web)
+    loaded = version_in(group_admin_client.get(url).content.decode())
+    change(web)
+    before = audit_ids()
+    response = group_admin_client.post(url, {"version": loaded})
+    html = response.content.decode()
+    assert response.status_code == 409 and "changed by someone else since you opened this page" in html
+    assert line in html and remaining(web).exists() and audit_ids() == before
+    response = group_admin_client.post(url, {"version": version_in(html)})
+    assert response.status_code == 302 and not remaining(web).exists()

@@ -321,9 +321,9 @@ def test_schedule_errors_are_shown_next_to_their_field(web, group_admin_client, 
 
 def test_an_admin_deletes_a_schedule_after_confirming(web, actor, group_admin_client):
     backups.set_policy(actor, balancer=web["lb"], every_seconds=60)
-    assert "Delete the backup schedule" in group_admin_client.get(
-        "/balancers/lb1/backups/schedule/delete/").content.decode()
-    response = group_admin_client.post("/balancers/lb1/backups/schedule/delete/")
+    page = group_admin_client.get("/balancers/lb1/backups/schedule/delete/").content.decode()
+    assert "Delete the backup schedule" in page
+    response = group_admin_client.post("/balancers/lb1/backups/schedule/delete/", {"version": version_in(page)})
     assert response.status_code == 302 and not BackupPolicy.objects.exists()
     assert group_admin_client.get("/clusters/web/backups/schedule/delete/").status_code == 302  # none to delete
 

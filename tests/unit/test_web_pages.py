@@ -152,7 +152,7 @@ def test_deleting_a_service_asks_first(web, operator_client):
     page = operator_client.get(f"/services/{svc.pk}/delete/").content.decode()
     assert "Delete TCP 10.0.0.1:80?" in page and "its 2 real server(s)" in page
     assert VirtualService.objects.filter(pk=svc.pk).exists()
-    response = operator_client.post(f"/services/{svc.pk}/delete/")
+    response = operator_client.post(f"/services/{svc.pk}/delete/", {"version": version_in(page)})
     assert response.status_code == 302 and response["Location"] == "/clusters/web/"
     assert not VirtualService.objects.filter(pk=svc.pk).exists()
 
@@ -247,7 +247,8 @@ def test_an_admin_creates_and_deletes_a_cluster(group_admin_client):
     response = group_admin_client.post("/clusters/new/", {"name": "edge", "tcp_timeout": 900, "tcpfin_timeout": 120,
                                                           "udp_timeout": 300, "drain_timeout": 300})
     assert response.status_code == 302 and response["Location"] == "/clusters/edge/"
-    assert group_admin_client.post("/clusters/edge/delete/").status_code == 302
+    version = form_version(group_admin_client, "/clusters/edge/delete/")
+    assert group_admin_client.post("/clusters/edge/delete/", {"version": version}).status_code == 302
     assert not Cluster.objects.filter(name="edge").exists()
 
 

@@ -268,7 +268,8 @@ def _schedule_delete(request, *, cluster: Cluster | None = None, balancer: Balan
         request, obj_label=f"the backup schedule of {existing.scope_label}",
         consequences=["no more scheduled backups are taken for it; backups already taken stay",
                       "its retention (keep last / keep days) no longer applies", "the deletion is audited"],
-        delete=lambda: backups.delete_policy(actor(request), existing), success_url=back, cancel_url=back)
+        delete=lambda version: backups.delete_policy(actor(request), existing, expected_version=version),
+        version=backups.policy_version(existing), success_url=back, cancel_url=back)
 
 
 @policy(read=ADMIN, write=ADMIN)

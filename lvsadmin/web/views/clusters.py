@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
-from lvsadmin.core import services
+from lvsadmin.core import services, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
 
 from .. import hooks, live
@@ -105,7 +105,8 @@ def cluster_delete(request, name):
         request, obj_label=f"cluster {cluster}",
         consequences=[f"its {n_services} virtual service(s) and their real servers are deleted from the desired "
                       "state", "the deletion is audited"],
-        delete=lambda: services.delete_cluster(actor(request), cluster), success_url=reverse("dashboard"),
+        delete=lambda version: services.delete_cluster(actor(request), cluster, expected_version=version),
+        version=versions.version_of(cluster), success_url=reverse("dashboard"),
         cancel_url=reverse("cluster", args=[cluster.name]), blocked=blocked)
 
 
@@ -136,11 +137,16 @@ def balancer_edit(request, name):
 @policy(read=ADMIN, write=ADMIN)
 def balancer_delete(request, name):
     balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
+    # Backups are kept (their foreign key protects the balancer): refuse up front rather than fail on delete.
+    n_backups = balancer.backups.count()
+    blocked = (f"Balancer {balancer} has {n_backups} backup(s), which are kept: it cannot be deleted."
+               if n_backups else "")
     return confirm_delete(
-        request, obj_label=f"balancer {balancer}",
+        request, obj_label=f"balancer {balancer}", blocked=blocked,
         consequences=["the panel forgets it and its reports; its kernel table is left as it is",
                       f"its agent (queue {balancer.queue}) gets no more snapshots"],
-        delete=lambda: services.delete_balancer(actor(request), balancer),
+        delete=lambda version: services.delete_balancer(actor(request), balancer, expected_version=version),
+        version=versions.version_of(balancer),
         success_url=reverse("cluster", args=[balancer.cluster.name]),
         cancel_url=reverse("balancer", args=[balancer.name]))
 

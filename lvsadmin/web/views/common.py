@@ -53,17 +53,24 @@ def stale_report(exc: StaleEdit, submitted: dict) -> dict:
             "changes": [(c.field, shown(c.loaded), shown(c.current)) for c in exc.changes or []]}
 
 
-def confirm_delete(request, *, obj_label: str, consequences: list[str], delete: Callable, success_url: str,
-                   cancel_url: str, blocked: str = ""):
-    """GET: ask. POST: delete through the service layer and go on; a refusal is shown on the same page."""
+def confirm_delete(request, *, obj_label: str, consequences: list[str], delete: Callable[[str], object],
+                   version: str, success_url: str, cancel_url: str, blocked: str = ""):
+    """GET: ask, with the version of what is shown. POST: `delete(expected_version)` through the service layer
+    and go on; a refusal is shown on the same page (409), a change since the page was opened with what changed
+    and the page's new version, to confirm again."""
     error = blocked
     if request.method == "POST" and not blocked:
         try:
-            delete()
+            delete(request.POST.get("version", ""))
+        except StaleEdit as exc:
+            error = (f"Not deleted: {obj_label} was changed by someone else since you opened this page "
+                     f"({exc.summary()}). Check it again, then confirm.")
+            version = exc.version
         except ValidationError as exc:
             error = " ".join(exc.messages)
         else:
             messages.success(request, f"Deleted {obj_label}.")
             return redirect(request, success_url)
-    context = {"obj_label": obj_label, "consequences": consequences, "cancel_url": cancel_url, "error": error}
+    context = {"obj_label": obj_label, "consequences": consequences, "cancel_url": cancel_url, "error": error,
+               "version": version, "can_delete": not blocked}
     return render_page(request, "web/confirm_delete.html", context, status=409 if error else 200)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import Cluster, RealServer, VirtualService
-from lvsadmin.core.versions import StaleEdit
+from lvsadmin.core.versions import StaleEdit, version_of
 
 from .. import live
 from ..forms import RealServerForm, ServiceForm, StateForm, WeightForm, bind_errors, edit_kwargs
@@ -81,7 +81,8 @@ def service_delete(request, pk):
         request, obj_label=svc.label,
         consequences=[f"its {n} real server(s) are deleted with it",
                       "the balancers drop it at the next apply: its connections are cut"],
-        delete=lambda: services.delete_service(actor(request), svc),
+        delete=lambda version: services.delete_service(actor(request), svc, expected_version=version),
+        version=version_of(svc),
         success_url=reverse("cluster", args=[svc.cluster.name]), cancel_url=_service_url(svc))
 
 
@@ -115,7 +116,8 @@ def real_server_delete(request, pk):
     return confirm_delete(
         request, obj_label=f"real server {rs} of {rs.service.label}",
         consequences=["the balancers remove it at the next apply (TCP: after draining its connections)"],
-        delete=lambda: services.delete_real_server(actor(request), rs),
+        delete=lambda version: services.delete_real_server(actor(request), rs, expected_version=version),
+        version=version_of(rs),
         success_url=_service_url(rs.service), cancel_url=_service_url(rs.service))
 
 
