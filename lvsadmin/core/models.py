@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from lvsadmin.ipvs import model as ipvs
+from lvsadmin.ipvs import validate
 
 PROTOCOL_CHOICES = [("tcp", "TCP"), ("udp", "UDP"), ("sctp", "SCTP"), ("fwmark", "Firewall mark")]
 FAMILY_CHOICES = [(4, "IPv4"), (6, "IPv6")]
@@ -118,8 +119,8 @@ class Balancer(models.Model):
             errors["sync_interface"] = "A sync daemon needs its multicast interface."
         if self.sync_interface and not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,15}", self.sync_interface):
             errors["sync_interface"] = "An interface name: up to 15 letters, digits, and . _ - : @"
-        if self.sync_id > 255:
-            errors["sync_id"] = "The sync id is 0-255 (the kernel keeps one byte)."
+        if self.sync_id not in validate.SYNC_ID:
+            errors["sync_id"] = validate.SYNC_ID.message
         if errors:
             raise ValidationError(errors)
 

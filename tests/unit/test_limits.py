@@ -253,6 +253,34 @@ def test_import_text_refuses_a_persistence_timeout_past_31_days_with_its_line_an
     assert f"persistence timeout must be 1..{MAX_TIMEOUT} seconds" in str(exc.value)
 
 
+@pytest.mark.parametrize("page, text, message", [
+    ("import", f"-A -t 10.0.0.1:80 -s rr\n-A -t 10.0.0.2:80 -s rr -p {MAX_TIMEOUT + 1}\n",
+     f"line 2: invalid timeout value `{MAX_TIMEOUT + 1}' specified (persistence timeout must be 1..{MAX_TIMEOUT}"),
+    ("import", "-A -t [fe80::1%eth0]:80 -s rr\n", f"line 1: illegal virtual server address[:port] specified ({ZONE}"),
+    ("console", f"-E -t 10.0.0.1:80 -s rr -p {MAX_TIMEOUT + 1}\n", f"persistence timeout must be 1..{MAX_TIMEOUT}"),
+    ("console", "--set 2678401 0 0\n", f"timeout must be 0..{MAX_TIMEOUT} seconds"),
+    ("console", "-a -t 10.0.0.1:80 -r [fe80::9%eth0]:80 -i\n", ZONE),
+])
+def test_the_import_and_console_pages_refuse_a_value_past_a_limit_with_422_and_change_nothing(
+        web, operator_client, page, text, message):
+    before = web["cluster"].desired_revision
+    for step in ("preview", "commit"):
+        response = operator_client.post(f"/clusters/web/{page}/", {"text": text, "step": step, "revision": before})
+        assert response.status_code == 422
+        assert message in response.content.decode().replace("&#x27;", "'").replace("&#x60;", "`")
+    web["cluster"].refresh_from_db()
+    assert web["cluster"].desired_revision == before
+
+
+def test_the_balancer_form_takes_sync_id_255_and_refuses_256_with_the_range(web, group_admin_client):
+    post = {"cluster": web["cluster"].pk, "name": "lb9", "address": "", "description": "", "sync_role": "master",
+            "sync_interface": "eth1"}
+    response = group_admin_client.post("/clusters/web/balancers/new/", {**post, "sync_id": 256})
+    assert response.status_code == 422 and "sync id must be 0..255" in response.content.decode()
+    response = group_admin_client.post("/clusters/web/balancers/new/", {**post, "sync_id": 255})
+    assert response.status_code == 302
+
+
 # --- round trip: what the forms accept, the export imports back -----------------------------------------------
 
 
