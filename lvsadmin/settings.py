@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
+    "csp",
     "lvsadmin.core",
     "lvsadmin.audit",
     "lvsadmin.backups",
@@ -97,6 +98,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "lvsadmin.audit.middleware.RequestIdMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "lvsadmin.web.middleware.PermissionsPolicyMiddleware",
     "lvsadmin.web.middleware.IdleSessionMiddleware",  # sessions; automatic refreshes are not activity
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -183,6 +186,25 @@ SECURE_HSTS_PRELOAD = SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Only our own files may run or style a page: no inline script, handler or style attribute (django-csp).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Browser features the panel never uses are switched off for it (lvsadmin.web.middleware).
+PERMISSIONS_POLICY = ("accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
+                      "magnetometer=(), microphone=(), midi=(), payment=(), usb=()")
+# Proxies whose X-Request-ID (a UUID) the audit log keeps: comma-separated addresses or networks.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
