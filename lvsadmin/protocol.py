@@ -1,6 +1,7 @@
-"""The audit chain's head as messages carry it: {"sequence": record count, "hash": newest record's hash}.
+"""The agent <-> control contract (no Django: the agent imports it too). So far: the audit chain's head.
 
-No Django here: the agent, which keeps the newest head it was sent as a witness, imports this too.
+Every message to an agent carries "audit_head": {"sequence": record count, "hash": newest record's hash}; the
+agent keeps the newest it was sent as a witness (lvsadmin.audit.witness) and every message back carries it.
 """
 
 from __future__ import annotations

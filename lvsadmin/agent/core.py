@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 
-from lvsadmin.audit.head import newest
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Stats, Table
+from lvsadmin.protocol import newest
 
 from . import daemons, planning
 from . import facts as facts_mod

@@ -15,7 +15,8 @@ from datetime import datetime
 from django.apps import apps
 from django.utils import timezone
 
-from .head import parse_head
+from lvsadmin.protocol import parse_head
+
 from .models import Witness
 
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
 import lvsadmin.settings as settings_module
 from lvsadmin.audit import witness
@@ -249,3 +250,28 @@ def test_a_backup_records_the_chain_head_and_witnesses_a_later_truncation(histor
     _forge_head(keep, newest[keep - 1].hash, with_key=True)
     report = verify_chain()
     assert not report.ok and "truncated" in report.reason and f"backup {backup.pk} of lb1" in report.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_unkeyed_log_still_verifies_after_the_migration_that_seals_it():
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("audit", "0002_changerecord_object_repr_prefix")])
+    old = executor.loader.project_state([("audit", "0002_changerecord_object_repr_prefix")]).apps
+    records, heads = old.get_model("audit", "ChangeRecord"), old.get_model("audit", "ChainHead")
+    records.objects.all().delete()
+    heads.objects.all().delete()
+    prev = GENESIS
+    for i in range(3):  # written the way earlier versions did: SHA-256, no key
+        rec = records(time=timezone.now(), username="alice", request_id="r", action="update", object_type="thing",
+                      object_id=i, object_repr=f"thing {i}", cluster_name="", comment="", prev_hash=prev)
+        rec.hash = _sha256_hash(ChangeRecord(**{f.name: getattr(rec, f.name) for f in records._meta.fields}))
+        rec.save()
+        prev = rec.hash
+    heads.objects.create(id=1, hash=prev, count=3)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    report = verify_chain()
+    assert report.ok and report.checked == 4 and report.unkeyed == 3
+    assert ChangeRecord.objects.order_by("-id").first().action == "seal"
