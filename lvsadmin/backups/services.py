@@ -259,8 +259,7 @@ def _policy_snapshot(policy: BackupPolicy) -> dict:
 
 @transaction.atomic
 def delete_policy(actor: Actor, policy: BackupPolicy, *, expected_version: str | None = None) -> None:
-    policy = BackupPolicy.objects.select_for_update().select_related("periodic_task", "cluster", "balancer").get(
-        pk=policy.pk)
+    policy = BackupPolicy.objects.select_for_update().get(pk=policy.pk)
     versions.check(expected_version, _policy_snapshot(policy), object_type="backuppolicy", object_id=policy.pk)
     record(actor, "delete", policy, object_type="backuppolicy", object_repr=str(policy),
            cluster=policy.cluster or policy.balancer.cluster, before=_policy_snapshot(policy))
