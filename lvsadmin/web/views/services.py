@@ -121,13 +121,13 @@ def real_server_delete(request, pk):
         success_url=_service_url(rs.service), cancel_url=_service_url(rs.service))
 
 
-def _row(request, rs, *, form=None, status=200, stale=""):
+def _row(request, rs, *, form=None, status=200, stale="", state_error=""):
     """One real server's row of the service page (the HTMX answer to an in-place change)."""
     svc = rs.service
     rs.counters = live.service_counters(svc.cluster_id, [svc], destinations=True)[svc.pk].for_destination(
         rs.address, rs.port)
     return render_page(request, "web/service.html", {"svc": svc, "cluster": svc.cluster, "rs": rs,
-                                                     "weight_form": form, "stale": stale},
+                                                     "weight_form": form, "stale": stale, "state_error": state_error},
                        fragment="rs-row", status=status)
 
 
@@ -174,5 +174,5 @@ def real_server_state(request, pk):
             messages.success(request, f"{STATE_VERBS[rs.state]} {rs}; review the plan to apply it.")
         return HttpResponseRedirect(_service_url(rs.service))
     rs.refresh_from_db()
-    response = _row(request, rs, status=422 if error else 200)
+    response = _row(request, rs, status=422 if error else 200, state_error=error)
     return response
