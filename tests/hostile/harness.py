@@ -35,7 +35,8 @@ FINGERPRINTED = (Cluster, Balancer, VirtualService, RealServer, Backup, BackupPo
                  IntervalSchedule, CrontabSchedule, User, Group, User.groups.through)
 NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
-FORMLESS = {"logout", "balancer_backup", "real_server_weight", "real_server_state"}
+# (The users page shows its Unlock forms only while someone is locked out.)
+FORMLESS = {"logout", "balancer_backup", "real_server_weight", "real_server_state", "users"}
 # A failed sign-in is audited by design: the login form's 4xx may add that record and nothing else.
 AUDITED_REFUSALS = {"login": (ChangeRecord.Action.LOGIN_FAILED,)}
 
@@ -108,6 +109,7 @@ def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
         "user_create": {"username": ["mallory"], "password1": [NEW_PASSWORD], "password2": [NEW_PASSWORD]},
         "real_server_weight": {"weight": ["5"]},
         "real_server_state": {"state": ["draining", "disabled", "active"]},
+        "users": {"username": ["vera"], "address": ["127.0.0.1"]},
     }.get(name, {})
 
 

@@ -19,7 +19,7 @@ from .values import mutations
 pytestmark = [pytest.mark.django_db, pytest.mark.hostile]
 
 # Modest and reproducible: the whole tier stays within a few minutes on two cores, the same examples every run.
-HOSTILE = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "20")), deadline=None, derandomize=True,
+HOSTILE = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "15")), deadline=None, derandomize=True,
                    database=None, phases=(Phase.explicit, Phase.generate, Phase.shrink),
                    suppress_health_check=list(HealthCheck))
 ENDPOINTS = post_endpoints()
