@@ -201,6 +201,7 @@ def main() -> int:
         import json
         import tempfile
 
+        from lvsadmin.agent.backend import NetlinkBackend
         from lvsadmin.agent.core import Agent
         from lvsadmin.agent.state import StateStore
         from lvsadmin.ipvs import codec
@@ -224,7 +225,7 @@ def main() -> int:
             return method(*args)
 
         with tempfile.TemporaryDirectory() as tmp:
-            agent = Agent("bench", netlink.backend(), StateStore(f"{tmp}/state.json"), send)
+            agent = Agent("bench", NetlinkBackend(), StateStore(f"{tmp}/state.json"), send)
             cold()
             reports = []
             agent_apply.append(timed(lambda: reports.append(task(agent.reconcile, first_body))))
@@ -256,7 +257,7 @@ def main() -> int:
                 raise SystemExit(f"agent one-change apply: {reports[-1]['operations'][:3]}")
             # A restarted agent: its state file read back, every cache cold, then the periodic resync.
             cold()
-            restarted = Agent("bench", netlink.backend(), StateStore(f"{tmp}/state.json"), send)
+            restarted = Agent("bench", NetlinkBackend(), StateStore(f"{tmp}/state.json"), send)
             agent_warmup.append(timed(restarted.warm))  # at start, before its first heartbeat
             resync2 = json.dumps([[{"balancer": "bench", "cluster": "bench", "trigger": "resync",
                                     "revision": rep + 2, "reported_digest": ""}], {}, {}])

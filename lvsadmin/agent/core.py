@@ -39,7 +39,8 @@ from lvsadmin.protocol import newest
 
 from . import daemons, planning
 from . import facts as facts_mod
-from .kernel import Backend, sync_daemons
+from .backend import Backend
+from .kernel import sync_daemons
 from .state import AgentState, StateStore
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,12 @@
-"""What the agent needs from a kernel, and a fake one.
+"""A fake kernel, and the choice of the agent's kernel backend.
 
-`Backend` is the small protocol the agent codes against: dump the table (with counters), apply ordered
-operations, tell the IPVS facts. The real one is the netlink backend (`lvsadmin.ipvs.netlink`), adapted in
-`make_backend`; `MemoryBackend` is an in-memory kernel (optionally kept in a JSON file, so that it outlives
-an agent process) used only by the host integration tests of the control-side logic.
+The agent codes against the `Backend` protocol (`lvsadmin.agent.backend`), whose real implementation is
+`NetlinkBackend` (IPVS over netlink); `make_backend` picks it or `MemoryBackend`, an in-memory kernel
+(optionally kept in a JSON file, so that it outlives an agent process) used only by the host integration tests
+of the control-side logic.
 
-Operations are `lvsadmin.agent.planning.Op`s, applied in the order given.
+Operations are `lvsadmin.ipvs.plan.Operation`s and `lvsadmin.agent.planning.SetTimeouts`, applied in the order
+given.
 """
 
 from __future__ import annotations
@@ -15,26 +16,12 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
 
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Info, Table, Timeouts
 
 from . import planning
-
-
-class Backend(Protocol):
-    def dump(self, counters: bool = True) -> Table:
-        """The kernel's table: services with destinations (and counters), timeouts; Table.info set."""
-
-    def apply(self, operations: list) -> list[dict]:
-        """Apply operations in order; returns one {"op", "error"} per failed operation (the rest go on)."""
-
-    def info(self) -> Info:
-        """IPVS version and connection table size."""
-
-    # Optional: `diff(desired, owned)` (the operations the kernel still lacks, found in one pass) and
-    # `timeouts()`. With them the agent checks a no-op and verifies an apply without a full dump.
+from .backend import Backend, NetlinkBackend
 
 
 class MemoryBackend:
@@ -149,6 +136,12 @@ class MemoryBackend:
             table.daemons = [d for d in table.daemons if d.state != state]
             self._save(table)
 
+    def prepare(self, desired: Table) -> None:
+        """Nothing to work out ahead: diff() and partial() compare Tables."""
+
+    def close(self) -> None:
+        """Nothing to release: the table lives in memory or in its file."""
+
     def set_table(self, table: Table) -> None:
         """Change the fake kernel behind the agent's back (an operator's ipvsadm, in tests)."""
         with self._lock:
@@ -186,7 +179,5 @@ def make_backend(spec: str | None = None) -> Backend:
             _shared_memory = MemoryBackend()
         return _shared_memory
     if kind == "netlink":
-        from lvsadmin.ipvs import netlink
-
-        return netlink.backend()
+        return NetlinkBackend()
     raise ValueError(f"unknown agent backend {spec!r}: use netlink or memory[:PATH]")

@@ -20,9 +20,10 @@ RESULT = "@@SYNC-RESULT@@"
 
 SCRIPT = r"""
 import ctypes, json, subprocess, tempfile
+from lvsadmin.agent.backend import NetlinkBackend
 from lvsadmin.agent.core import Agent
 from lvsadmin.agent.state import StateStore
-from lvsadmin.ipvs import codec, netlink
+from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Destination, Service, Table, Timeouts
 
 assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0, "unshare(CLONE_NEWNET)"
@@ -38,7 +39,7 @@ snap = {"cluster": "web", "revision": 1, "owns_whole_table": False, "drain_timeo
         "sync": {"role": "master", "interface": "sync0", "id": 7}}
 out, sent = {}, []
 with tempfile.TemporaryDirectory() as tmp:
-    agent = Agent("lb1", netlink.backend(), StateStore(tmp + "/state.json"), lambda t, p, expires=None: sent.append(p))
+    agent = Agent("lb1", NetlinkBackend(), StateStore(tmp + "/state.json"), lambda t, p, expires=None: sent.append(p))
     r = agent.reconcile(dict(snap))
     out["first"] = [r["outcome"], r["operations"][-1], daemons_text()]
     out["again"] = agent.reconcile(dict(snap))["outcome"]
