@@ -135,13 +135,13 @@ def base_data() -> None:
     from django.contrib.auth.models import Group, User
 
     from lvsadmin.audit.log import Actor
-    from lvsadmin.core import services
+    from lvsadmin.core import services, users
 
     setup = Actor.system("bench")
-    for role in services.ROLES:
+    for role in users.ROLES:
         Group.objects.get_or_create(name=role)
-    services.create_user(setup, username="otto", password="bench password 1", role="operator")
-    services.create_user(setup, username="vera", password="bench password 1", role="viewer")
+    users.create_user(setup, username="otto", password="bench password 1", role="operator")
+    users.create_user(setup, username="vera", password="bench password 1", role="viewer")
     User.objects.create_superuser("ada", "", "bench password 1")
     cluster = services.create_cluster(setup, name="web")
     for name in ("lb1", "lb2"):

@@ -1,5 +1,6 @@
-"""Sign-in throttling as the panel sees it: the name a failed sign-in is kept under, who is locked out and for
-how long, and the audited unlock an admin can give.
+"""Users: their roles and the audited writes to them (create, update, change a password), and sign-in
+throttling as the panel sees it: the name a failed sign-in is kept under, who is locked out and for how long,
+and the audited unlock an admin can give.
 
 django-axes counts failures per (user name, address) in its AccessAttempt table. A user name comes straight
 from the sign-in form, so before axes stores it (and before the audit log records a lock-out) it is made
@@ -17,6 +18,8 @@ from axes.helpers import get_cool_off
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -24,6 +27,10 @@ from django.utils import timezone
 
 from lvsadmin.audit.log import Actor, record
 
+from . import versions
+
+# The panel's roles, lowest first; each is an auth group of that name (created by the web app's migration).
+ROLES = ("viewer", "operator", "admin")
 NAME_LENGTH = 150  # django.contrib.auth's username max_length
 
 
@@ -108,6 +115,78 @@ def unlock(actor: Actor, *, username: str, address: str | None = None) -> int:
                                    "until": f.until.isoformat()} for f in found]},
            after={"locked_out": []})
     return len(found)
+
+
+# --- users and roles: the audited writes ----------------------------------------------------------------
+
+
+def user_snapshot(user) -> dict:
+    """A user as JSON for the audit log (and the version its edit form carries)."""
+    roles = sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    return {"username": user.get_username(), "email": user.email, "is_active": user.is_active,
+            "is_superuser": user.is_superuser, "roles": roles}
+
+
+def _user_record(actor: Actor, action: str, user, before=None, after=None) -> None:
+    record(actor, action, user, object_type="user", object_repr=user.get_username(), before=before, after=after)
+
+
+def _set_role(user, role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError({"role": [f"unknown role {role!r}: use one of {', '.join(ROLES)}"]})
+    groups = Group.objects.filter(name__in=ROLES)
+    user.groups.remove(*[g for g in groups if g.name != role])
+    user.groups.add(Group.objects.get(name=role))
+
+
+@transaction.atomic
+def create_user(actor: Actor, *, username: str, password: str, role: str, email: str = ""):
+    User = get_user_model()
+    user = User(username=username, email=email)
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        raise ValidationError({k: v for k, v in exc.message_dict.items() if k in ("username", "email")} or exc)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages})
+    user.set_password(password)
+    user.save()
+    _set_role(user, role)
+    _user_record(actor, "create", user, after=user_snapshot(user))
+    return user
+
+
+@transaction.atomic
+def update_user(actor: Actor, user, *, role: str | None = None, is_active: bool | None = None,
+                expected_version: str | None = None):
+    """Change a user's role and whether they may sign in, as one audited change."""
+    user = type(user).objects.select_for_update().get(pk=user.pk)
+    versions.check(expected_version, user_snapshot(user), object_type="user", object_id=user.pk)
+    check_update(actor, user, role=role, is_active=is_active)
+    before = user_snapshot(user)
+    if role is not None and not user.is_superuser:
+        _set_role(user, role)
+    if is_active is not None and user.is_active != is_active:
+        user.is_active = is_active
+        user.save(update_fields=["is_active"])
+        if not is_active:
+            end_sessions(user)
+    after = user_snapshot(user)
+    if before != after:
+        _user_record(actor, "update", user, before=before, after=after)
+    return user
+
+
+@transaction.atomic
+def change_password(actor: Actor, user, new_password: str):
+    """Set a new password (the password form checked it too); the audit says it changed, never what to."""
+    validate_password(new_password, user)
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    _user_record(actor, "update", user, before={"password": "(old)"}, after={"password": "(changed)"})
+    return user
 
 
 # --- rules of user edits ---------------------------------------------------------------------------------

@@ -90,9 +90,9 @@ def _loaded_snapshot(expected: str, object_type: str, object_id) -> dict | None:
 
 def version_of(obj) -> str:
     """The version an edit form of `obj` (a cluster, balancer, service, real server or user) carries."""
-    from . import services  # services imports this module to check versions
+    from . import services, users  # both import this module to check versions
 
     kinds = {"cluster": services.CLUSTER_FIELDS, "balancer": services.BALANCER_FIELDS,
              "virtualservice": services.SERVICE_FIELDS, "realserver": services.REAL_SERVER_FIELDS}
     name = obj._meta.model_name
-    return version(services.snapshot(obj, kinds[name]) if name in kinds else services._user_snapshot(obj))
+    return version(services.snapshot(obj, kinds[name]) if name in kinds else users.user_snapshot(obj))

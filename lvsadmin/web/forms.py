@@ -11,7 +11,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from lvsadmin.audit.models import ChangeRecord
-from lvsadmin.core import services, versions
+from lvsadmin.core import services, users, versions
 from lvsadmin.core.models import (
     PROTOCOL_CHOICES,
     SCHEDULER_CHOICES,
@@ -273,7 +273,7 @@ class AuditFilterForm(forms.Form):
 class UserCreateForm(forms.Form):
     username = forms.CharField(max_length=150)
     email = forms.EmailField(required=False)
-    role = forms.ChoiceField(choices=[(r, r) for r in services.ROLES], initial="viewer")
+    role = forms.ChoiceField(choices=[(r, r) for r in users.ROLES], initial="viewer")
     password1 = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput(
         attrs={"autocomplete": "new-password"}))
     password2 = forms.CharField(label="Password again", strip=False, widget=forms.PasswordInput(
@@ -287,7 +287,7 @@ class UserCreateForm(forms.Form):
 
 
 class UserEditForm(VersionedForm, forms.Form):
-    role = forms.ChoiceField(choices=[(r, r) for r in services.ROLES])
+    role = forms.ChoiceField(choices=[(r, r) for r in users.ROLES])
     is_active = forms.BooleanField(required=False, label="Active (may sign in)")
 
 

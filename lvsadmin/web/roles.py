@@ -22,7 +22,7 @@ from django.shortcuts import render, resolve_url
 from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from lvsadmin.core.services import ROLES
+from lvsadmin.core.users import ROLES
 
 from . import events
 

@@ -82,12 +82,12 @@ def people(transactional_db):
     from django.contrib.auth.models import Group
 
     from lvsadmin.audit.log import Actor
-    from lvsadmin.core import services
+    from lvsadmin.core import users
 
-    for role in services.ROLES:
+    for role in users.ROLES:
         Group.objects.get_or_create(name=role)
     setup = Actor.system("setup")
-    return {role: services.create_user(setup, username=name, password=PASSWORD, role=role)
+    return {role: users.create_user(setup, username=name, password=PASSWORD, role=role)
             for role, name in (("viewer", "vera"), ("operator", "otto"), ("admin", "ada"))}
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from lvsadmin.audit.log import Actor
-from lvsadmin.core import services
+from lvsadmin.core import services, users
 
 PASSWORD = "correct horse battery"
 
@@ -20,7 +20,7 @@ def make_user(username: str, role: str | None):
 
     if role is None:
         return get_user_model().objects.create_user(username=username, password=PASSWORD)
-    return services.create_user(Actor.system("test"), username=username, password=PASSWORD, role=role)
+    return users.create_user(Actor.system("test"), username=username, password=PASSWORD, role=role)
 
 
 @pytest.fixture

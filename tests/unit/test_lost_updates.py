@@ -11,7 +11,7 @@ from lvsadmin.audit.log import Actor
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups import services as backups
 from lvsadmin.backups.models import BackupPolicy
-from lvsadmin.core import services
+from lvsadmin.core import services, users
 from lvsadmin.core.models import Balancer, Cluster, RealServer, VirtualService
 from tests.unit.conftest_web import *  # noqa: F403
 from tests.unit.conftest_web import client_for, htmx, make_user, version_in
@@ -162,7 +162,7 @@ def test_a_stale_weight_set_in_place_is_refused_with_409_and_the_current_row(web
 def test_a_stale_user_edit_is_refused_with_409_and_nothing_written(admin, viewer):
     client = client_for(admin)
     loaded = version_in(client.get(f"/users/{viewer.pk}/").content.decode())
-    services.update_user(SOMEONE, viewer, is_active=False)
+    users.update_user(SOMEONE, viewer, is_active=False)
     before = audit_ids()
     refused(client.post(f"/users/{viewer.pk}/", {"role": "operator", "is_active": "on", "version": loaded}),
             "<li>is_active: yes → no</li>")

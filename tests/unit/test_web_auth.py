@@ -95,9 +95,9 @@ def test_trying_again_during_a_lock_out_does_not_restart_it_and_the_page_says_wh
 
 def test_a_deactivated_user_cannot_sign_in(client, operator, admin):
     from lvsadmin.audit.log import Actor
-    from lvsadmin.core import services
+    from lvsadmin.core import users
 
-    services.update_user(Actor.for_user(admin), operator, is_active=False)
+    users.update_user(Actor.for_user(admin), operator, is_active=False)
     assert sign_in(client, "otto").status_code == 422
 
 

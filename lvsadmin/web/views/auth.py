@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from lvsadmin.audit.log import Actor
-from lvsadmin.core import services, users
+from lvsadmin.core import users
 
 from .. import events
 from ..roles import SIGNED_IN, policy, public
@@ -58,7 +58,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form):
         user = form.user
-        services.change_password(Actor.from_request(self.request), user, form.cleaned_data["new_password1"])
+        users.change_password(Actor.from_request(self.request), user, form.cleaned_data["new_password1"])
         update_session_auth_hash(self.request, user)
         messages.success(self.request, "Your password was changed.")
         return HttpResponseRedirect(reverse("dashboard"))

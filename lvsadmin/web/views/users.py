@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
-from lvsadmin.core import services, users, versions
+from lvsadmin.core import users, versions
 
 from ..forms import UnlockForm, UserCreateForm, UserEditForm
 from ..pages import redirect, render_page
@@ -23,12 +24,12 @@ User = get_user_model()
 def user_list(request):
     if request.method == "POST":
         return _unlock(request)
-    groups = Prefetch("groups", queryset=Group.objects.filter(name__in=services.ROLES))
+    groups = Prefetch("groups", queryset=Group.objects.filter(name__in=users.ROLES))
     people = list(User.objects.order_by("username").prefetch_related(groups))
     for user in people:
         names = {g.name for g in user.groups.all()}
         user.role = "admin" if user.is_superuser else next(
-            (r for r in reversed(services.ROLES) if r in names), "—")
+            (r for r in reversed(users.ROLES) if r in names), "—")
     return render_page(request, "web/users.html", {"users": people, "lockouts": users.lockouts()})
 
 
@@ -51,9 +52,9 @@ def user_create(request):
 
     def save(data):
         try:
-            return services.create_user(actor(request), username=data["username"], password=data["password1"],
-                                        role=data["role"], email=data.get("email") or "")
-        except services.ValidationError as exc:
+            return users.create_user(actor(request), username=data["username"], password=data["password1"],
+                                     role=data["role"], email=data.get("email") or "")
+        except ValidationError as exc:
             if hasattr(exc, "error_dict") and "password" in exc.error_dict:
                 exc.error_dict["password1"] = exc.error_dict.pop("password")
             raise
@@ -66,13 +67,13 @@ def user_create(request):
 def user_edit(request, pk):
     edited = get_object_or_404(User, pk=pk)
     names = set(edited.groups.values_list("name", flat=True))
-    stored = "admin" if edited.is_superuser else next((r for r in reversed(services.ROLES) if r in names), "viewer")
+    stored = "admin" if edited.is_superuser else next((r for r in reversed(users.ROLES) if r in names), "viewer")
     form = UserEditForm(request.POST or None, initial={"role": stored, "is_active": edited.is_active},
                         version=versions.version_of(edited))
 
     def save(data):
-        return services.update_user(actor(request), edited, role=data["role"], is_active=data["is_active"],
-                                    expected_version=data["version"])
+        return users.update_user(actor(request), edited, role=data["role"], is_active=data["is_active"],
+                                 expected_version=data["version"])
 
     return form_round_trip(request, form, save, template="web/user_form.html", context={"edited": edited},
                            success_url=reverse("users"), success_message=lambda u: f"Saved user {u}.")

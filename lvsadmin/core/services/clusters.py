@@ -1,0 +1,119 @@
+"""Clusters and their balancers: create, update, delete, each audited.
+
+A cluster's timeouts and table ownership are part of its desired state (a change bumps the revision); a
+balancer's sync settings have no revision and reach its agent with a reconverge.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from lvsadmin.audit.log import Actor, record, write
+from lvsadmin.ipvs.validate import timeouts_errors
+
+from .. import reports, versions
+from ..models import Balancer, Cluster, VirtualService
+from .common import BALANCER_FIELDS, CLUSTER_FIELDS, bump, snapshot
+from .virtual_services import service_entry, service_snapshot
+
+SYNC_FIELDS = ("sync_role", "sync_interface", "sync_id")
+# The cluster fields an agent applies: a change to one is a new desired revision.
+APPLIED_CLUSTER_FIELDS = ("tcp_timeout", "tcpfin_timeout", "udp_timeout", "owns_whole_table", "drain_timeout")
+
+
+def _clean_cluster(cluster: Cluster, exclude=()) -> None:
+    """The model's checks and the kernel's limits on the timeouts (validate.py, whose messages name the range)."""
+    errors = {e.field: [e.message] for e in timeouts_errors(cluster.tcp_timeout, cluster.tcpfin_timeout,
+                                                             cluster.udp_timeout)}
+    try:
+        cluster.full_clean(exclude=[*exclude, *errors])
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def create_cluster(actor: Actor, **data) -> Cluster:
+    cluster = Cluster(**{k: v for k, v in data.items() if k in CLUSTER_FIELDS})
+    _clean_cluster(cluster, exclude=["desired_revision"])
+    cluster.save()
+    record(actor, "create", cluster, cluster=cluster, after=snapshot(cluster, CLUSTER_FIELDS))
+    return cluster
+
+
+@transaction.atomic
+def update_cluster(actor: Actor, cluster: Cluster, *, expected_version: str | None = None, **data) -> Cluster:
+    cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    before = snapshot(cluster, CLUSTER_FIELDS)
+    versions.check(expected_version, before, object_type="cluster", object_id=cluster.pk)
+    for key, value in data.items():
+        if key in CLUSTER_FIELDS:
+            setattr(cluster, key, value)
+    _clean_cluster(cluster)
+    after = snapshot(cluster, CLUSTER_FIELDS)
+    if before == after:
+        return cluster
+    cluster.save()
+    record(actor, "update", cluster, cluster=cluster, before=before, after=after)
+    if any(before[k] != after[k] for k in APPLIED_CLUSTER_FIELDS):
+        bump(cluster)
+    return cluster
+
+
+@transaction.atomic
+def delete_cluster(actor: Actor, cluster: Cluster, *, expected_version: str | None = None) -> None:
+    cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    before = snapshot(cluster, CLUSTER_FIELDS)
+    versions.check(expected_version, before, object_type="cluster", object_id=cluster.pk)
+    if cluster.balancers.exists():
+        raise ValidationError("Remove or move this cluster's balancers before deleting it.")
+    entries = [service_entry("delete", svc, cluster, before=service_snapshot(svc)) for svc in cluster.services.all()]
+    write(actor, entries)
+    VirtualService.objects.filter(cluster=cluster).delete()
+    record(actor, "delete", cluster, cluster=cluster, before=before)
+    cluster.delete()
+
+
+@transaction.atomic
+def create_balancer(actor: Actor, cluster: Cluster, **data) -> Balancer:
+    balancer = Balancer(cluster=cluster, **{k: v for k, v in data.items() if k in BALANCER_FIELDS})
+    balancer.full_clean(exclude=["applied_revision", "status", "facts"])
+    balancer.save()
+    record(actor, "create", balancer, cluster=cluster, after=snapshot(balancer, BALANCER_FIELDS))
+    return balancer
+
+
+@transaction.atomic
+def update_balancer(actor: Actor, balancer: Balancer, *, expected_version: str | None = None, **data) -> Balancer:
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    before = snapshot(balancer, BALANCER_FIELDS)
+    versions.check(expected_version, before, object_type="balancer", object_id=balancer.pk)
+    if "cluster" in data and data["cluster"] != balancer.cluster:
+        balancer.cluster = data["cluster"]
+        balancer.applied_revision = 0  # a new table to converge to
+        balancer.status = Balancer.Status.PENDING
+    for key, value in data.items():
+        if key in BALANCER_FIELDS:
+            setattr(balancer, key, value)
+    balancer.full_clean()
+    after = snapshot(balancer, BALANCER_FIELDS)
+    if before != after:
+        balancer.save()
+        record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=after)
+    if any(before[k] != after[k] for k in SYNC_FIELDS) and balancer.applied_revision:
+        # Sync settings have no revision: the agent takes them with a reconverge to what it already carries.
+        balancer_id = balancer.pk
+        transaction.on_commit(lambda: reports.send_reconverge(
+            Balancer.objects.select_related("cluster").get(pk=balancer_id), trigger="apply"))
+    return balancer
+
+
+@transaction.atomic
+def delete_balancer(actor: Actor, balancer: Balancer, *, expected_version: str | None = None) -> None:
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    before = snapshot(balancer, BALANCER_FIELDS)
+    versions.check(expected_version, before, object_type="balancer", object_id=balancer.pk)
+    record(actor, "delete", balancer, cluster=balancer.cluster, before=before)
+    balancer.delete()
