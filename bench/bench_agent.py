@@ -114,6 +114,8 @@ def main() -> int:
 
     t_import = time.perf_counter()
     from lvsadmin.ipvs import netlink, plan
+    from lvsadmin.ipvs.netlink import diff as netlink_diff
+    from lvsadmin.ipvs.netlink import wire
 
     t_import = time.perf_counter() - t_import
     desired = build_table(args.services, args.dests)
@@ -125,14 +127,14 @@ def main() -> int:
 
     def cold():
         # Forget the address caches, so no timed call profits from an earlier one.
-        netlink._addr_bytes_cache.clear()
-        netlink._ntop4.clear()
-        netlink._ntop6.clear()
-        netlink._ap_cache.clear()
-        netlink._cfg_cache.clear()
-        netlink._af_cache.clear()
-        netlink._names.clear()
-        netlink._svc_memo.clear()
+        wire._addr_bytes_cache.clear()
+        wire._ntop4.clear()
+        wire._ntop6.clear()
+        netlink_diff._ap_cache.clear()
+        netlink_diff._cfg_cache.clear()
+        netlink_diff._af_cache.clear()
+        wire._names.clear()
+        wire._svc_memo.clear()
         plan._norm_cache.clear()
         gc.collect()
 

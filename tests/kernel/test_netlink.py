@@ -39,6 +39,7 @@ import ctypes, json, subprocess, sys
 sys.path.insert(0, {str(REPO)!r})
 from lvsadmin.ipvs import codec, netlink, plan
 from lvsadmin.ipvs.model import *
+from lvsadmin.ipvs.netlink import wire
 _libc = ctypes.CDLL(None, use_errno=True)
 
 def fresh():
@@ -491,7 +492,7 @@ with netlink.IPVS() as ipvs:
     msgs = ipvs._dest_messages(key)
     OUT["fixed"] = ipvs._fixed_layout(msgs)
     fast = ipvs._decode_dests(msgs, True)
-    slow = [netlink._dest_generic(data, off + 24, off + length, True) for data, off, length in msgs]
+    slow = [wire._dest_generic(data, off + 24, off + length, True) for data, off, length in msgs]
     OUT["same"] = fast == slow and [d.stats for d in fast] == [d.stats for d in slow]
     OUT["fast"] = [codec.destination_to_dict(d) for d in fast]
 """

@@ -1,0 +1,248 @@
+"""Writes: planned operations in bulk (IPVS.apply), one object at a time, and the cold paths (timeouts, sync
+daemons, zero, flush).
+
+In bulk, each message is packed with `struct` and many go to one `send()`. The kernel processes every message
+of a buffer in turn and reports an error for each one that fails even when no ACK was asked for, so only the
+last message of a batch asks for an ACK, and errors are matched back to their operations by sequence number.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..model import Destination, Service, SyncDaemon, Timeouts
+from .constants import (
+    CMD_ATTR_DAEMON,
+    CMD_DEL_DAEMON,
+    CMD_DEL_DEST,
+    CMD_DEL_SERVICE,
+    CMD_FLUSH,
+    CMD_NEW_DAEMON,
+    CMD_NEW_DEST,
+    CMD_NEW_SERVICE,
+    CMD_SET_CONFIG,
+    CMD_SET_DEST,
+    CMD_SET_SERVICE,
+    CMD_ZERO,
+    DAEMON_MCAST_GROUP,
+    DAEMON_MCAST_GROUP6,
+    DAEMON_MCAST_IFN,
+    DAEMON_MCAST_PORT,
+    DAEMON_MCAST_TTL,
+    DAEMON_STATE,
+    DAEMON_STATES,
+    DAEMON_SYNC_ID,
+    DAEMON_SYNC_MAXLEN,
+    IPVS_GENL_VERSION,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+)
+from .socket import IPVSError, Socket, _without_gc, make_error
+from .wire import (
+    _ERR,
+    _GENLHDR,
+    _NLMSGHDR,
+    _U16,
+    _U32,
+    _asciiz,
+    _attr,
+    _nest,
+    dest_full_attr,
+    dest_key_attr,
+    service_full_attr,
+    service_key_attr,
+    timeouts_attrs,
+)
+
+# Operation kinds → IPVS commands: those of lvsadmin.ipvs.plan and those of lvsadmin.agent.planning.
+_OP_CMD = {
+    "add_service": CMD_NEW_SERVICE,
+    "edit_service": CMD_SET_SERVICE,
+    "delete_service": CMD_DEL_SERVICE,
+    "add_dest": CMD_NEW_DEST,
+    "edit_dest": CMD_SET_DEST,
+    "drain_dest": CMD_SET_DEST,
+    "delete_dest": CMD_DEL_DEST,
+    "add-service": CMD_NEW_SERVICE,
+    "edit-service": CMD_SET_SERVICE,
+    "del-service": CMD_DEL_SERVICE,
+    "add-dest": CMD_NEW_DEST,
+    "edit-dest": CMD_SET_DEST,
+    "drain-dest": CMD_SET_DEST,
+    "del-dest": CMD_DEL_DEST,
+    "set-timeouts": CMD_SET_CONFIG,
+}
+
+
+
+@dataclass(slots=True)
+class OpFailure:
+    """One operation of a batch that the kernel refused."""
+
+    index: int  # position in the list given to apply()
+    op: object
+    error: IPVSError
+
+
+class Writes(Socket):
+    """Changing the kernel's table."""
+
+    BATCH = 256  # messages per send(); the kernel handles them one after the other
+
+    # -- services and destinations, one at a time --
+
+    def add_service(self, svc: Service) -> None:
+        self._do(CMD_NEW_SERVICE, service_full_attr(svc), svc)
+
+    def edit_service(self, svc: Service) -> None:
+        """Replace every field of an existing service (IPVS_CMD_SET_SERVICE)."""
+        self._do(CMD_SET_SERVICE, service_full_attr(svc), svc)
+
+    def delete_service(self, svc: Service) -> None:
+        self._do(CMD_DEL_SERVICE, service_key_attr(svc), svc)
+
+    def add_dest(self, svc: Service, dest: Destination) -> None:
+        self._do(CMD_NEW_DEST, service_key_attr(svc) + dest_full_attr(dest), svc, dest)
+
+    def edit_dest(self, svc: Service, dest: Destination) -> None:
+        """Replace every field of an existing real server (IPVS_CMD_SET_DEST)."""
+        self._do(CMD_SET_DEST, service_key_attr(svc) + dest_full_attr(dest), svc, dest)
+
+    def delete_dest(self, svc: Service, dest: Destination) -> None:
+        self._do(CMD_DEL_DEST, service_key_attr(svc) + dest_key_attr(dest), svc, dest)
+
+    # -- bulk --
+
+    @_without_gc
+    def apply(self, ops: Iterable, *, batch: int | None = None) -> list[OpFailure]:
+        """Run planned operations (lvsadmin.ipvs.plan), many per send(), in order.
+
+        Returns the operations the kernel refused, each with its error; the others were
+        applied. (The kernel carries on after a failed message, as ipvsadm -R would.)
+        """
+        ops = list(ops)
+        batch = batch or self.BATCH
+        # Keep a batch's worst case (every message failing) well inside the receive buffer.
+        batch = max(1, min(batch, self.rcvbuf // 2048, self.sndbuf // 1024))
+        failures: list[OpFailure] = []
+        family = self.family
+        pack_hdr = _NLMSGHDR.pack
+        pack_genl = _GENLHDR.pack
+        key_cache: dict[int, bytes] = {}
+        encoded: list[bytes] = []
+        refused: list[OpFailure] = []
+        sent: list[int] = []  # the index in `ops` of each encoded message (when some were refused)
+        seq_base = self.seq + 1
+        for index, op in enumerate(ops):
+            cmd = _OP_CMD[op.kind]
+            svc = op.service
+            try:
+                if cmd == CMD_NEW_DEST or cmd == CMD_SET_DEST:
+                    k = key_cache.get(id(svc))
+                    if k is None:
+                        k = key_cache[id(svc)] = service_key_attr(svc)
+                    attrs = k + dest_full_attr(op.dest)
+                elif cmd == CMD_DEL_DEST:
+                    k = key_cache.get(id(svc))
+                    if k is None:
+                        k = key_cache[id(svc)] = service_key_attr(svc)
+                    attrs = k + dest_key_attr(op.dest)
+                elif cmd == CMD_DEL_SERVICE:
+                    attrs = service_key_attr(svc)
+                elif cmd == CMD_SET_CONFIG:
+                    attrs = timeouts_attrs(op.timeouts)
+                else:
+                    attrs = service_full_attr(svc)
+            except (OSError, ValueError, OverflowError, struct.error) as exc:
+                # A value no kernel field holds (a zone id, a timeout of 2**32: validate.py refuses them at every
+                # entry, a row stored before it did not): refused like a kernel refusal, the others still go.
+                refused.append(OpFailure(index, op, make_error(
+                    cmd, E.EINVAL, svc, getattr(op, "dest", None),
+                    what=f"timeouts {op.timeouts}" if cmd == CMD_SET_CONFIG else "",
+                    kmsg=f"cannot be encoded ({exc})")))
+                continue
+            encoded.append(pack_genl(cmd, IPVS_GENL_VERSION, 0) + attrs)
+            sent.append(index)
+        if refused:
+            failures = self.apply([ops[i] for i in sent], batch=batch) if sent else []
+            for failure in failures:
+                failure.index = sent[failure.index]
+            return sorted(refused + failures, key=lambda f: f.index)
+        i = 0
+        total = len(encoded)
+        while i < total:
+            j = min(total, i + batch)
+            parts = []
+            for k in range(i, j):
+                body = encoded[k]
+                # Only the last message of a batch asks for an ACK: errors come back regardless.
+                flags = NLM_F_REQUEST | NLM_F_ACK if k == j - 1 else NLM_F_REQUEST
+                parts.append(pack_hdr(16 + len(body), family, flags, (seq_base + k) & 0xFFFFFFFF, 0))
+                parts.append(body)
+            self.sock.send(b"".join(parts))
+            self._collect_acks(seq_base, i, j, ops, failures)
+            i = j
+        self.seq = (seq_base + total - 1) & 0xFFFFFFFF if total else self.seq
+        return failures
+
+    def _collect_acks(self, seq_base: int, first: int, last: int, ops: list, failures: list) -> None:
+        """Read until the ACK of message last-1; every error before it belongs to the batch."""
+        final = (seq_base + last - 1) & 0xFFFFFFFF
+        buf = self.buf
+        while True:
+            n = self._recv()
+            off = 0
+            while off + 16 <= n:
+                length, mtype, mflags, mseq, _pid = _NLMSGHDR.unpack_from(buf, off)
+                if mtype == NLMSG_ERROR:
+                    err = -_ERR.unpack_from(buf, off + 16)[0]
+                    index = (mseq - seq_base) & 0xFFFFFFFF
+                    if err and first <= index < last:
+                        op = ops[index]
+                        kmsg = self._error_text(buf, off, length, mflags)
+                        failures.append(OpFailure(index, op, make_error(
+                            _OP_CMD[op.kind], err, getattr(op, "service", None), getattr(op, "dest", None),
+                            what=f"timeouts {op.timeouts}" if op.kind == "set-timeouts" else "", kmsg=kmsg)))
+                    if mseq == final:
+                        return
+                off += (length + 3) & ~3
+
+    # -- the rest: cold paths --
+
+    def set_timeouts(self, t: Timeouts) -> None:
+        """Set the three timeouts (0 leaves a timeout unchanged, as in ipvsadm --set)."""
+        self._do(CMD_SET_CONFIG, timeouts_attrs(t), what=f"tcp {t.tcp} tcpfin {t.tcpfin} udp {t.udp}")
+
+    def start_daemon(self, d: SyncDaemon) -> None:
+        parts = [_attr(DAEMON_STATE, _U32.pack(DAEMON_STATES[d.state])), _asciiz(DAEMON_MCAST_IFN, d.mcast_ifn),
+                 _attr(DAEMON_SYNC_ID, _U32.pack(d.syncid))]
+        if d.sync_maxlen:
+            parts.append(_attr(DAEMON_SYNC_MAXLEN, _U16.pack(d.sync_maxlen)))
+        if d.mcast_group:
+            if ":" in d.mcast_group:
+                parts.append(_attr(DAEMON_MCAST_GROUP6, socket.inet_pton(socket.AF_INET6, d.mcast_group)))
+            else:
+                parts.append(_attr(DAEMON_MCAST_GROUP, socket.inet_pton(socket.AF_INET, d.mcast_group)))
+        if d.mcast_port:
+            parts.append(_attr(DAEMON_MCAST_PORT, _U16.pack(d.mcast_port)))
+        if d.mcast_ttl:
+            parts.append(_attr(DAEMON_MCAST_TTL, bytes([d.mcast_ttl])))
+        self._do(CMD_NEW_DAEMON, _nest(CMD_ATTR_DAEMON, *parts), what=f"{d.state} on {d.mcast_ifn}")
+
+    def stop_daemon(self, state: str) -> None:
+        self._do(CMD_DEL_DAEMON, _nest(CMD_ATTR_DAEMON, _attr(DAEMON_STATE, _U32.pack(DAEMON_STATES[state]))),
+                 what=state)
+
+    def zero(self, svc: Service | None = None) -> None:
+        """Zero the counters of one service, or of every service."""
+        self._do(CMD_ZERO, service_key_attr(svc) if svc is not None else b"", svc)
+
+    def flush(self) -> None:
+        """Delete every service (the whole table: ipvsadm -C)."""
+        self._do(CMD_FLUSH, b"", what="the whole table")
+
