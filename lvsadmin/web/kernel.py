@@ -13,11 +13,10 @@ from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
 
+from lvsadmin.backups.models import Backup
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ReportedTable, key_text
 from lvsadmin.ipvs import codec, plan
 from lvsadmin.ipvs import model as ipvs
-
-from . import hooks
 
 # A plan that removes more than this many services, or more than this share of the real servers, needs a
 # second, explicit confirmation before it is applied.
@@ -50,16 +49,14 @@ def reported_table(balancer: Balancer) -> Reported | None:
         if table is not None:
             when = facts.get("table_at") or facts.get("heartbeat_at")
             return Reported(table, "heartbeat", parse_datetime(when) if isinstance(when, str) else balancer.last_seen)
-    Backup = hooks.backup_model()
-    if Backup is not None:
-        backup = Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").first()
-        if backup is not None:
-            try:
-                from lvsadmin.backups.services import parse_document
+    backup = Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").first()
+    if backup is not None:
+        try:
+            from lvsadmin.backups.services import parse_document
 
-                return Reported(parse_document(backup.document), "backup", backup.taken_at)
-            except Exception:  # a corrupt backup is not a table to plan against
-                return None
+            return Reported(parse_document(backup.document), "backup", backup.taken_at)
+        except Exception:  # a corrupt backup is not a table to plan against
+            return None
     return None
 
 

@@ -10,10 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
+from lvsadmin.backups.models import Backup
 from lvsadmin.core import services, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
 
-from .. import hooks, live
+from .. import live
 from ..forms import BalancerForm, ClusterForm, ServiceFilterForm, edit_kwargs
 from ..pages import fragment_name, redirect, render_page
 from ..roles import ADMIN, OPERATOR, policy
@@ -29,6 +30,11 @@ def _service_count():
     return Coalesce(Subquery(count, output_field=IntegerField()), 0)
 
 
+def _last_backup():
+    """The time of a balancer's newest backup, or None."""
+    return Subquery(Backup.objects.filter(balancer=OuterRef("pk")).order_by("-taken_at").values("taken_at")[:1])
+
+
 def _with_status(balancers, clusters_by_id):
     now = timezone.now()
     for b in balancers:
@@ -42,13 +48,13 @@ def _with_status(balancers, clusters_by_id):
 def dashboard(request):
     clusters = list(Cluster.objects.annotate(service_count=_service_count()))
     by_id = {c.pk: c for c in clusters}
-    balancers = _with_status(list(hooks.with_last_backup(Balancer.objects.order_by("name"))), by_id)
+    balancers = _with_status(list(Balancer.objects.order_by("name").annotate(last_backup=_last_backup())), by_id)
     for c in clusters:
         c.balancer_list = [b for b in balancers if b.cluster_id == c.pk]
     summary = {}
     for b in balancers:
         summary[b.effective_status] = summary.get(b.effective_status, 0) + 1
-    context = {"clusters": clusters, "summary": sorted(summary.items()), "backups_hooked": hooks.backup_model()}
+    context = {"clusters": clusters, "summary": sorted(summary.items())}
     return render_page(request, "web/dashboard.html", context, fragments=("clusters",))
 
 
@@ -160,8 +166,7 @@ def balancer_detail(request, name):
     reports = KeysetPage.of(ApplyReport.objects.filter(balancer=balancer), 20, before, after)
     latest = reports.rows[0] if reports.first and reports.rows else (
         ApplyReport.objects.filter(balancer=balancer).order_by("-id").first())
-    Backup = hooks.backup_model()
-    backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5]) if Backup else None
+    backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5])
     context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups}
     return render_page(request, "web/balancer.html", context, fragments=("reports",))
