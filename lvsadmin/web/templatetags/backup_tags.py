@@ -9,6 +9,8 @@ from __future__ import annotations
 from django import template
 from django.db.models import F, OuterRef, Q, Subquery
 
+from lvsadmin.backups.selectors import missed_since_last_backup
+
 register = template.Library()
 
 MISSED_SHOWN = 50
@@ -53,8 +55,6 @@ def _policy(**scope):
 
 @register.inclusion_tag("web/_backup_info.html", takes_context=True)
 def balancer_backup_info(context, balancer):
-    from lvsadmin.web.views.backups import missed_since_last_backup
-
     return {"can": context.get("can"), "balancer": balancer, "cluster": balancer.cluster,
             "own_policy": _policy(balancer=balancer), "cluster_policy": _policy(cluster_id=balancer.cluster_id),
             "missed": list(missed_since_last_backup(balancer)[:5])}

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from lvsadmin.core.versions import version_of
+from lvsadmin.web.formats import utc
 from lvsadmin.web.live import STATUS_LABELS
 
 register = template.Library()
@@ -21,16 +22,7 @@ def version(obj) -> str:
     return version_of(obj)
 
 
-@register.filter
-def utc(value) -> str:
-    """`2026-11-26 04:41:21 UTC`; an em dash for nothing."""
-    if not value:
-        return "—"
-    if isinstance(value, dt.datetime):
-        if timezone.is_naive(value):
-            value = timezone.make_aware(value, dt.UTC)
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return str(value)
+register.filter("utc", utc)
 
 
 @register.filter

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from lvsadmin.audit.log import verify_chain
 
+from ..formats import utc
 from ..forms import AuditFilterForm
 from ..pages import query_without, render_page
 from ..roles import ADMIN, policy
 from ..tables import AuditLog
-from ..templatetags.panel import utc
 
 CSV_COLUMNS = ("id", "time", "username", "request_id", "action", "object_type", "object_id", "object_repr",
                "cluster_name", "before", "after", "comment", "hash")

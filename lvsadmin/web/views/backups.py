@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
 from lvsadmin.backups import services as backups
-from lvsadmin.backups.models import Backup, BackupPolicy, MissedBackup
+from lvsadmin.backups.models import Backup, BackupPolicy
+from lvsadmin.backups.selectors import missed_since_last_backup
 from lvsadmin.core import services
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.core.selectors import desired_table
@@ -47,15 +48,6 @@ def integrity(backup: Backup) -> str:
     except backups.CorruptBackup as exc:
         return str(exc)
     return ""
-
-
-def missed_since_last_backup(balancer: Balancer):
-    """Scheduled backups of the balancer that could not be taken, newer than its newest backup."""
-    newest = Backup.objects.filter(balancer=balancer).order_by("-taken_at").values_list("taken_at", flat=True).first()
-    missed = MissedBackup.objects.filter(balancer=balancer)
-    if newest is not None:
-        missed = missed.filter(due_at__gt=newest)
-    return missed.order_by("-due_at")
 
 
 def _policy(**scope) -> BackupPolicy | None:
