@@ -24,6 +24,7 @@ from lvsadmin.audit.log import Actor
 from lvsadmin.core import selectors, services
 from lvsadmin.core.models import Cluster
 from lvsadmin.ipvs import rules
+from lvsadmin.ipvs.rules.options import OptionError, Popt
 
 # Ours (and Django's, which manage.py has already applied), taking a value or not.
 OWN_VALUED = ("--cluster", "--user", "--comment", "--settings", "--pythonpath", "--verbosity")
@@ -150,8 +151,8 @@ def read_command_line(words: list[str]) -> Request:
 
 
 def _read_options(words: list[str]) -> tuple[list[str], list[str]]:
-    # rules' popt is the one reading of ipvsadm's option syntax (bundles, `=`, arguments); it has no public name.
-    popt = rules._Popt(words)
+    # rules' popt is the one reading of ipvsadm's option syntax (bundles, `=`, arguments).
+    popt = Popt(words)
     given: list[str] = []
     service_words: list[str] = []
     try:
@@ -173,7 +174,7 @@ def _read_options(words: list[str]) -> tuple[list[str], list[str]]:
             given.append(name)
             if name == "service-address":
                 service_words += [SERVICE_SWITCH[tag], value or ""]
-    except rules._Fail as exc:
+    except OptionError as exc:
         raise BadInput(exc.message) from None
     if popt.leftovers:
         raise BadInput(f"unexpected argument {popt.leftovers[0]}")
