@@ -15,10 +15,11 @@ Environment:
   LVSADMIN_AGENT_APPLY_BATCH, LVSADMIN_AGENT_APPLY_PAUSE
                              tests only: apply N operations at a time with a pause between (to kill it midway)
 
-Tasks (queue lvs.<name>): `lvsadmin.agent.reconcile(snapshot)`, `lvsadmin.agent.reconverge(request)`,
-`lvsadmin.agent.backup(request)`. The heartbeat is a thread started by a worker bootstep: it needs no
-message to keep itself going, so no lost or duplicated message can stop or double it. It also follows
-draining real servers up and, at start, resumes a snapshot that a killed predecessor left half applied.
+Tasks (queue lvs.<name>): protocol.RECONCILE_TASK(Snapshot), RECONVERGE_TASK(ReconvergeRequest) and
+BACKUP_REQUEST_TASK(BackupRequest); what goes back to the control queue is lvsadmin.protocol's too. The
+heartbeat is a thread started by a worker bootstep: it needs no message to keep itself going, so no lost or
+duplicated message can stop or double it. It also follows draining real servers up and, at start, resumes a
+snapshot that a killed predecessor left half applied.
 
 The pool is `solo`: tasks run in the worker process itself, where the heartbeat thread shares the agent's
 lock and memory. Nothing is flushed when the worker stops or starts.
@@ -34,6 +35,15 @@ import threading
 
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
+
+from lvsadmin.protocol import (
+    BACKUP_REQUEST_TASK,
+    CONTROL_QUEUE,
+    RECONCILE_TASK,
+    RECONVERGE_TASK,
+    BackupRequest,
+    agent_queue,
+)
 
 from .core import Agent
 from .kernel import make_backend
@@ -56,8 +66,8 @@ def heartbeat_seconds() -> float:
 
 
 NAME = balancer_name()
-QUEUE = f"lvs.{NAME}"
-CONTROL_QUEUE = os.environ.get("LVSADMIN_CONTROL_QUEUE", "control")
+QUEUE = agent_queue(NAME)
+REPLY_QUEUE = os.environ.get("LVSADMIN_CONTROL_QUEUE", CONTROL_QUEUE)
 
 app = Celery("lvsadmin-agent")
 app.conf.update(
@@ -87,7 +97,7 @@ _agent_lock = threading.Lock()
 
 
 def _send(task: str, payload: dict, expires: float | None = None) -> None:
-    app.send_task(task, args=[payload], queue=CONTROL_QUEUE, expires=expires, retry=True,
+    app.send_task(task, args=[payload], queue=REPLY_QUEUE, expires=expires, retry=True,
                   retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1, "interval_max": 3})
 
 
@@ -104,21 +114,22 @@ def get_agent() -> Agent:
         return _agent
 
 
-@app.task(name="lvsadmin.agent.reconcile", acks_late=True, reject_on_worker_lost=True)
+@app.task(name=RECONCILE_TASK, acks_late=True, reject_on_worker_lost=True)
 def reconcile(snapshot: dict) -> dict | None:
     report = get_agent().reconcile(snapshot)
     return _summary(report)
 
 
-@app.task(name="lvsadmin.agent.reconverge", acks_late=True, reject_on_worker_lost=True)
+@app.task(name=RECONVERGE_TASK, acks_late=True, reject_on_worker_lost=True)
 def reconverge(request: dict | None = None) -> dict | None:
     return _summary(get_agent().reconverge(request))
 
 
-@app.task(name="lvsadmin.agent.backup", acks_late=True, reject_on_worker_lost=True)
+@app.task(name=BACKUP_REQUEST_TASK, acks_late=True, reject_on_worker_lost=True)
 def backup(request: dict) -> None:
-    if request.get("balancer") not in (None, NAME):
-        log.error("backup request for %s delivered to %s: ignored", request.get("balancer"), NAME)
+    balancer = BackupRequest.from_dict(request).balancer
+    if balancer not in (None, NAME):
+        log.error("backup request for %s delivered to %s: ignored", balancer, NAME)
         return
     get_agent().backup(request)
 

@@ -1,4 +1,4 @@
-"""What the agent tells the control side about its host: kernel, IPVS, schedulers, itself."""
+"""What the agent tells the control side about its host (kernel, IPVS, schedulers, itself) and its counters."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import os
 import platform
 import re
 import socket
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from lvsadmin.ipvs.model import SCHEDULERS
+from lvsadmin.ipvs.model import SCHEDULERS, Stats
+
+from .planning import dest_text
 
 PROC_IP_VS = Path("/proc/net/ip_vs")
 SYS_MODULE = Path("/sys/module")
@@ -66,3 +69,23 @@ def kernel_facts(info=None) -> dict:
     facts["schedulers_loaded"] = loaded
     facts["schedulers"] = [s for s in SCHEDULERS if s in set(loaded) | set(installed)]
     return facts
+
+
+def _stats(stats: Stats | None) -> dict:
+    return asdict(stats) if stats is not None else {f.name: 0 for f in fields(Stats)}
+
+
+def service_sample(svc) -> dict:
+    """One service's counters as the control side keeps them (ServiceSample.data)."""
+    dests = {}
+    for d in svc.destinations:
+        dests[dest_text(d)] = {"active_conns": d.active_conns, "inactive_conns": d.inactive_conns,
+                                        "persistent_conns": d.persistent_conns, "weight": d.weight,
+                                        **_stats(d.stats)}
+    return {
+        **_stats(svc.stats),
+        "active_conns": sum(d.active_conns for d in svc.destinations),
+        "inactive_conns": sum(d.inactive_conns for d in svc.destinations),
+        "persistent_conns": sum(d.persistent_conns for d in svc.destinations),
+        "dests": dests,
+    }

@@ -148,19 +148,6 @@ class MemoryBackend:
             self._save(table)
 
 
-def sync_daemons(backend) -> list:
-    """The kernel's running sync daemons, for a backup (not in Backend.dump: the hot paths never need them).
-
-    The backend's own `daemons()` when it has one, else its IPVS socket's (the netlink backend keeps one as
-    `.ipvs`); a fake kernel's daemons already come with its dump.
-    """
-    for source in (backend, getattr(backend, "ipvs", None)):
-        daemons = getattr(source, "daemons", None)
-        if callable(daemons):
-            return list(daemons())
-    return []
-
-
 _shared_memory: MemoryBackend | None = None
 
 

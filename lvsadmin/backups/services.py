@@ -15,13 +15,13 @@ from lvsadmin.core import services as core_services
 from lvsadmin.core import versions
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.ipvs import codec
+from lvsadmin.ipvs.backup import DOCUMENT_FORMAT, make_document, shape_error
 from lvsadmin.ipvs.model import Table
+from lvsadmin.protocol import BACKUP_REQUEST_TASK, CONTROL_QUEUE, BackupRequest
 
 from . import limits
-from .capture import DOCUMENT_FORMAT, make_document, shape_error
 from .models import Backup, BackupPolicy, MissedBackup, sha256_hex
 
-BACKUP_TASK = "lvsadmin.agent.backup"
 SCHEDULED_TASK = "lvsadmin.backups.scheduled_backup"
 
 
@@ -143,8 +143,9 @@ def is_online(balancer: Balancer, now: datetime | None = None) -> bool:
 def send_backup_request(balancer: Balancer, trigger: str, requested_by: str) -> None:
     from lvsadmin.celery import app
 
-    app.send_task(BACKUP_TASK, args=[{"balancer": balancer.name, "trigger": trigger, "requested_by": requested_by,
-                                      "audit_head": current_head()}], queue=balancer.queue)
+    request = BackupRequest(balancer=balancer.name, trigger=trigger, requested_by=requested_by,
+                            audit_head=current_head())
+    app.send_task(BACKUP_REQUEST_TASK, args=[request.to_dict()], queue=balancer.queue)
 
 
 def request_backup(actor: Actor, balancer: Balancer, trigger: str = Backup.Trigger.MANUAL) -> None:
@@ -197,7 +198,7 @@ def set_policy(actor: Actor, *, cluster: Cluster | None = None, balancer: Balanc
         task.interval, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
     task.kwargs = json.dumps({"policy_id": policy.pk})
     task.enabled = enabled
-    task.queue = "control"
+    task.queue = CONTROL_QUEUE
     task.save()
     policy.periodic_task = task
     policy.save()

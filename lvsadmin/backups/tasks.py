@@ -6,6 +6,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor
 from lvsadmin.core.models import Balancer
+from lvsadmin.protocol import BACKUP_RESULT_TASK, BackupResult
 
 from . import services
 from .models import BackupPolicy
@@ -21,18 +22,19 @@ def scheduled_backup(policy_id: int) -> dict:
     return {"sent": sent, "missed": missed}
 
 
-@shared_task(name="lvsadmin.backups.record_backup")
-def record_backup(payload: dict) -> int | None:
-    """Payload from the agent: balancer, trigger, requested_by, taken_at, text, document."""
+@shared_task(name=BACKUP_RESULT_TASK)
+def record_backup(message: dict) -> int | None:
+    """What the agent sent for a backup request (protocol.BackupResult)."""
     from django.utils.dateparse import parse_datetime
 
-    balancer = Balancer.objects.select_related("cluster").filter(name=payload["balancer"]).first()
+    result = BackupResult.from_dict(message)
+    balancer = Balancer.objects.select_related("cluster").filter(name=result.balancer).first()
     if balancer is None:
         return None
-    actor = Actor.system(f"agent:{balancer.name}", comment=f"requested by {payload.get('requested_by', '?')}")
+    actor = Actor.system(f"agent:{balancer.name}", comment=f"requested by {result.requested_by}")
     backup = services.store_backup(
-        actor, balancer, text=payload["text"], document=payload["document"], trigger=payload["trigger"],
-        taken_at=parse_datetime(payload["taken_at"]) if payload.get("taken_at") else None,
+        actor, balancer, text=result.text, document=result.document, trigger=result.trigger,
+        taken_at=parse_datetime(result.taken_at) if result.taken_at else None,
     )
-    witness.saw(f"balancer {balancer.name}", payload.get("audit_head"))
+    witness.saw(f"balancer {balancer.name}", result.audit_head)
     return backup.pk

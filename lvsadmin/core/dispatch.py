@@ -10,8 +10,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from lvsadmin.audit.log import current_head
-
-RECONCILE_TASK = "lvsadmin.agent.reconcile"
+from lvsadmin.protocol import RECONCILE_TASK, Snapshot, SyncSettings
 
 
 def apply_on_commit(cluster, trigger: str = "apply") -> None:
@@ -28,20 +27,19 @@ def send_reconcile(cluster_id: int, trigger: str = "apply", balancers=None) -> i
 
     cluster = Cluster.objects.get(pk=cluster_id)
     snap = snapshot(cluster)
-    snap["trigger"] = trigger
-    snap["audit_head"] = current_head()
+    head = current_head()
     targets = list(balancers if balancers is not None else Balancer.objects.filter(cluster=cluster))
     reported = reported_digests(targets)
     for balancer in targets:
-        app.send_task(RECONCILE_TASK, args=[dict(snap, balancer=balancer.name, sync=sync_settings(balancer),
-                                                 reported_digest=reported.get(balancer.pk, ""))],
-                      queue=balancer.queue)
+        message = Snapshot(**snap, trigger=trigger, audit_head=head, balancer=balancer.name,
+                           sync=sync_settings(balancer), reported_digest=reported.get(balancer.pk, ""))
+        app.send_task(RECONCILE_TASK, args=[message], queue=balancer.queue)
     return len(targets)
 
 
-def sync_settings(balancer) -> dict:
+def sync_settings(balancer) -> SyncSettings:
     """The balancer's connection-sync daemon, as its agent runs it (lvsadmin.agent.daemons)."""
-    return {"role": balancer.sync_role, "interface": balancer.sync_interface, "id": balancer.sync_id}
+    return SyncSettings(role=balancer.sync_role, interface=balancer.sync_interface, id=balancer.sync_id)
 
 
 def reported_digests(balancers) -> dict[int, str]:

@@ -14,6 +14,7 @@ from django.db import models
 
 from lvsadmin.ipvs import model as ipvs
 from lvsadmin.ipvs import validate
+from lvsadmin.protocol import agent_queue
 
 PROTOCOL_CHOICES = [("tcp", "TCP"), ("udp", "UDP"), ("sctp", "SCTP"), ("fwmark", "Firewall mark")]
 FAMILY_CHOICES = [(4, "IPv4"), (6, "IPv6")]
@@ -111,7 +112,7 @@ class Balancer(models.Model):
 
     @property
     def queue(self) -> str:
-        return f"lvs.{self.name}"
+        return agent_queue(self.name)
 
     def clean(self):
         errors = {}

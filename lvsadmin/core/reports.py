@@ -11,7 +11,7 @@ one transaction each, with their ChangeRecords written explicitly, like `core.se
   drift seen between two reconciles (status `drift` until the next reconcile repairs it).
 - `resync`: re-send every cluster's snapshot so that lost messages heal; `mark_offline`.
 
-The messages' shapes are documented in `lvsadmin.agent.protocol` (plain dicts, JSON).
+The messages' shapes are `lvsadmin.protocol`'s (plain JSON dicts on the wire, read with `from_dict`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.ipvs.codec import table_digest
+from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
 from . import dispatch
 from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample
 
 log = logging.getLogger(__name__)
 
-RECONVERGE_TASK = "lvsadmin.agent.reconverge"
 MAX_STORED_OPERATIONS = 2000  # an ApplyReport keeps the first operations of a huge apply, and their count
 MAX_DETAIL_ITEMS = 5
 RESYNC_TASK_NAME = "lvsadmin: resync balancers"
@@ -86,23 +86,20 @@ def _lock(name: str) -> Balancer | None:
 
 
 @transaction.atomic
-def record_report(report: dict) -> ApplyReport | None:
+def record_report(message: dict) -> ApplyReport | None:
     """Write down one agent's reconcile report; returns the stored ApplyReport (None when nothing to keep)."""
-    balancer = _lock(str(report.get("balancer", "")))
+    report = Report.from_dict(message)
+    balancer = _lock(report.balancer)
     if balancer is None:
-        log.warning("report from unknown balancer %r ignored", report.get("balancer"))
+        log.warning("report from unknown balancer %r ignored", message.get("balancer"))
         return None
     cluster = Cluster.objects.get(pk=balancer.cluster_id)
     now = timezone.now()
-    revision = int(report.get("revision") or 0)
-    outcome = report.get("outcome") or ApplyReport.Outcome.ERROR
-    errors = list(report.get("errors") or [])
-    drift = list(report.get("drift") or [])
-    operations = list(report.get("operations") or [])
-    applied = int(report.get("applied") or 0)
-    if report.get("cluster") not in (None, cluster.name):
+    revision, errors, drift, applied = report.revision, report.errors, report.drift, report.applied
+    outcome = report.outcome or ApplyReport.Outcome.ERROR
+    if report.cluster not in (None, cluster.name):
         # The balancer moved to another cluster since the snapshot was sent: this report is about the old table.
-        log.info("report for cluster %s from %s, now in %s: ignored", report.get("cluster"), balancer, cluster)
+        log.info("report for cluster %s from %s, now in %s: ignored", report.cluster, balancer, cluster)
         outcome = ApplyReport.Outcome.STALE
 
     previous = balancer.applied_revision
@@ -115,128 +112,132 @@ def record_report(report: dict) -> ApplyReport | None:
             balancer.applied_revision = revision
 
     fields = {"last_seen": now}
-    if report.get("facts"):
-        fields["facts"] = {**(balancer.facts or {}), **report["facts"]}
+    if report.facts:
+        fields["facts"] = {**(balancer.facts or {}), **report.facts}
     if outcome == ApplyReport.Outcome.STALE:
         pass  # says nothing about the current state
     elif errors or outcome == ApplyReport.Outcome.ERROR:
         fields["status"] = Balancer.Status.ERROR
         fields["status_detail"] = (f"revision {revision}: {len(errors)} error(s): {_describe_errors(errors)}"
                                    if errors else f"revision {revision} failed")
-    elif report.get("remaining"):
+    elif report.remaining:
         fields["status"] = Balancer.Status.DRIFT
         fields["status_detail"] = (f"revision {revision} applied but the kernel still differs: "
-                                   f"{describe_drift(report['remaining'])}")
+                                   f"{describe_drift(report.remaining)}")
     else:
         status, detail = _settled_status(balancer, cluster)
         if drift:
             detail += f"; drift repaired at {now:%Y-%m-%d %H:%M:%S} UTC: {describe_drift(drift)}"
-        if report.get("pending_drains"):
-            detail += f"; {len(report['pending_drains'])} real server(s) draining"
-        if report.get("unowned"):
-            detail += f"; {len(report['unowned'])} service(s) in the kernel not managed by this cluster"
+        if report.pending_drains:
+            detail += f"; {len(report.pending_drains)} real server(s) draining"
+        if report.unowned:
+            detail += f"; {len(report.unowned)} service(s) in the kernel not managed by this cluster"
         fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
     if outcome != ApplyReport.Outcome.STALE:
-        _keep_reported_table(balancer, report, revision, now)
-    witness.saw(f"balancer {balancer.name}", report.get("audit_head"))
-    if report.get("needs_snapshot"):
+        _keep_reported_table(balancer, report, now)
+    witness.saw(f"balancer {balancer.name}", report.audit_head)
+    if report.needs_snapshot:
         # The agent lacks the revision a resync asked it to reconverge to: send it the snapshot itself.
         log.info("%s asks for the snapshot of %s", balancer, cluster)
-        transaction.on_commit(lambda: dispatch.send_reconcile(cluster.pk, str(report.get("trigger") or "resync"),
+        transaction.on_commit(lambda: dispatch.send_reconcile(cluster.pk, report.trigger or "resync",
                                                               balancers=[balancer]))
 
     # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones.
     worth_keeping = moved or errors or drift or applied or outcome == ApplyReport.Outcome.ERROR or (
-        report.get("trigger") not in ("resync", "drain", "startup"))
+        report.trigger not in ("resync", "drain", "startup"))
     if not worth_keeping:
         return None
-    stored = ApplyReport.objects.create(
-        balancer=balancer,
-        revision=revision,
-        outcome=outcome if outcome in ApplyReport.Outcome.values else ApplyReport.Outcome.ERROR,
-        trigger=str(report.get("trigger") or "apply")[:16],
-        operations=operations[:MAX_STORED_OPERATIONS],
-        applied=applied,
-        errors=errors[:MAX_STORED_OPERATIONS],
-        drift=drift[:MAX_STORED_OPERATIONS],
-        unowned=list(report.get("unowned") or [])[:MAX_STORED_OPERATIONS],
-        durations={**(report.get("durations") or {}), "operations_total": int(report.get("operations_total")
-                                                                                or len(operations)),
-                   "pending_drains": len(report.get("pending_drains") or [])},
-        started=_when(report.get("started"), now),
-        finished=_when(report.get("finished"), now),
-    )
+    stored = _store_report(balancer, report, outcome, now)
     actor = agent_actor(balancer, comment=f"report {stored.pk}")
     if drift:
         record(actor, "drift", balancer, cluster=cluster, before={"drift": drift[:MAX_DETAIL_ITEMS * 20]},
-               after={"revision": revision, "repaired": not errors and not report.get("remaining"),
+               after={"revision": revision, "repaired": not errors and not report.remaining,
                       "report": stored.pk, "count": len(drift)})
     if moved or applied or errors:
         record(actor, "apply", balancer, cluster=cluster,
                before={"applied_revision": previous},
                after={"revision": revision, "outcome": stored.outcome, "trigger": stored.trigger,
                       "applied": applied, "errors": len(errors), "report": stored.pk,
-                      "operations": [str(op) for op in operations[:50]]})
+                      "operations": [str(op) for op in report.operations[:50]]})
     return stored
 
 
-def _keep_reported_table(balancer: Balancer, report: dict, revision: int, now) -> None:
+def _store_report(balancer: Balancer, report: Report, outcome: str, now) -> ApplyReport:
+    operations = report.operations
+    return ApplyReport.objects.create(
+        balancer=balancer,
+        revision=report.revision,
+        outcome=outcome if outcome in ApplyReport.Outcome.values else ApplyReport.Outcome.ERROR,
+        trigger=(report.trigger or "apply")[:16],
+        operations=operations[:MAX_STORED_OPERATIONS],
+        applied=report.applied,
+        errors=report.errors[:MAX_STORED_OPERATIONS],
+        drift=report.drift[:MAX_STORED_OPERATIONS],
+        unowned=report.unowned[:MAX_STORED_OPERATIONS],
+        durations={**report.durations, "operations_total": report.operations_total or len(operations),
+                   "pending_drains": len(report.pending_drains)},
+        started=_when(report.started, now),
+        finished=_when(report.finished, now),
+    )
+
+
+def _keep_reported_table(balancer: Balancer, report: Report, now) -> None:
     """The kernel table the agent saw; a report that leaves it out names it by digest (it is unchanged)."""
-    if isinstance(report.get("table"), dict):
+    if report.table is not None:
         ReportedTable.objects.update_or_create(
-            balancer=balancer, defaults={"reported_at": now, "revision": revision, "table": report["table"],
-                                         "digest": table_digest(report["table"])})
-    elif report.get("table_digest"):
-        ReportedTable.objects.filter(balancer=balancer, digest=report["table_digest"]).update(
-            reported_at=now, revision=revision)
+            balancer=balancer, defaults={"reported_at": now, "revision": report.revision, "table": report.table,
+                                         "digest": table_digest(report.table)})
+    elif report.table_digest:
+        ReportedTable.objects.filter(balancer=balancer, digest=report.table_digest).update(
+            reported_at=now, revision=report.revision)
 
 
 # --- heartbeats ------------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def record_heartbeat(beat: dict) -> Balancer | None:
+def record_heartbeat(message: dict) -> Balancer | None:
     """The balancer is alive: facts, drift seen since the last reconcile, the latest counters."""
-    balancer = _lock(str(beat.get("balancer", "")))
+    beat = Heartbeat.from_dict(message)
+    balancer = _lock(beat.balancer)
     if balancer is None:
-        log.warning("heartbeat from unknown balancer %r ignored", beat.get("balancer"))
+        log.warning("heartbeat from unknown balancer %r ignored", message.get("balancer"))
         return None
     cluster = Cluster.objects.get(pk=balancer.cluster_id)
     now = timezone.now()
-    sent = _when(beat.get("sent"), now)
+    sent = _when(beat.sent, now)
     previous = _when((balancer.facts or {}).get("heartbeat_at"), None) if (balancer.facts or {}).get(
         "heartbeat_at") else None
     if previous is not None and sent < previous:
         return balancer  # an older heartbeat overtaken by a newer one
-    facts = dict(beat.get("facts") or {})
+    facts = dict(beat.facts)
     facts["heartbeat_at"] = sent.isoformat()
-    facts["agent_applied_revision"] = beat.get("applied_revision")
+    facts["agent_applied_revision"] = beat.applied_revision
     fields: dict = {"last_seen": now, "facts": facts}
 
-    same_cluster = beat.get("cluster") in (None, cluster.name)
-    drift = list(beat.get("drift") or []) if same_cluster else []
-    busy = bool(beat.get("busy"))
-    if drift and not busy:
-        detail = f"the kernel differs from revision {beat.get('applied_revision')}: {describe_drift(drift)}"
+    drift = beat.drift if beat.cluster in (None, cluster.name) else []
+    if drift and not beat.busy:
+        detail = f"the kernel differs from revision {beat.applied_revision}: {describe_drift(drift)}"
         if balancer.status != Balancer.Status.DRIFT or balancer.status_detail != detail:
             record(agent_actor(balancer), "drift", balancer, cluster=cluster, before={"drift": drift[:100]},
-                   after={"revision": beat.get("applied_revision"), "repaired": False, "count": len(drift)})
+                   after={"revision": beat.applied_revision, "repaired": False, "count": len(drift)})
         fields["status"], fields["status_detail"] = Balancer.Status.DRIFT, detail
     elif balancer.status == Balancer.Status.OFFLINE or (
-            not busy and balancer.status in (Balancer.Status.DRIFT, Balancer.Status.PENDING, Balancer.Status.IN_SYNC)):
+            not beat.busy and balancer.status in (Balancer.Status.DRIFT, Balancer.Status.PENDING,
+                                                  Balancer.Status.IN_SYNC)):
         # An error stays until a reconcile succeeds; drift clears when the kernel matches again. The detail of
         # the last report (drift repaired, drains, unowned services) stays while the status does.
         status, detail = _settled_status(balancer, cluster)
         if status != balancer.status:
             fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
-    witness.saw(f"balancer {balancer.name}", beat.get("audit_head"))
+    witness.saw(f"balancer {balancer.name}", beat.audit_head)
 
-    if "samples" in beat:
+    if beat.samples is not None:
         # Received now: the balancer's clock may differ from ours, and pages compare sampled_at with our clock.
-        store_samples(balancer, beat.get("samples") or {}, keys=beat.get("keys"), sampled_at=now)
-    if beat.get("startup"):
+        store_samples(balancer, beat.samples, keys=beat.keys, sampled_at=now)
+    if beat.startup:
         # A (re)started agent: send it what it should carry, without waiting for the next resync.
         transaction.on_commit(lambda: resync_balancer(balancer.pk, trigger="startup"))
     return balancer
@@ -288,11 +289,10 @@ def send_reconverge(balancer: Balancer, trigger: str = "resync", revision: int =
     """
     from lvsadmin.celery import app
 
-    request = {"balancer": balancer.name, "cluster": balancer.cluster.name, "trigger": trigger,
-               "sync": dispatch.sync_settings(balancer), "audit_head": current_head()}
-    if revision:
-        request.update(revision=revision, reported_digest=reported_digest)
-    app.send_task(RECONVERGE_TASK, args=[request], queue=balancer.queue)
+    request = ReconvergeRequest(balancer=balancer.name, cluster=balancer.cluster.name, trigger=trigger,
+                                sync=dispatch.sync_settings(balancer), audit_head=current_head(),
+                                revision=revision, reported_digest=reported_digest)
+    app.send_task(RECONVERGE_TASK, args=[request.to_dict()], queue=balancer.queue)
 
 
 def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) -> int:
@@ -381,7 +381,7 @@ def ensure_periodic_tasks() -> list[str]:
         try:
             with transaction.atomic():
                 _, created = PeriodicTask.objects.get_or_create(
-                    name=name, defaults={"task": task, "interval": interval, "queue": "control",
+                    name=name, defaults={"task": task, "interval": interval, "queue": CONTROL_QUEUE,
                                          "description": "Made by lvsadmin; edit the interval here."})
         except IntegrityError:  # beat and the control worker start together: the other one made it
             created = False

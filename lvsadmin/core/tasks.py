@@ -1,7 +1,7 @@
 """Control-side tasks, on queue `control`: what agents send back, and the periodic jobs.
 
-Agents send `lvsadmin.core.record_report` and `lvsadmin.core.record_heartbeat` by name (they do not import
-this module: they have no database). Beat runs `lvsadmin.core.resync` every RESYNC_SECONDS and
+Agents send `protocol.REPORT_TASK` and `protocol.HEARTBEAT_TASK` by name (they do not import this module:
+they have no database). Beat runs `lvsadmin.core.resync` every RESYNC_SECONDS and
 `lvsadmin.core.mark_offline`; both periodic tasks are created (when missing) at beat's and the control
 worker's start, as django-celery-beat rows the panel can edit.
 """
@@ -13,18 +13,20 @@ import logging
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
 
+from lvsadmin.protocol import HEARTBEAT_TASK, REPORT_TASK
+
 from . import reports
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="lvsadmin.core.record_report")
+@shared_task(name=REPORT_TASK)
 def record_report(report: dict) -> int | None:
     stored = reports.record_report(report)
     return stored.pk if stored is not None else None
 
 
-@shared_task(name="lvsadmin.core.record_heartbeat")
+@shared_task(name=HEARTBEAT_TASK)
 def record_heartbeat(beat: dict) -> None:
     reports.record_heartbeat(beat)
 

@@ -3,7 +3,7 @@
 No agent runs in the browser tier. The scheduled task's function (`backups.services.run_scheduled`) is called
 directly; the backup requests it queues (and the pre-restore ones) are captured by patching
 `backups.services.send_backup_request`, and each captured request is answered as an agent would: with
-`store_backup` of a `capture.backup_payload` of the table that balancer carries. Applying goes through the
+`store_backup` of an `agent.capture.backup_payload` of the table that balancer carries. Applying goes through the
 patched `dispatch.send_reconcile` of tests/browser/conftest.py (`sent`).
 """
 
@@ -30,9 +30,9 @@ def requested(monkeypatch):
 
 def answer(requests, table):
     """What the agents would send back for each request: a backup of `table` (their kernel table)."""
+    from lvsadmin.agent.capture import backup_payload
     from lvsadmin.audit.log import Actor
     from lvsadmin.backups import services as backups
-    from lvsadmin.backups.capture import backup_payload
     from lvsadmin.core.models import Balancer
 
     stored = []

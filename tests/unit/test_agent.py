@@ -307,17 +307,11 @@ def test_a_backup_keeps_the_sync_daemons_the_dump_leaves_out(kernel, tmp_path, s
     daemon = SyncDaemon("master", "eth1", syncid=5, sync_maxlen=1472, mcast_group="224.0.0.81", mcast_port=8848,
                         mcast_ttl=1)
 
-    class Socket:
+    class NetlinkLike(MemoryBackend):  # as agent.backend.NetlinkBackend: dump() without daemons, daemons() has them
         def daemons(self):
             return [daemon]
 
-    class NetlinkLike:  # as lvsadmin.ipvs.netlink.Backend: dump() without daemons, the socket as .ipvs
-        ipvs = Socket()
-
-        def dump(self, counters=True):
-            return kernel.dump(counters)
-
-    agent = Agent("lb1", NetlinkLike(), StateStore(tmp_path / "state.json"),
+    agent = Agent("lb1", NetlinkLike(kernel.path), StateStore(tmp_path / "state.json"),
                   lambda task, payload, expires=None: sent.append((task, payload)))
     payload = agent.backup({"balancer": "lb1", "trigger": "scheduled"})
     assert codec.table_from_dict(json.loads(payload["document"])).daemons == [daemon]

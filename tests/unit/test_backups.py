@@ -8,9 +8,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from lvsadmin.agent.capture import backup_payload
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups import services as backups
-from lvsadmin.backups.capture import backup_payload
 from lvsadmin.backups.models import Backup, MissedBackup
 from lvsadmin.core import services
 from lvsadmin.core.models import Cluster

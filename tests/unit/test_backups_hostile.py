@@ -21,10 +21,10 @@ from django.utils import timezone
 from django.utils.html import escape
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from lvsadmin.agent.capture import backup_payload
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups import limits
 from lvsadmin.backups import services as backups
-from lvsadmin.backups.capture import backup_payload
 from lvsadmin.backups.models import Backup, BackupPolicy
 from lvsadmin.core.selectors import desired_table
 from tests.unit.conftest_web import *  # noqa: F403

@@ -49,8 +49,8 @@ def objects(web, viewer):
 
 
 def _backup_of(balancer):
+    from lvsadmin.agent.capture import backup_payload
     from lvsadmin.audit.log import Actor
-    from lvsadmin.backups.capture import backup_payload
     from lvsadmin.backups.services import store_backup
     from lvsadmin.core.selectors import desired_table
 

@@ -277,10 +277,10 @@ def test_the_balancer_page_shows_facts_status_drift_and_paginated_reports(web, v
 
 
 def test_the_dashboard_shows_when_the_last_backup_was_taken(web, actor, viewer_client):
-    from lvsadmin.backups.capture import make_document
     from lvsadmin.backups.services import store_backup
     from lvsadmin.core.selectors import desired_table
     from lvsadmin.ipvs import rules
+    from lvsadmin.ipvs.backup import make_document
 
     table = desired_table(web["cluster"])
     when = timezone.now().replace(microsecond=0) - timedelta(hours=2)

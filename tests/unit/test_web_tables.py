@@ -220,8 +220,8 @@ def test_a_console_command_the_kernel_would_refuse_names_its_line(web, operator_
 
 
 def test_without_a_heartbeat_table_the_plan_uses_the_newest_backup(web, actor, operator_client):
-    from lvsadmin.backups.capture import make_document
     from lvsadmin.backups.services import store_backup
+    from lvsadmin.ipvs.backup import make_document
 
     table = desired_table(web["cluster"])
     table.services = table.services[:1]  # the backup has only the http service
