@@ -310,5 +310,3 @@ class Socket:
     def _do(self, cmd: int, attrs: bytes, svc=None, dest=None, what=""):
         return self._transact(self.family, cmd, attrs,
                               errfn=lambda err, kmsg: make_error(cmd, err, svc, dest, what, kmsg))
-
-    # -- services and destinations, one at a time --

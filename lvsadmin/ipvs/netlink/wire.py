@@ -11,6 +11,8 @@ Packing uses one precompiled Struct per message shape. A service or real server'
 always lays out the same way, is decoded with one unpack (its attribute headers checked against the expected
 ones), with an attribute walker as fallback. Address spellings and decoded service settings are cached: a
 long-running agent sees the same ones again.
+
+Names with a leading underscore here are the netlink package's own (its other modules share them), not an API.
 """
 
 from __future__ import annotations
