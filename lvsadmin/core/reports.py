@@ -111,28 +111,9 @@ def record_report(message: dict) -> ApplyReport | None:
         if moved:
             balancer.applied_revision = revision
 
-    fields = {"last_seen": now}
+    fields = {"last_seen": now, **_status_after(report, outcome, balancer, cluster, now)}
     if report.facts:
         fields["facts"] = {**(balancer.facts or {}), **report.facts}
-    if outcome == ApplyReport.Outcome.STALE:
-        pass  # says nothing about the current state
-    elif errors or outcome == ApplyReport.Outcome.ERROR:
-        fields["status"] = Balancer.Status.ERROR
-        fields["status_detail"] = (f"revision {revision}: {len(errors)} error(s): {_describe_errors(errors)}"
-                                   if errors else f"revision {revision} failed")
-    elif report.remaining:
-        fields["status"] = Balancer.Status.DRIFT
-        fields["status_detail"] = (f"revision {revision} applied but the kernel still differs: "
-                                   f"{describe_drift(report.remaining)}")
-    else:
-        status, detail = _settled_status(balancer, cluster)
-        if drift:
-            detail += f"; drift repaired at {now:%Y-%m-%d %H:%M:%S} UTC: {describe_drift(drift)}"
-        if report.pending_drains:
-            detail += f"; {len(report.pending_drains)} real server(s) draining"
-        if report.unowned:
-            detail += f"; {len(report.unowned)} service(s) in the kernel not managed by this cluster"
-        fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
     if outcome != ApplyReport.Outcome.STALE:
         _keep_reported_table(balancer, report, now)
@@ -161,6 +142,29 @@ def record_report(message: dict) -> ApplyReport | None:
                       "applied": applied, "errors": len(errors), "report": stored.pk,
                       "operations": [str(op) for op in report.operations[:50]]})
     return stored
+
+
+def _status_after(report: Report, outcome: str, balancer: Balancer, cluster: Cluster, now) -> dict:
+    """The balancer's status and its detail after this report (nothing, for a stale one)."""
+    revision, errors, drift = report.revision, report.errors, report.drift
+    if outcome == ApplyReport.Outcome.STALE:
+        return {}  # says nothing about the current state
+    if errors or outcome == ApplyReport.Outcome.ERROR:
+        return {"status": Balancer.Status.ERROR,
+                "status_detail": (f"revision {revision}: {len(errors)} error(s): {_describe_errors(errors)}"
+                                  if errors else f"revision {revision} failed")}
+    if report.remaining:
+        return {"status": Balancer.Status.DRIFT,
+                "status_detail": (f"revision {revision} applied but the kernel still differs: "
+                                  f"{describe_drift(report.remaining)}")}
+    status, detail = _settled_status(balancer, cluster)
+    if drift:
+        detail += f"; drift repaired at {now:%Y-%m-%d %H:%M:%S} UTC: {describe_drift(drift)}"
+    if report.pending_drains:
+        detail += f"; {len(report.pending_drains)} real server(s) draining"
+    if report.unowned:
+        detail += f"; {len(report.unowned)} service(s) in the kernel not managed by this cluster"
+    return {"status": status, "status_detail": detail}
 
 
 def _store_report(balancer: Balancer, report: Report, outcome: str, now) -> ApplyReport:
