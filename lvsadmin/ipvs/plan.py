@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from .model import FWMARK, IPV4_HOST_MASK, Destination, Service, Table, normalise_address
+from .rules import Command, format_command
 
 # Protocols whose real servers are removed at once rather than drained (no connection to wait for).
 REMOVE_AT_ONCE = ("udp", "sctp")
@@ -127,14 +128,17 @@ def _dest_text(dest: Destination) -> str:
 
 # --- as ipvsadm command lines --------------------------------------------------------------------------
 
-_FORWARD_SWITCH = {"masq": "-m", "tunnel": "-i", "route": "-g"}  # anything else (the kernel's "local"): -g
-_SCHED_FLAG_NAMES = {
-    "sh": (("sh-fallback", 1), ("sh-port", 2)),
-    "mh": (("mh-fallback", 1), ("mh-port", 2)),
-}
-_GENERIC_SCHED_FLAGS = (("flag-1", 1), ("flag-2", 2), ("flag-3", 4))
-_TUN_CSUM = ("nocsum", "csum", "remcsum")
 _KIND_ALIASES = {"del_service": "delete_service", "del_dest": "delete_dest"}
+_COMMAND_KINDS = {  # an operation's kind -> the ipvsadm editing command that does it
+    "add_service": "add-service",
+    "edit_service": "edit-service",
+    "delete_service": "delete-service",
+    "add_dest": "add-server",
+    "edit_dest": "edit-server",
+    "drain_dest": "edit-server",
+    "delete_dest": "delete-server",
+    "set_timeouts": "set",
+}
 
 
 def hostport(address: str, port: int) -> str:
@@ -150,73 +154,25 @@ def service_args(svc: Service) -> str:
     return f"{flag} {hostport(svc.address, svc.port)}"
 
 
-def _service_options(svc: Service) -> str:
-    text = f" -s {svc.scheduler}"
-    if svc.persistent:
-        text += f" -p {svc.timeout}"
-        if _family(svc) == 6:
-            if svc.netmask != 128:
-                text += f" -M {svc.netmask}"
-        elif svc.netmask & IPV4_HOST_MASK != IPV4_HOST_MASK:
-            text += f" -M {socket.inet_ntoa((svc.netmask & IPV4_HOST_MASK).to_bytes(4, 'big'))}"
-    if svc.pe_name:
-        text += f" --pe {svc.pe_name}"
-    if svc.one_packet:
-        text += " -o"
-    if svc.sched_flags & 7:
-        names = _SCHED_FLAG_NAMES.get(svc.scheduler, _GENERIC_SCHED_FLAGS)
-        text += " -b " + ",".join(name for name, bit in names if svc.sched_flags & bit)
-    return text
-
-
-def _dest_options(dest: Destination) -> str:
-    text = f" {_FORWARD_SWITCH.get(dest.forward, '-g')} -w {dest.weight}"
-    if dest.forward == "tunnel":
-        csum = dest.tun_csum if dest.tun_csum in _TUN_CSUM else "nocsum"
-        if dest.tun_type == "gre":
-            text += f" --tun-type gre --tun-{csum}"
-        elif dest.tun_type == "gue":
-            text += f" --tun-type gue --tun-port {dest.tun_port} --tun-{csum}"
-        elif dest.tun_type == "ipip":
-            text += " --tun-type ipip"
-    if dest.upper_threshold:
-        text += f" -x {dest.upper_threshold}"
-    if dest.lower_threshold:
-        text += f" -y {dest.lower_threshold}"
-    return text
-
-
 def command_line(op) -> str:
     """An operation as the ipvsadm command line that does it (without the program name), for operators to read:
     the plan page, the agent's reports and the audit.
 
-    The options are spelled and ordered as ``ipvsadm -S`` prints them (``rules.format_command``), plus the
-    thresholds (``-x``/``-y``), which ``-S`` leaves out; ``-E`` and ``-e`` carry every option, since ipvsadm
-    resets those not given.  A drain is the ``-e`` that sets weight 0, marked ``  # drain`` (a shell comment).
-    Besides the operations of this module it takes any object with ``kind`` ``set-timeouts`` and ``timeouts``
-    (``--set``), and kinds spelled with hyphens or ``del_`` for ``delete_``.
+    Printed by ``rules.format_command``, the one printer of ipvsadm command lines: the options spelled and
+    ordered as ``ipvsadm -S`` prints them, plus the thresholds (``-x``/``-y``), which ``-S`` leaves out; ``-E``
+    and ``-e`` carry every option, since ipvsadm resets those not given.  A drain is the ``-e`` that sets
+    weight 0, marked ``  # drain`` (a shell comment).  Besides the operations of this module it takes any object
+    with ``kind`` ``set-timeouts`` and ``timeouts`` (``--set``), and kinds spelled with hyphens or ``del_`` for
+    ``delete_``.
     """
     kind = op.kind.replace("-", "_")
     kind = _KIND_ALIASES.get(kind, kind)
+    if kind not in _COMMAND_KINDS:
+        return str(op)  # not an operation ipvsadm has a command for
     if kind == "set_timeouts":
-        t = op.timeouts
-        return f"--set {t.tcp} {t.tcpfin} {t.udp}"
-    svc = op.service
-    if kind == "add_service":
-        return f"-A {service_args(svc)}{_service_options(svc)}"
-    if kind == "edit_service":
-        return f"-E {service_args(svc)}{_service_options(svc)}"
-    if kind == "delete_service":
-        return f"-D {service_args(svc)}"
-    dest = op.dest
-    target = f"{service_args(svc)} -r {hostport(dest.address, dest.port)}"
-    if kind == "delete_dest":
-        return f"-d {target}"
-    if kind == "add_dest":
-        return f"-a {target}{_dest_options(dest)}"
-    if kind in ("edit_dest", "drain_dest"):
-        return f"-e {target}{_dest_options(dest)}" + ("  # drain" if kind == "drain_dest" else "")
-    return str(op)  # not an operation ipvsadm has a command for
+        return format_command(Command("set", timeouts=op.timeouts))
+    cmd = Command(_COMMAND_KINDS[kind], service=op.service, destination=getattr(op, "dest", None))
+    return format_command(cmd) + ("  # drain" if kind == "drain_dest" else "")
 
 
 # --- normalisation -------------------------------------------------------------------------------
