@@ -445,6 +445,7 @@ open("/tmp/nlclient.py", "w").write('''
 import socket
 for i in range(40):
     c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind(("198.18.100.2", 40000 + i))  # one source port each: 40 connections, never two on a reused port
     c.sendto(b"x" * (100 + i), ("198.18.7.1", 7777))
     c.close()
 ''')
