@@ -1,10 +1,10 @@
 """The hostile inputs issue 9 reported, sent through the same harness: each one is a 4xx that says why and
 writes nothing, or a success after which every page still renders and the cluster's export imports back.
 
-They show that the net catches the class: each of these failed here when it was written (the zone ids with a
-500 on the cluster's `-Ln` page, keep_days with a 500 on the next backup upload, 2^63 with an OverflowError on
-SQLite, the 31-day-and-one-second persistence timeout with an export that does not import back; the NUL byte
-and the long user name on PostgreSQL only), and pass once the owners of those parts have fixed them.
+They show that the net catches the class: most failed here when it was written (the zone id with a 500 on the
+cluster's `-Ln` page, keep_days with a 500 on the next backup upload, 2^63 with an OverflowError on SQLite and
+10^12 on PostgreSQL, the 31-day-and-one-second persistence timeout with an export that does not import back),
+and pass once the owners of those parts fixed them. The NUL byte and the sign-in cases are kept as reported.
 """
 
 from __future__ import annotations
