@@ -252,7 +252,7 @@ def test_the_periodic_jobs_are_made_once(db, settings):
 def test_the_kernel_table_a_report_carries_is_what_the_plan_compares_with(balancer, edited):
     from lvsadmin.core.selectors import desired_table
     from lvsadmin.ipvs import codec
-    from lvsadmin.web.kernel import cluster_plan
+    from lvsadmin.web.plan_preview import cluster_plan
 
     kernel = desired_table(edited)
     kernel.services[0].destinations[0].weight = 7  # the kernel differs from the desired state by one weight

@@ -14,7 +14,7 @@ from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import rules
 
-from .. import kernel, live
+from .. import live, plan_preview
 from ..forms import ApplyForm, TableTextForm
 from ..pages import redirect, render_page
 from ..roles import OPERATOR, policy
@@ -39,7 +39,7 @@ def plan(request, name):
         else:
             reviewed = form.cleaned_data["revision"]
             # The second confirmation is checked against the plan the operator reviewed, computed again here.
-            computed = kernel.cluster_plan(cluster)
+            computed = plan_preview.cluster_plan(cluster)
             if reviewed == computed.revision and computed.large and not form.cleaned_data["confirm_large"]:
                 status = 422
                 error = ("This plan removes many services or real servers: tick the confirmation to apply it.")
@@ -57,12 +57,12 @@ def plan(request, name):
                     return redirect(request, reverse("plan", args=[cluster.name]))
     cluster.refresh_from_db()
     show_all = request.GET.get("all") == "1"
-    the_plan = kernel.cluster_plan(cluster, limit=None if show_all else kernel.PLAN_LINES_SHOWN)
+    the_plan = plan_preview.cluster_plan(cluster, limit=None if show_all else plan_preview.PLAN_LINES_SHOWN)
     if status != 422:
         form = ApplyForm(initial={"revision": the_plan.revision})
     context = {"cluster": cluster, "plan": the_plan, "form": form, "error": error, "stale": stale,
                "show_all": show_all,
-               "thresholds": (kernel.LARGE_REMOVAL_SERVICES, int(kernel.LARGE_REMOVAL_SHARE * 100))}
+               "thresholds": (plan_preview.LARGE_REMOVAL_SERVICES, int(plan_preview.LARGE_REMOVAL_SHARE * 100))}
     return render_page(request, "web/plan.html", context, status=status, fragments=("plan",))
 
 
@@ -87,11 +87,11 @@ def cluster_list(request, name):
 @policy()
 def balancer_list(request, name):
     balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
-    reported = kernel.reported_table(balancer)
+    reported = plan_preview.reported_table(balancer)
     mode = request.GET.get("show", "") if request.GET.get("show", "") in LIST_MODES else ""
     text = ""
     if reported:
-        table = kernel.with_counters(reported.table, balancer) if mode in ("stats", "rate") else reported.table
+        table = plan_preview.with_counters(reported.table, balancer) if mode in ("stats", "rate") else reported.table
         text = rules.format_list(table, mode=LIST_MODES[mode])
     balancer.effective_status = live.effective_status(balancer, balancer.cluster.desired_revision)
     context = {"cluster": balancer.cluster, "balancer": balancer, "reported": reported, "text": text,

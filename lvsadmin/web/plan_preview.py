@@ -1,9 +1,13 @@
-"""The balancers' kernel tables as last reported, and the plan: what applying would change on each balancer.
+"""The plan preview: what applying the cluster's desired state would change on each balancer, computed with
+`ipvs.plan.diff` against the kernel table the balancer last reported, as the lines the plan page shows.
 
-Where the last reported table comes from (newest first):
-- `Balancer.facts["table"]`: a codec dict, when the agent includes its dumped table in its facts;
-- the balancer's newest Backup (`lvsadmin.backups`): the kernel table as it was when it was taken.
-When neither exists the page says so and the plan assumes an empty table.
+Where a balancer's last reported table comes from (the first that exists):
+- its `ReportedTable`: the table its agent sent with its last apply report;
+- `Balancer.facts["table"]`: a codec dict in its facts (no agent sends one today; kept for tables put there
+  by hand, as the tests do);
+- its newest Backup (`lvsadmin.backups`): the kernel table as it was when the backup was taken.
+When none exists the page says so and the plan assumes an empty table. Also here: a reported table with the
+balancer's latest counters, for the `--stats` and `--rate` listings.
 """
 
 from __future__ import annotations
