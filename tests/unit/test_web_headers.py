@@ -107,3 +107,19 @@ def test_a_bad_trusted_proxy_setting_is_refused_naming_the_entry():
 
     with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES: 'not-an-address' is not an address"):
         trusted_proxies()
+
+
+def vary(response) -> set[str]:
+    return {name.strip().lower() for name in response.get("Vary", "").split(",") if name.strip()}
+
+
+def test_a_page_and_its_htmx_fragment_say_that_they_vary_by_the_htmx_headers(web, admin):
+    for client, url in pages(web, admin)[1:]:
+        if url != "/password/":  # Django's own view: the same response either way
+            assert "hx-request" in vary(client.get(url)), url
+    client = Client()
+    client.force_login(admin)
+    page = client.get("/clusters/web/")
+    fragment = client.get("/clusters/web/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="counters")
+    assert "<html" in page.content.decode() and "<html" not in fragment.content.decode()
+    assert {"hx-request", "hx-target"} <= vary(page) and {"hx-request", "hx-target"} <= vary(fragment)

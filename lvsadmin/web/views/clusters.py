@@ -72,13 +72,14 @@ def cluster_detail(request, name):
     counters = table.counters()
     context = {"cluster": cluster, "form": form, "table": table, "counters": counters,
                "totals": live.cluster_totals(counters), "oob": False}
-    fragment = fragment_name(request, ("services", "counters"))
+    fragments = ("services", "counters")
+    fragment = fragment_name(request, fragments)
     if fragment == "counters":
         context["oob"] = True
     else:
         balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
         context["balancers"] = _with_status(balancers, {cluster.pk: cluster})
-    return render_page(request, "web/cluster.html", context, fragment=fragment)
+    return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment)
 
 
 @policy(read=ADMIN, write=ADMIN)
