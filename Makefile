@@ -13,5 +13,6 @@ test-unit:      ## the fast tier only
 bench:          ## benchmarks: the agent in the IPVS VM against ipvsadm, the pages small vs large
 	scripts/bench
 
-lint:
+lint:           ## ruff, and the layers of DESIGN.md §8 as import-linter contracts (pyproject.toml)
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache --no-logo
