@@ -1,0 +1,52 @@
+"""The layers of DESIGN.md §8, checked where they matter: in a fresh interpreter, after importing every module of
+a layer, no module of a layer above it is loaded.
+
+import-linter (pyproject.toml, run by `make lint` and scripts/test) checks the same rules on the source; these
+check the running process, where an import made at run time, through a string or a plugin, would show too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Import every module of the package `name`, then print the loaded modules that start with one of `forbidden`.
+PROBE = """
+import importlib, pkgutil, sys
+package = importlib.import_module({name!r})
+for info in pkgutil.walk_packages(getattr(package, "__path__", []), package.__name__ + "."):
+    importlib.import_module(info.name)
+bad = sorted(m for m in sys.modules if m.startswith({forbidden!r}) and not m.startswith({allowed!r}))
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+
+# kombu's JSON looks for django.utils.functional when Django is installed; nothing else of Django may load:
+# no settings, no apps, no ORM, no database driver.
+AGENT_FORBIDDEN = ("django.db", "django.conf", "django.apps", "django_celery_beat", "lvsadmin.core",
+                   "lvsadmin.settings", "lvsadmin.audit", "lvsadmin.web", "lvsadmin.backups", "psycopg", "sqlite3",
+                   "dj_database_url")
+
+
+def loaded_above(name: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    code = PROBE.format(name=name, forbidden=forbidden, allowed=allowed)
+    env = {"PATH": "/usr/bin:/bin", "LVSADMIN_BALANCER": "x", "LVSADMIN_AGENT_BACKEND": "memory"}
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_agent_imports_no_django_no_orm_and_nothing_of_the_panel():
+    result = loaded_above("lvsadmin.agent", AGENT_FORBIDDEN)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("name", "allowed"), [("lvsadmin.ipvs", ("lvsadmin.ipvs",)),
+                                               ("lvsadmin.protocol", ("lvsadmin.protocol", "lvsadmin.ipvs"))])
+def test_plain_ipvs_and_the_protocol_import_no_django_no_celery_and_nothing_of_the_project_above_them(name, allowed):
+    result = loaded_above(name, ("django", "celery", "lvsadmin."), allowed)
+    assert result.returncode == 0, result.stdout + result.stderr
