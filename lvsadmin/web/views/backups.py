@@ -24,7 +24,7 @@ from ..backup_diff import table_diff
 from ..forms_backups import RestoreForm, ScheduleForm, UploadBackupForm
 from ..pages import redirect, render_page
 from ..roles import ADMIN, OPERATOR, policy
-from .common import actor, confirm_delete, form_round_trip
+from .common import actor, confirm_delete, form_round_trip, review_round_trip
 
 PER_PAGE = 25
 CHOICES_SHOWN = 200  # backups offered in the diff pickers
@@ -170,40 +170,24 @@ def backup_restore(request, pk):
         table = backups.verified_table(backup)
     except backups.CorruptBackup as exc:
         return _corrupt(request, backup, exc, "restore")
-    form = RestoreForm(request.POST or None)
-    status, error, stale = 200, "", None
-    if request.method == "POST":
-        if not form.is_valid():
-            status, error = 422, "The preview's revision is missing: reload this page and confirm again."
-        elif form.cleaned_data["revision"] != cluster.desired_revision:
-            status, stale = 409, (form.cleaned_data["revision"], cluster.desired_revision)
-        else:
-            try:
-                changes = backups.restore_backup(actor(request), backup, apply=True,
-                                                 comment=form.cleaned_data.get("comment") or "",
-                                                 reviewed_revision=form.cleaned_data["revision"])
-            except services.StalePlan as exc:
-                status, stale = 409, (exc.reviewed, exc.current)
-            except backups.CorruptBackup as exc:
-                return _corrupt(request, backup, exc, "restore")
-            except ValidationError as exc:
-                status, error = 422, " ".join(exc.messages)
-            else:
-                messages.success(request, f"Restored backup {backup.pk} of {backup.balancer.name}: "
-                                          f"{changes.summary()} (revision {changes.revision}), sent to the "
-                                          f"balancers after a fresh backup of each.")
-                return redirect(request, reverse("plan", args=[cluster.name]))
-    cluster.refresh_from_db()
-    try:
-        changes = services.preview_table(cluster, table)
-    except ValidationError as exc:
-        changes, error, status = None, " ".join(exc.messages), 422
-    if status != 422 or form.is_valid():
-        form = RestoreForm(initial={"revision": cluster.desired_revision})
-    context = {"backup": backup, "balancer": backup.balancer, "cluster": cluster, "changes": changes,
-               "form": form, "error": error, "stale": stale,
+
+    def restore(data, shown):
+        changes = backups.restore_backup(actor(request), backup, apply=True, comment=data.get("comment") or "",
+                                         reviewed_revision=data["revision"])
+        messages.success(request, f"Restored backup {backup.pk} of {backup.balancer.name}: {changes.summary()} "
+                                  f"(revision {changes.revision}), sent to the balancers after a fresh backup of each.")
+
+    context = {"backup": backup, "balancer": backup.balancer, "cluster": cluster, "changes": None,
                "balancers": list(cluster.balancers.order_by("name").values_list("name", flat=True))}
-    return render_page(request, "web/backup_restore.html", context, status=status)
+    try:
+        return review_round_trip(
+            request, cluster, RestoreForm(request.POST or None), commit=restore, confirm=request.method == "POST",
+            preview=lambda data: {"changes": services.preview_table(cluster, table)},
+            initial=lambda data: {"revision": cluster.desired_revision}, template="web/backup_restore.html",
+            context=context, success_url=reverse("plan", args=[cluster.name]),
+            missing="The preview's revision is missing: reload this page and confirm again.")
+    except backups.CorruptBackup as exc:
+        return _corrupt(request, backup, exc, "restore")
 
 
 # --- upload ----------------------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""What the views share: the edit-form round trip and the delete confirmation."""
+"""What the views share: the edit-form round trip, the delete confirmation, and the review of a change to a
+cluster's table (preview, confirm at the revision previewed, 409 when it moved on)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 
 from lvsadmin.audit.log import Actor
+from lvsadmin.core.models import Cluster
+from lvsadmin.core.services import StalePlan
 from lvsadmin.core.versions import StaleEdit, shown
 
 from ..forms import bind_errors
@@ -74,3 +78,66 @@ def confirm_delete(request, *, obj_label: str, consequences: list[str], delete: 
     context = {"obj_label": obj_label, "consequences": consequences, "cancel_url": cancel_url, "error": error,
                "version": version, "can_delete": not blocked}
     return render_page(request, "web/confirm_delete.html", context, status=409 if error else 200)
+
+
+@dataclass
+class Review:
+    """How a confirmation went, for the page that shows the preview again."""
+
+    status: int = 200
+    error: str = ""  # why it was refused (422), when not next to a field
+    stale: StalePlan | None = None  # 409: the revision reviewed and the cluster's now
+
+
+def review_round_trip(request, cluster: Cluster, form, *, preview: Callable[[dict | None], dict],
+                      commit: Callable[[dict, dict], object], confirm: bool, initial: Callable[[dict | None], dict],
+                      template: str, context: dict, success_url: str, missing: str = "",
+                      refusals_on: str | None = None, fragments: tuple[str, ...] = ()):
+    """A change to the cluster's table, reviewed before it is made: the plan, an import, the console, a restore.
+
+    `preview(data)` is what the page shows, computed on the cluster as it is now (`data`: the form's cleaned data;
+    None on a GET or when the form is refused). A POST that confirms calls `commit(data, shown)`, which writes
+    through the service layer and says what it did (a message); the service compares the revision reviewed
+    with the cluster's under its row lock and raises StalePlan when it moved on: a 409, with the preview
+    computed anew at the new revision, to confirm again. A ValidationError (from the preview or the commit) is
+    a 422 saying why, next to the field `refusals_on` or as `error`; a form refused as sent (no revision) says
+    `missing`. The context has the preview, `revision` (the cluster's, that the preview was computed at),
+    `error` and `stale`; the page's form is a fresh one on `initial(data)` (which carries that revision),
+    except a form with errors, shown as it was sent.
+    """
+    posted = request.method == "POST"
+    data = dict(form.cleaned_data) if posted and form.is_valid() else None
+    review = Review(422, missing) if posted and data is None else Review()
+
+    def refuse(exc: ValidationError):
+        message = " ".join(exc.messages)
+        if refusals_on:
+            form.add_error(refusals_on, message)
+        else:
+            review.status, review.error = 422, message
+
+    def show() -> dict:
+        try:
+            return preview(data)
+        except ValidationError as exc:
+            refuse(exc)
+            return {}
+
+    showing = show()
+    if confirm and data is not None and review.status == 200 and not form.errors:
+        try:
+            commit(data, showing)
+        except StalePlan as exc:
+            review.status, review.stale = 409, exc
+            cluster.refresh_from_db()
+            showing = show()
+        except ValidationError as exc:
+            refuse(exc)
+        else:
+            return redirect(request, success_url)
+    if not form.errors:
+        form = type(form)(initial=initial(data))
+    context = dict(context, **showing, form=form, revision=cluster.desired_revision, error=review.error,
+                   stale=review.stale)
+    return render_page(request, template, context, status=422 if form.errors else review.status,
+                       fragments=fragments)

@@ -16,9 +16,9 @@ from lvsadmin.ipvs import rules
 
 from .. import live, plan_preview
 from ..forms import ApplyForm, TableTextForm
-from ..pages import redirect, render_page
+from ..pages import render_page
 from ..roles import OPERATOR, policy
-from .common import actor
+from .common import actor, review_round_trip
 
 
 def _cluster(name) -> Cluster:
@@ -31,39 +31,31 @@ def _cluster(name) -> Cluster:
 @policy(write=OPERATOR)
 def plan(request, name):
     cluster = _cluster(name)
-    form = ApplyForm(request.POST or None)
-    status, error, stale = 200, "", None
-    if request.method == "POST":
-        if not form.is_valid():
-            status, error = 422, "The plan's revision is missing: reload the plan and apply again."
-        else:
-            reviewed = form.cleaned_data["revision"]
-            # The second confirmation is checked against the plan the operator reviewed, computed again here.
-            computed = plan_preview.cluster_plan(cluster)
-            if reviewed == computed.revision and computed.large and not form.cleaned_data["confirm_large"]:
-                status = 422
-                error = ("This plan removes many services or real servers: tick the confirmation to apply it.")
-                form.add_error("confirm_large", "confirm that you mean to remove this much")
-            else:
-                try:
-                    revision = services.apply_cluster(actor(request), cluster, reviewed_revision=reviewed,
-                                                      comment=form.cleaned_data.get("comment") or "")
-                except services.StalePlan as exc:
-                    status, stale = 409, exc
-                else:
-                    n = cluster.balancers.count()
-                    messages.success(request, f"Apply of revision {revision} sent to {n} balancer"
-                                              f"{'' if n == 1 else 's'}; their status follows as they report.")
-                    return redirect(request, reverse("plan", args=[cluster.name]))
-    cluster.refresh_from_db()
     show_all = request.GET.get("all") == "1"
-    the_plan = plan_preview.cluster_plan(cluster, limit=None if show_all else plan_preview.PLAN_LINES_SHOWN)
-    if status != 422:
-        form = ApplyForm(initial={"revision": the_plan.revision})
-    context = {"cluster": cluster, "plan": the_plan, "form": form, "error": error, "stale": stale,
-               "show_all": show_all,
-               "thresholds": (plan_preview.LARGE_REMOVAL_SERVICES, int(plan_preview.LARGE_REMOVAL_SHARE * 100))}
-    return render_page(request, "web/plan.html", context, status=status, fragments=("plan",))
+    form = ApplyForm(request.POST or None)
+
+    def preview(data):
+        limit = None if show_all else plan_preview.PLAN_LINES_SHOWN
+        return {"plan": plan_preview.cluster_plan(cluster, limit=limit)}
+
+    def apply(data, shown):
+        # The second confirmation is checked against the plan the operator reviewed, computed again here.
+        if data["revision"] == shown["plan"].revision and shown["plan"].large and not data["confirm_large"]:
+            form.add_error("confirm_large", "confirm that you mean to remove this much")
+            raise ValidationError("This plan removes many services or real servers: tick the confirmation to apply it.")
+        revision = services.apply_cluster(actor(request), cluster, reviewed_revision=data["revision"],
+                                          comment=data.get("comment") or "")
+        n = cluster.balancers.count()
+        messages.success(request, f"Apply of revision {revision} sent to {n} balancer{'' if n == 1 else 's'}; "
+                                  "their status follows as they report.")
+
+    thresholds = (plan_preview.LARGE_REMOVAL_SERVICES, int(plan_preview.LARGE_REMOVAL_SHARE * 100))
+    return review_round_trip(
+        request, cluster, form, preview=preview, commit=apply, confirm=request.method == "POST",
+        initial=lambda data: {"revision": cluster.desired_revision}, template="web/plan.html",
+        context={"cluster": cluster, "show_all": show_all, "thresholds": thresholds}, fragments=("plan",),
+        success_url=reverse("plan", args=[cluster.name]),
+        missing="The plan's revision is missing: reload the plan and apply again.")
 
 
 # --- listings -------------------------------------------------------------------------------------------
@@ -115,46 +107,33 @@ def export_table(request, name):
 
 def _preview_or_commit(request, cluster, form, build_table, *, action: str, template: str):
     """POST with `step=preview`: parse, show the change. POST with `step=commit`: write it (audited)."""
-    context = {"cluster": cluster, "form": form, "changes": None, "revision": cluster.desired_revision}
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        text = form.cleaned_data["text"]
+
+    def preview(data):
+        if data is None:
+            return {}
         try:
-            table = build_table(text)
-            changes = services.preview_table(cluster, table)
+            table = build_table(data["text"])
         except rules.ParseError as exc:
-            form.add_error("text", str(exc))
-        except ValidationError as exc:
-            form.add_error("text", " ".join(exc.messages))
+            raise ValidationError(str(exc)) from None
+        return {"table": table, "text": data["text"], "changes": services.preview_table(cluster, table)}
+
+    def commit(data, shown):
+        # No revision is refused too: the commit could not say what its author reviewed.
+        done = services.replace_table_reviewed(actor(request), cluster, shown["table"], data.get("revision"),
+                                               action=action, source=data["text"])
+        if done:
+            messages.success(request, f"{action.capitalize()}: {done.summary()} (revision {done.revision}). "
+                                      "Review the plan to apply it.")
         else:
-            if request.POST.get("step") == "commit":
-                try:
-                    # No revision is refused too: the commit could not say what its author reviewed.
-                    done = services.replace_table_reviewed(actor(request), cluster, table,
-                                                           form.cleaned_data.get("revision"), action=action,
-                                                           source=text)
-                except services.StalePlan as exc:
-                    status = 409
-                    context["stale"] = exc
-                    cluster.refresh_from_db()
-                    changes = services.preview_table(cluster, table)
-                except ValidationError as exc:
-                    form.add_error("text", " ".join(exc.messages))
-                else:
-                    if done:
-                        messages.success(request, f"{action.capitalize()}: {done.summary()} (revision "
-                                                  f"{done.revision}). Review the plan to apply it.")
-                    else:
-                        messages.info(request, "Nothing to change: the desired state already matches.")
-                    return redirect(request, reverse("plan", args=[cluster.name]))
-            context.update(changes=changes, text=text, revision=cluster.desired_revision)
-            if not form.errors:
-                # What was previewed (pasted or uploaded) goes back in the text box, to be confirmed as it is.
-                form = type(form)(initial={"text": text})
-                context["form"] = form
-    if form.errors:
-        status = 422
-    return render_page(request, template, context, status=status, fragments=("result",))
+            messages.info(request, "Nothing to change: the desired state already matches.")
+
+    # What was previewed (pasted or uploaded) goes back in the text box, to be confirmed as it is.
+    return review_round_trip(
+        request, cluster, form, preview=preview, commit=commit,
+        confirm=request.method == "POST" and request.POST.get("step") == "commit",
+        initial=lambda data: {"text": data["text"]} if data else {}, refusals_on="text", template=template,
+        context={"cluster": cluster, "changes": None}, fragments=("result",),
+        success_url=reverse("plan", args=[cluster.name]))
 
 
 @policy(read=OPERATOR, write=OPERATOR)
