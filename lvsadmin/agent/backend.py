@@ -4,7 +4,7 @@ The agent codes against `Backend` only. Two classes implement it: `NetlinkBacken
 of `lvsadmin.ipvs.netlink` (the kernel of this host), and `lvsadmin.agent.kernel.MemoryBackend`, a fake kernel
 for the host integration tests. `lvsadmin.agent.kernel.make_backend` picks one.
 
-Operations are `lvsadmin.ipvs.plan.Operation`s and `lvsadmin.agent.planning.SetTimeouts`, applied in the order
+Operations are `lvsadmin.ipvs.plan.Operation`s (`SetTimeouts` among them), applied in the order
 given. A backend is not thread-safe (a netlink socket is not): the agent makes one per thread.
 """
 

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from lvsadmin.ipvs import codec
-from lvsadmin.ipvs.model import Table
+from lvsadmin.ipvs.model import Table, key_text
+from lvsadmin.ipvs.plan import SetTimeouts, service_key
 from lvsadmin.protocol import (
     BACKUP_RESULT_TASK,
     DELIVERY_KEYS,
@@ -178,7 +179,7 @@ class Agent:
         """
         ops = list(self.backend.diff(desired, owned=owned, only=only))
         if desired.timeouts is not None and self.backend.timeouts() != desired.timeouts:
-            ops.insert(0, planning.SetTimeouts(desired.timeouts))
+            ops.insert(0, SetTimeouts(desired.timeouts))
         return ops
 
     def _daemon_ops(self, snapshot: dict) -> list:
@@ -332,11 +333,11 @@ class Agent:
         are compared in full, the others' configuration only, and those it did not read matched)."""
         if not run.partial:
             return planning.drift(self._applied_table(), run.actual)
-        wanted = {planning.service_key(s) for s in run.to_plan.services}
+        wanted = {service_key(s) for s in run.to_plan.services}
         return planning.drift(self._applied_table(), run.actual,
                               matched={k for k in self._desired_keys(desired) if k not in wanted},
                               config_only={k for s in run.actual.services
-                                           if (k := planning.service_key(s)) not in wanted})
+                                           if (k := service_key(s)) not in wanted})
 
     def _verify(self, run: Convergence, snapshot: dict, desired: Table) -> None:
         """Whether the kernel now holds the snapshot, and what it still lacks.
@@ -349,7 +350,7 @@ class Agent:
         run.as_desired = run.partial and not plan.operations and not plan.drains  # already as desired
         if plan.operations and not run.errors and not plan.drains:
             try:
-                touched = {planning.service_key(s) for s in run.to_plan.services} if run.partial else None
+                touched = {service_key(s) for s in run.to_plan.services} if run.partial else None
                 owned = True if snapshot.get("owns_whole_table") else self._previously_owned()
                 run.as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
             except Exception:
@@ -388,7 +389,7 @@ class Agent:
         elif run.after is not None:
             # What the agent owns from now on: the snapshot's services, and those it owned that are still
             # there (a delete that failed is retried next time). Drift is measured against this.
-            key = planning.service_key
+            key = service_key
             keys = {key(s) for s in desired.services} | (self._previously_owned()
                                                          & {key(s) for s in run.after.services})
             st.applied = codec.table_to_dict(planning.owned_table(run.after, keys))
@@ -403,12 +404,12 @@ class Agent:
 
     def _desired_keys(self, desired: Table) -> list:
         if self._desired_keys_cache is None or self._desired_keys_cache.table is not desired:
-            self._desired_keys_cache = KeysOf(desired, [planning.service_key(s) for s in desired.services])
+            self._desired_keys_cache = KeysOf(desired, [service_key(s) for s in desired.services])
         return self._desired_keys_cache.keys
 
     def _previously_owned(self) -> set:
         """The keys of the services this agent applied last (those a plan may delete when they leave)."""
-        return {planning.service_key(s) for s in self._applied_table().services} if self.state.applied else set()
+        return {service_key(s) for s in self._applied_table().services} if self.state.applied else set()
 
     def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
                 applied: int = 0, errors=(), drift=(), remaining=(), durations=None, info=None,
@@ -497,8 +498,8 @@ class Agent:
             facts = self.facts(table.info) if startup else self.facts()
             # Services in the kernel that this agent neither carries nor carried: someone else's.
             mine = self._owned_keys()
-            facts["unowned_services"] = [planning.key_text(planning.service_key(s)) for s in table.services
-                                         if planning.service_key(s) not in mine]
+            facts["unowned_services"] = [key_text(service_key(s)) for s in table.services
+                                         if service_key(s) not in mine]
             try:
                 facts["sync_daemons"] = [{"state": d.state, "interface": d.mcast_ifn, "syncid": d.syncid}
                                          for d in self.backend.daemons()]
@@ -510,7 +511,7 @@ class Agent:
         finally:
             if not busy:
                 self.lock.release()
-        samples = {planning.key_text(planning.service_key(svc)): facts_mod.service_sample(svc)
+        samples = {key_text(service_key(svc)): facts_mod.service_sample(svc)
                    for svc in table.services}
         if full:
             beat.samples, beat.keys = samples, list(samples)
@@ -528,7 +529,7 @@ class Agent:
         if cached is None or cached.applied is not st.applied or cached.snapshot is not st.snapshot:
             keys = self._previously_owned()
             if st.snapshot:
-                keys |= {planning.service_key(s) for s in self._desired_table(st.snapshot).services}
+                keys |= {service_key(s) for s in self._desired_table(st.snapshot).services}
             self._owned_cache = OwnedKeys(st.applied, st.snapshot, keys)
         return self._owned_cache.keys
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lvsadmin.ipvs.model import SyncDaemon
+from lvsadmin.ipvs.plan import START_DAEMON, STOP_DAEMON
 
 ROLES = ("master", "backup")
 
 
 @dataclass(frozen=True)
 class StartDaemon:
-    kind: ClassVar[str] = "start-daemon"
+    kind: ClassVar[str] = START_DAEMON
     daemon: SyncDaemon
 
     def __str__(self) -> str:
@@ -29,7 +30,7 @@ class StartDaemon:
 
 @dataclass(frozen=True)
 class StopDaemon:
-    kind: ClassVar[str] = "stop-daemon"
+    kind: ClassVar[str] = STOP_DAEMON
     state: str
 
     def __str__(self) -> str:

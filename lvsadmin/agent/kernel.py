@@ -5,7 +5,7 @@ The agent codes against the `Backend` protocol (`lvsadmin.agent.backend`), whose
 (optionally kept in a JSON file, so that it outlives an agent process) used only by the host integration tests
 of the control-side logic.
 
-Operations are `lvsadmin.ipvs.plan.Operation`s and `lvsadmin.agent.planning.SetTimeouts`, applied in the order
+Operations are `lvsadmin.ipvs.plan.Operation`s (`SetTimeouts` among them), applied in the order
 given.
 """
 
@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from lvsadmin.ipvs import codec
+from lvsadmin.ipvs import codec, plan
 from lvsadmin.ipvs.model import Info, Table, Timeouts
 
 from . import planning
@@ -62,8 +62,6 @@ class MemoryBackend:
     def diff(self, desired: Table, owned=None, drain=None, only=None) -> list:
         """As the netlink backend's one-pass diff (here plan.diff against the table); `only`: compare the
         destinations of these desired services only, taking the others as desired."""
-        from lvsadmin.ipvs import plan
-
         with self._lock:
             table = copy.deepcopy(self._load())
         if only is not None:
@@ -74,8 +72,6 @@ class MemoryBackend:
     def partial(self, desired: Table) -> tuple[Table, Table]:
         """As the netlink backend's partial(): the desired services the kernel lacks or holds otherwise, the
         kernel's version of those, and the services not desired (without their destinations)."""
-        from lvsadmin.ipvs import plan
-
         with self._lock:
             table = copy.deepcopy(self._load())
         have = {plan.service_key(s): s for s in table.services}
@@ -99,14 +95,12 @@ class MemoryBackend:
 
     def apply(self, operations: list) -> list[dict]:
         """Each operation as the kernel would run it (lvsadmin.ipvs.plan.apply_ops); failures don't stop the rest."""
-        from lvsadmin.ipvs import plan
-
         errors = []
         with self._lock:
             table = self._load()
             for op in operations:
                 try:
-                    if op.kind == "set-timeouts":
+                    if op.kind == plan.SET_TIMEOUTS:
                         table.timeouts = copy.copy(op.timeouts)
                     else:
                         table = plan.apply_ops(table, [op])

@@ -7,25 +7,21 @@ Pure functions, no I/O. On top of the shared planner the agent decides:
   cluster owns the whole table.
 - draining: a real server that left the snapshot is set to weight 0 and deleted once it has no connections
   or the cluster's drain timeout has passed (UDP and SCTP at once); the agent remembers when each drain began.
-- timeouts: the cluster's tcp/tcpfin/udp timeouts (`SetTimeouts`).
+- timeouts: the cluster's tcp/tcpfin/udp timeouts (`lvsadmin.ipvs.plan.SetTimeouts`).
 - drift: how the kernel differs from the configuration the agent last applied.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 
 from lvsadmin.ipvs import plan as ipvs_plan
-from lvsadmin.ipvs.model import Service, Table, Timeouts
+from lvsadmin.ipvs.model import Service, Table, hostport, key_text
+from lvsadmin.ipvs.plan import DELETE_DEST, DRAIN_DEST, SetTimeouts, dest_key, service_args, service_key
 
-service_key = ipvs_plan.service_key
-dest_key = ipvs_plan.dest_key
-
-
-def key_text(key: tuple) -> str:
-    """Same spelling as lvsadmin.core.models.key_text (the agent must not import Django)."""
-    return "|".join(str(part) for part in key)
+# An operation as the ipvsadm command line that would do it (for reports and the audit): the one the plan page
+# prints too.
+describe = ipvs_plan.command_line
 
 
 def dest_text(dest) -> str:
@@ -33,23 +29,6 @@ def dest_text(dest) -> str:
     return f"{address}|{port}"
 
 
-@dataclass(slots=True)
-class SetTimeouts:
-    """ipvsadm --set: the kernel's tcp / tcpfin / udp timeouts (one for the whole table)."""
-
-    kind: ClassVar[str] = "set-timeouts"
-    timeouts: Timeouts
-    service: None = None
-
-    def __str__(self) -> str:
-        return describe(self)
-
-
-_hostport = ipvs_plan.hostport
-service_args = ipvs_plan.service_args
-# An operation as the ipvsadm command line that would do it (for reports and the audit): the one the plan page
-# prints too.
-describe = ipvs_plan.command_line
 
 
 @dataclass
@@ -79,7 +58,7 @@ def plan(desired: Table, actual: Table, *, previously_owned=frozenset(), owns_wh
     if desired.timeouts is not None and actual.timeouts is not None and desired.timeouts != actual.timeouts:
         ops.insert(0, SetTimeouts(desired.timeouts))
 
-    deleted = {(service_key(op.service), dest_key(op.dest)) for op in ops if op.kind == "delete_dest"}
+    deleted = {(service_key(op.service), dest_key(op.dest)) for op in ops if op.kind == DELETE_DEST}
     result = Plan(operations=ops)
     for (skey, dkey), since in ipvs_plan.update_drain_times(started, desired, actual, now).items():
         if (skey, dkey) not in deleted:
@@ -93,7 +72,7 @@ def plan(desired: Table, actual: Table, *, previously_owned=frozenset(), owns_wh
 
 def is_drain_leftover(op, drains: dict) -> bool:
     """A drain or delete of a real server that is draining: expected while the drain lasts."""
-    if op.kind not in ("drain_dest", "delete_dest"):
+    if op.kind not in (DRAIN_DEST, DELETE_DEST):
         return False
     return dest_text(op.dest) in drains.get(key_text(service_key(op.service)), {})
 
@@ -131,7 +110,7 @@ def drift(applied: Table | None, actual: Table, *, matched=frozenset(), config_o
         mine = {dest_key(d): d for d in svc.destinations}
         theirs = {dest_key(d): d for d in cur.destinations}
         for dkey, dest in mine.items():
-            where = f"{label} -r {_hostport(*dkey)}"
+            where = f"{label} -r {hostport(*dkey)}"
             other = theirs.get(dkey)
             if other is None:
                 out.append({"kind": "dest-missing", "service": key_text(skey), "dest": dest_text(dest),
@@ -142,7 +121,7 @@ def drift(applied: Table | None, actual: Table, *, matched=frozenset(), config_o
         for dkey, other in theirs.items():
             if dkey not in mine:
                 out.append({"kind": "dest-added", "service": key_text(skey), "dest": dest_text(other),
-                            "text": f"{label} -r {_hostport(*dkey)} was added"})
+                            "text": f"{label} -r {hostport(*dkey)} was added"})
     return out
 
 

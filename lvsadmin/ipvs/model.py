@@ -3,6 +3,11 @@
 No Django here: the agent, the rule parser, the planner and the netlink backend all
 speak these types. Field values mirror what the kernel stores, so that two tables
 compare equal exactly when the kernel would hold the same thing.
+
+Each object's vocabulary lives here once: its key (what identifies it in the kernel) and the key's text, the
+settings the kernel stores for it (SERVICE_SETTINGS, DEST_SETTINGS), and its label, the ipvsadm-like name
+every page and message shows (`TCP 10.0.0.1:80`, `UDP [2001:db8::1]:53`, `FWM 1`, `FWM 1 IPv6`;
+a real server: `TCP 10.0.0.1:80 → 192.0.2.1:80`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,40 @@ SCHED_FLAG_NAMES = {
 
 IPV4_HOST_MASK = 0xFFFFFFFF
 IPV6_HOST_PREFIX = 128
+
+# What the kernel stores for a service besides its identity, in the order of Service.config().
+SERVICE_SETTINGS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
+# What the kernel stores for a real server besides its identity.
+DEST_SETTINGS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
+
+
+def service_key_of(protocol: str, address: str, port: int, fwmark: int, family: int) -> tuple:
+    """A service's identity in the kernel: (protocol, address, port), or (FWMARK, family, mark)."""
+    if protocol == FWMARK:
+        return (FWMARK, family, fwmark)
+    return (protocol, address, port)
+
+
+def key_text(key: tuple) -> str:
+    """A key as a short string, e.g. `tcp|10.0.0.1|80`: how reports, samples and drains name a service."""
+    return "|".join(str(part) for part in key)
+
+
+def hostport(address: str, port: int) -> str:
+    """ADDRESS:PORT as ipvsadm spells it, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def service_label(protocol: str, address: str, port: int, fwmark: int, family: int) -> str:
+    """A service as pages and messages name it, the way `ipvsadm -L` lists it: `TCP 10.0.0.1:80`, `FWM 1 IPv6`."""
+    if protocol == FWMARK:
+        return f"FWM {fwmark}" + (" IPv6" if family == 6 else "")
+    return f"{protocol.upper()} {hostport(address, port)}"
+
+
+def dest_label(service_text: str, address: str, port: int) -> str:
+    """A real server as pages name it: its service's label, an arrow, ADDRESS:PORT."""
+    return f"{service_text} → {hostport(address, port)}"
 
 
 def normalise_address(address: str) -> str:
@@ -85,6 +124,10 @@ class Destination:
     def key(self) -> tuple[str, int]:
         return (self.address, self.port)
 
+    @property
+    def hostport(self) -> str:
+        return hostport(self.address, self.port)
+
     def config(self) -> tuple:
         """The fields the kernel stores, as one comparable value (tunnel fields only when tunnelling)."""
         tunnel = None
@@ -119,9 +162,14 @@ class Service:
     @property
     def key(self) -> tuple:
         """Identity of the service in the kernel."""
-        if self.protocol == FWMARK:
-            return (FWMARK, self.fwmark_family, self.fwmark)
-        return (self.protocol, self.address, self.port)
+        return service_key_of(self.protocol, self.address, self.port, self.fwmark, self.fwmark_family)
+
+    @property
+    def label(self) -> str:
+        return service_label(self.protocol, self.address, self.port, self.fwmark, self.fwmark_family)
+
+    def dest_label(self, dest: Destination) -> str:
+        return dest_label(self.label, dest.address, dest.port)
 
     def config(self) -> tuple:
         """The service fields the kernel stores (not its destinations)."""

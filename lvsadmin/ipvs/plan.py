@@ -16,6 +16,10 @@ object yields exactly one operation.
 
 Ownership: services of `actual` that are not in `desired` belong to someone else and are
 never touched, unless the caller says the cluster owns them (`owned`).
+
+Operation kinds: the constants below are the one spelling of what an operation does to the kernel; the
+netlink backend, the agent and the pages compare `op.kind` with them. Kinds never cross a process: reports
+carry operations as text (`command_line`, `str(op)`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from .model import FWMARK, IPV4_HOST_MASK, Destination, Service, Table, normalise_address
+from .model import (
+    FWMARK,
+    IPV4_HOST_MASK,
+    SERVICE_SETTINGS,
+    Destination,
+    Service,
+    Table,
+    Timeouts,
+    hostport,
+    normalise_address,
+)
 from .rules import Command, format_command
 
 # Protocols whose real servers are removed at once rather than drained (no connection to wait for).
@@ -35,6 +49,18 @@ DEFAULT_DRAIN_TIMEOUT = 300.0
 
 
 # --- operations ------------------------------------------------------------------------------
+
+# Operation kinds: what an operation does to the kernel.
+ADD_SERVICE = "add_service"
+EDIT_SERVICE = "edit_service"
+DELETE_SERVICE = "delete_service"
+ADD_DEST = "add_dest"
+EDIT_DEST = "edit_dest"
+DRAIN_DEST = "drain_dest"  # an edit that sets weight 0
+DELETE_DEST = "delete_dest"
+SET_TIMEOUTS = "set_timeouts"  # ipvsadm --set
+START_DAEMON = "start_daemon"  # the agent's sync daemon operations (lvsadmin.agent.daemons)
+STOP_DAEMON = "stop_daemon"
 
 
 class Operation:
@@ -45,10 +71,10 @@ class Operation:
     service: Service
 
     def __str__(self) -> str:
-        text = f"{self.kind.replace('_', ' ')} {_svc_text(self.service)}"
+        text = f"{self.kind.replace('_', ' ')} {self.service.label}"
         dest = getattr(self, "dest", None)
         if dest is not None:
-            text += f" -> {_dest_text(dest)}"
+            text += f" -> {dest.hostport} weight {dest.weight}"
         return text
 
     def __repr__(self) -> str:
@@ -59,7 +85,7 @@ class Operation:
 class AddService(Operation):
     """Create a service (its real servers follow as AddDest operations)."""
 
-    kind: ClassVar[str] = "add_service"
+    kind: ClassVar[str] = ADD_SERVICE
     service: Service
 
 
@@ -67,7 +93,7 @@ class AddService(Operation):
 class EditService(Operation):
     """Replace a service's settings (scheduler, persistence, flags ...) with those of `service`."""
 
-    kind: ClassVar[str] = "edit_service"
+    kind: ClassVar[str] = EDIT_SERVICE
     service: Service
     old: Service | None = None
 
@@ -76,13 +102,13 @@ class EditService(Operation):
 class DeleteService(Operation):
     """Delete a service and, with it, its real servers."""
 
-    kind: ClassVar[str] = "delete_service"
+    kind: ClassVar[str] = DELETE_SERVICE
     service: Service
 
 
 @dataclass(slots=True, repr=False)
 class AddDest(Operation):
-    kind: ClassVar[str] = "add_dest"
+    kind: ClassVar[str] = ADD_DEST
     service: Service
     dest: Destination
 
@@ -91,7 +117,7 @@ class AddDest(Operation):
 class EditDest(Operation):
     """Replace a real server's settings with those of `dest`."""
 
-    kind: ClassVar[str] = "edit_dest"
+    kind: ClassVar[str] = EDIT_DEST
     service: Service
     dest: Destination
     old: Destination | None = None
@@ -101,7 +127,7 @@ class EditDest(Operation):
 class DrainDest(Operation):
     """Set a real server's weight to 0 (`dest` is the server as it is, with weight 0)."""
 
-    kind: ClassVar[str] = "drain_dest"
+    kind: ClassVar[str] = DRAIN_DEST
     service: Service
     dest: Destination
     old: Destination | None = None
@@ -109,41 +135,35 @@ class DrainDest(Operation):
 
 @dataclass(slots=True, repr=False)
 class DeleteDest(Operation):
-    kind: ClassVar[str] = "delete_dest"
+    kind: ClassVar[str] = DELETE_DEST
     service: Service
     dest: Destination
 
 
-def _svc_text(svc: Service) -> str:
-    if svc.protocol == FWMARK:
-        return f"fwmark {svc.fwmark}" + (" (IPv6)" if svc.fwmark_family == 6 else "")
-    host = f"[{svc.address}]" if ":" in svc.address else svc.address
-    return f"{svc.protocol} {host}:{svc.port}"
+@dataclass(slots=True)
+class SetTimeouts(Operation):
+    """ipvsadm --set: the kernel's tcp / tcpfin / udp timeouts (one for the whole table)."""
 
+    kind: ClassVar[str] = SET_TIMEOUTS
+    timeouts: Timeouts
+    service: None = None
 
-def _dest_text(dest: Destination) -> str:
-    host = f"[{dest.address}]" if ":" in dest.address else dest.address
-    return f"{host}:{dest.port} weight {dest.weight}"
+    def __str__(self) -> str:
+        return command_line(self)
 
 
 # --- as ipvsadm command lines --------------------------------------------------------------------------
 
-_KIND_ALIASES = {"del_service": "delete_service", "del_dest": "delete_dest"}
 _COMMAND_KINDS = {  # an operation's kind -> the ipvsadm editing command that does it
-    "add_service": "add-service",
-    "edit_service": "edit-service",
-    "delete_service": "delete-service",
-    "add_dest": "add-server",
-    "edit_dest": "edit-server",
-    "drain_dest": "edit-server",
-    "delete_dest": "delete-server",
-    "set_timeouts": "set",
+    ADD_SERVICE: "add-service",
+    EDIT_SERVICE: "edit-service",
+    DELETE_SERVICE: "delete-service",
+    ADD_DEST: "add-server",
+    EDIT_DEST: "edit-server",
+    DRAIN_DEST: "edit-server",
+    DELETE_DEST: "delete-server",
+    SET_TIMEOUTS: "set",
 }
-
-
-def hostport(address: str, port: int) -> str:
-    """ADDRESS:PORT as ipvsadm spells it, an IPv6 address in brackets."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def service_args(svc: Service) -> str:
@@ -161,18 +181,15 @@ def command_line(op) -> str:
     Printed by ``rules.format_command``, the one printer of ipvsadm command lines: the options spelled and
     ordered as ``ipvsadm -S`` prints them, plus the thresholds (``-x``/``-y``), which ``-S`` leaves out; ``-E``
     and ``-e`` carry every option, since ipvsadm resets those not given.  A drain is the ``-e`` that sets
-    weight 0, marked ``  # drain`` (a shell comment).  Besides the operations of this module it takes any object
-    with ``kind`` ``set-timeouts`` and ``timeouts`` (``--set``), and kinds spelled with hyphens or ``del_`` for
-    ``delete_``.
+    weight 0, marked ``  # drain`` (a shell comment).  Any other operation (a sync daemon's) is its own text.
     """
-    kind = op.kind.replace("-", "_")
-    kind = _KIND_ALIASES.get(kind, kind)
+    kind = op.kind
     if kind not in _COMMAND_KINDS:
         return str(op)  # not an operation ipvsadm has a command for
-    if kind == "set_timeouts":
+    if kind == SET_TIMEOUTS:
         return format_command(Command("set", timeouts=op.timeouts))
     cmd = Command(_COMMAND_KINDS[kind], service=op.service, destination=getattr(op, "dest", None))
-    return format_command(cmd) + ("  # drain" if kind == "drain_dest" else "")
+    return format_command(cmd) + ("  # drain" if kind == DRAIN_DEST else "")
 
 
 # --- normalisation -------------------------------------------------------------------------------
@@ -351,7 +368,7 @@ def diff(desired: Table, actual: Table, owned: Owned = None, drain: Drain | None
             op = _removal(cur, skey, c, drain)
             if op is None:
                 continue
-            (drain_ops if op.kind == "drain_dest" else del_dest_ops).append(op)
+            (drain_ops if op.kind == DRAIN_DEST else del_dest_ops).append(op)
 
     owns = _owner(owned)
     del_svc_ops: list[Operation] = [
@@ -415,7 +432,7 @@ def apply_ops(table: Table, ops: list[Operation]) -> Table:
 
     for op in ops:
         kind = op.kind
-        if kind == "add_service":
+        if kind == ADD_SERVICE:
             key = service_key(op.service)
             if key in index:
                 raise PlanError(f"{op}: service already exists")
@@ -423,21 +440,21 @@ def apply_ops(table: Table, ops: list[Operation]) -> Table:
             new.stats = None
             out.services.append(new)
             index[key] = new
-        elif kind == "edit_service":
+        elif kind == EDIT_SERVICE:
             svc = find(op)
             src = op.service
-            for name in ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags"):
+            for name in SERVICE_SETTINGS:
                 setattr(svc, name, getattr(src, name))
-        elif kind == "delete_service":
+        elif kind == DELETE_SERVICE:
             svc = find(op)
             out.services.remove(svc)
             del index[service_key(svc)]
-        elif kind == "add_dest":
+        elif kind == ADD_DEST:
             svc = find(op)
             if find_dest(svc, op) >= 0:
                 raise PlanError(f"{op}: destination already exists")
             svc.destinations.append(copy.copy(op.dest))
-        elif kind in ("edit_dest", "drain_dest"):
+        elif kind in (EDIT_DEST, DRAIN_DEST):
             svc = find(op)
             i = find_dest(svc, op)
             if i < 0:
@@ -445,7 +462,7 @@ def apply_ops(table: Table, ops: list[Operation]) -> Table:
             old = svc.destinations[i]
             svc.destinations[i] = replace(op.dest, active_conns=old.active_conns, inactive_conns=old.inactive_conns,
                                           persistent_conns=old.persistent_conns, stats=old.stats)
-        elif kind == "delete_dest":
+        elif kind == DELETE_DEST:
             svc = find(op)
             i = find_dest(svc, op)
             if i < 0:

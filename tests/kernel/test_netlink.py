@@ -324,14 +324,14 @@ with netlink.IPVS() as ipvs:
     assert e["thresholds"]["type"] == "IPVSInvalid" and e["thresholds"]["errno"] == 34  # ERANGE
     assert e["v6 prefix 0"]["type"] == "IPVSInvalid"
     assert result["ops"] == [
-        "add service tcp 198.18.0.20:80",
-        "add service tcp 198.18.0.21:80",
-        "add dest tcp 198.18.0.20:80 -> 198.19.0.20:80 weight 1",
-        "add dest tcp 198.18.0.21:80 -> 198.19.0.21:80 weight 1",
+        "add service TCP 198.18.0.20:80",
+        "add service TCP 198.18.0.21:80",
+        "add dest TCP 198.18.0.20:80 -> 198.19.0.20:80 weight 1",
+        "add dest TCP 198.18.0.21:80 -> 198.19.0.21:80 weight 1",
     ]
     failures = result["failures"]
-    assert [(i, op) for i, op, _e in failures] == [(1, "add service tcp 198.18.0.21:80"),
-                                                   (3, "add dest tcp 198.18.0.21:80 -> 198.19.0.21:80 weight 1")]
+    assert [(i, op) for i, op, _e in failures] == [(1, "add service TCP 198.18.0.21:80"),
+                                                   (3, "add dest TCP 198.18.0.21:80 -> 198.19.0.21:80 weight 1")]
     assert failures[0][2]["type"] == "IPVSModuleNotFound" and failures[1][2]["type"] == "IPVSNotFound"
     assert "-A -t 198.18.0.20:80 -s wlc\n-a -t 198.18.0.20:80 -r 198.19.0.20:80 -g -w 1\n" in result["after"]
     assert "198.18.0.21" not in result["after"]

@@ -356,10 +356,10 @@ class _NoSocket:
 
 
 def test_the_netlink_encoder_refuses_values_no_kernel_field_holds_one_operation_at_a_time():
-    from lvsadmin.agent.planning import SetTimeouts
     from lvsadmin.ipvs import plan
     from lvsadmin.ipvs.model import Destination, Timeouts
     from lvsadmin.ipvs.netlink import IPVS
+    from lvsadmin.ipvs.plan import SetTimeouts
 
     ipvs = IPVS.__new__(IPVS)  # no socket: nothing here may reach one
     ipvs.sock, ipvs.family, ipvs.seq, ipvs.rcvbuf, ipvs.sndbuf = _NoSocket(), 0, 0, 1 << 20, 1 << 20

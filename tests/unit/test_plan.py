@@ -254,7 +254,7 @@ def test_unowned_services_are_left_alone_unless_owned():
     desired = Table([mine])
     assert diff(desired, actual) == []
     assert diff(desired, actual, owned=False) == []
-    assert [str(op) for op in diff(desired, actual, owned=True)] == ["delete service tcp 198.18.0.2:80"]
+    assert [str(op) for op in diff(desired, actual, owned=True)] == ["delete service TCP 198.18.0.2:80"]
     assert [op.kind for op in diff(desired, actual, owned={service_key(theirs)})] == ["delete_service"]
     assert [op.kind for op in diff(desired, actual, owned=[theirs])] == ["delete_service"]
     assert diff(desired, actual, owned={("tcp", "198.18.0.9", 80)}) == []
@@ -347,9 +347,9 @@ def test_apply_ops_does_not_touch_its_input():
 def test_operations_print_like_a_plan():
     svc = Service("tcp", "2001:db8::1", 80)
     ops = diff(Table([replace(svc, destinations=[Destination("2001:db8::2", 80, weight=2)])]), Table())
-    assert [str(op) for op in ops] == ["add service tcp [2001:db8::1]:80",
-                                       "add dest tcp [2001:db8::1]:80 -> [2001:db8::2]:80 weight 2"]
-    assert repr(ops[0]) == "<add service tcp [2001:db8::1]:80>"
+    assert [str(op) for op in ops] == ["add service TCP [2001:db8::1]:80",
+                                       "add dest TCP [2001:db8::1]:80 -> [2001:db8::2]:80 weight 2"]
+    assert repr(ops[0]) == "<add service TCP [2001:db8::1]:80>"
 
 
 # --- the same properties on the shared strategies (valid tables, as ipvsadm and the kernel take them) ---------

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .. import plan
 from ..model import Destination, Service, SyncDaemon, Timeouts
 from .constants import (
     CMD_ATTR_DAEMON,
@@ -59,23 +60,16 @@ from .wire import (
     timeouts_attrs,
 )
 
-# Operation kinds → IPVS commands: those of lvsadmin.ipvs.plan and those of lvsadmin.agent.planning.
+# Operation kinds (lvsadmin.ipvs.plan) → IPVS commands.
 _OP_CMD = {
-    "add_service": CMD_NEW_SERVICE,
-    "edit_service": CMD_SET_SERVICE,
-    "delete_service": CMD_DEL_SERVICE,
-    "add_dest": CMD_NEW_DEST,
-    "edit_dest": CMD_SET_DEST,
-    "drain_dest": CMD_SET_DEST,
-    "delete_dest": CMD_DEL_DEST,
-    "add-service": CMD_NEW_SERVICE,
-    "edit-service": CMD_SET_SERVICE,
-    "del-service": CMD_DEL_SERVICE,
-    "add-dest": CMD_NEW_DEST,
-    "edit-dest": CMD_SET_DEST,
-    "drain-dest": CMD_SET_DEST,
-    "del-dest": CMD_DEL_DEST,
-    "set-timeouts": CMD_SET_CONFIG,
+    plan.ADD_SERVICE: CMD_NEW_SERVICE,
+    plan.EDIT_SERVICE: CMD_SET_SERVICE,
+    plan.DELETE_SERVICE: CMD_DEL_SERVICE,
+    plan.ADD_DEST: CMD_NEW_DEST,
+    plan.EDIT_DEST: CMD_SET_DEST,
+    plan.DRAIN_DEST: CMD_SET_DEST,
+    plan.DELETE_DEST: CMD_DEL_DEST,
+    plan.SET_TIMEOUTS: CMD_SET_CONFIG,
 }
 
 
@@ -207,7 +201,7 @@ class Writes(Socket):
                         kmsg = self._error_text(buf, off, length, mflags)
                         failures.append(OpFailure(index, op, make_error(
                             _OP_CMD[op.kind], err, getattr(op, "service", None), getattr(op, "dest", None),
-                            what=f"timeouts {op.timeouts}" if op.kind == "set-timeouts" else "", kmsg=kmsg)))
+                            what=f"timeouts {op.timeouts}" if op.kind == plan.SET_TIMEOUTS else "", kmsg=kmsg)))
                     if mseq == final:
                         return
                 off += (length + 3) & ~3
