@@ -1,9 +1,10 @@
 """Two IPVS tables compared object by object: services and real servers added, removed, changed field by field.
 
-The result is a `core.services.TableChanges`, so the pages show it with `web/_changes.html`, like an import's
-preview. Keys are compared in their canonical spelling (`ipvs.plan.service_key`, `dest_key`); fields that the
-kernel ignores (the persistence timeout and netmask of a service that is not persistent, the tunnel fields of
-a real server that is not tunnelled) do not count as changes.
+What differs is what `ipvs.plan.diff` would do to turn one table into the other (every service of the first
+is owned; a real server to go is deleted at once, never drained), so keys are compared in their canonical
+spelling and fields the kernel ignores (the persistence timeout and netmask of a service that is not
+persistent, the tunnel fields of a real server that is not tunnelled) do not count as changes. The result
+is a `core.services.TableChanges`, so the pages show it with `web/_changes.html`, like an import's preview.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import asdict
 
 from lvsadmin.core.services import Change, TableChanges
 from lvsadmin.ipvs import model as ipvs
-from lvsadmin.ipvs.plan import dest_key, norm_address, service_key
+from lvsadmin.ipvs import plan
+from lvsadmin.ipvs.plan import norm_address, service_key
 
 SERVICE_FIELDS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
 DEST_FIELDS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
@@ -61,42 +63,43 @@ def _update(kind: str, label: str, before: dict, after: dict) -> Change | None:
     return Change("update", kind, label, b, a) if b != a else None
 
 
+class _AllExpired(dict):
+    """Drain start times in which every drain began long ago: a real server to go is deleted, not drained."""
+
+    def get(self, key, default=None):
+        return 0.0
+
+
+_DELETE_AT_ONCE = plan.Drain(started=_AllExpired(), timeout=0.0, now=0.0)
+
+
+def _change(op: plan.Operation) -> list[Change]:
+    """An operation of the plan as the object-level changes it makes (a service with its real servers)."""
+    svc, kind = op.service, op.kind
+    if kind == plan.ADD_SERVICE:
+        return [Change("create", "service", service_label(svc), None, service_fields(svc))]
+    if kind == plan.EDIT_SERVICE:
+        change = _update("service", service_label(svc), service_fields(op.old), service_fields(svc))
+        return [change] if change else []
+    if kind == plan.DELETE_SERVICE:
+        return [Change("delete", "service", service_label(svc), service_fields(svc), None)] + [
+            Change("delete", "real server", dest_label(svc, d), dest_fields(d), None) for d in svc.destinations]
+    if kind == plan.ADD_DEST:
+        return [Change("create", "real server", dest_label(svc, op.dest), None, dest_fields(op.dest))]
+    if kind == plan.EDIT_DEST:
+        change = _update("real server", dest_label(svc, op.dest), dest_fields(op.old), dest_fields(op.dest))
+        return [change] if change else []
+    return [Change("delete", "real server", dest_label(svc, op.dest), dest_fields(op.dest), None)]  # DELETE_DEST
+
+
 def table_diff(before: ipvs.Table, after: ipvs.Table) -> TableChanges:
-    """What turns `before` into `after`: services in `after`'s order, then those only `before` has."""
-    changes: list[Change] = []
-    old = {service_key(s): s for s in before.services}
-    new_keys = set()
-    for svc in after.services:
-        key = service_key(svc)
-        new_keys.add(key)
-        prev = old.get(key)
-        if prev is None:
-            changes.append(Change("create", "service", service_label(svc), None, service_fields(svc)))
-            changes.extend(Change("create", "real server", dest_label(svc, d), None, dest_fields(d))
-                           for d in svc.destinations)
-            continue
-        change = _update("service", service_label(svc), service_fields(prev), service_fields(svc))
-        if change:
-            changes.append(change)
-        prev_dests = {dest_key(d): d for d in prev.destinations}
-        seen = set()
-        for dest in svc.destinations:
-            dkey = dest_key(dest)
-            seen.add(dkey)
-            was = prev_dests.get(dkey)
-            if was is None:
-                changes.append(Change("create", "real server", dest_label(svc, dest), None, dest_fields(dest)))
-            else:
-                change = _update("real server", dest_label(svc, dest), dest_fields(was), dest_fields(dest))
-                if change:
-                    changes.append(change)
-        changes.extend(Change("delete", "real server", dest_label(prev, d), dest_fields(d), None)
-                       for d in prev.destinations if dest_key(d) not in seen)
-    for key, svc in old.items():
-        if key not in new_keys:
-            changes.append(Change("delete", "service", service_label(svc), service_fields(svc), None))
-            changes.extend(Change("delete", "real server", dest_label(svc, d), dest_fields(d), None)
-                           for d in svc.destinations)
+    """What turns `before` into `after`, service by service (each followed by its real servers): those of
+    `after` in its order, then those only `before` has; then the timeouts."""
+    by_service: dict[tuple, list[plan.Operation]] = {}
+    for op in plan.diff(after, before, owned=True, drain=_DELETE_AT_ONCE):
+        by_service.setdefault(service_key(op.service), []).append(op)
+    order = [service_key(s) for s in after.services] + [service_key(s) for s in before.services]
+    changes = [change for key in dict.fromkeys(order) for op in by_service.get(key, ()) for change in _change(op)]
     if before.timeouts is not None and after.timeouts is not None and before.timeouts != after.timeouts:
         changes.append(Change("update", "timeouts", "tcp tcpfin udp", asdict(before.timeouts),
                               asdict(after.timeouts)))
