@@ -1,16 +1,16 @@
-"""Fixtures of the web tests: users in each role, signed-in clients, a small cluster.
+"""Helpers of the web tests: users in a role, a signed-in client, HTMX headers, the version an edit form was loaded at,
+every URL of the project and a real URL for each route.
 
-Test modules import them with `from tests.unit.conftest_web import *  # noqa: F403` (they are not in the
-shared tests/conftest.py, which the lead owns).
+Plain functions, imported by name. The fixtures built on them (users in each role, their clients, the cluster
+`web`, one object of each kind) are in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+import re
 
-from lvsadmin.audit.log import Actor
-from lvsadmin.core import services, users
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
 
 PASSWORD = "correct horse battery"
 
@@ -18,24 +18,12 @@ PASSWORD = "correct horse battery"
 def make_user(username: str, role: str | None):
     from django.contrib.auth import get_user_model
 
+    from lvsadmin.audit.log import Actor
+    from lvsadmin.core import users
+
     if role is None:
         return get_user_model().objects.create_user(username=username, password=PASSWORD)
     return users.create_user(Actor.system("test"), username=username, password=PASSWORD, role=role)
-
-
-@pytest.fixture
-def viewer(db):
-    return make_user("vera", "viewer")
-
-
-@pytest.fixture
-def operator(db):
-    return make_user("otto", "operator")
-
-
-@pytest.fixture
-def admin(db):
-    return make_user("ada", "admin")
 
 
 def client_for(user) -> Client:
@@ -43,35 +31,6 @@ def client_for(user) -> Client:
     if user is not None:
         client.force_login(user)
     return client
-
-
-@pytest.fixture
-def viewer_client(viewer):
-    return client_for(viewer)
-
-
-@pytest.fixture
-def operator_client(operator):
-    return client_for(operator)
-
-
-@pytest.fixture
-def group_admin_client(admin):
-    return client_for(admin)
-
-
-@pytest.fixture
-def web(db, actor, cluster):
-    """The cluster `web` with a balancer, two services and three real servers."""
-    lb = services.create_balancer(actor, cluster, name="lb1", address="198.51.100.1")
-    http = services.create_service(actor, cluster, protocol="tcp", address="10.0.0.1", port=80, scheduler="wrr",
-                                   name="http")
-    dns = services.create_service(actor, cluster, protocol="udp", address="10.0.0.53", port=53, scheduler="rr")
-    rs1 = services.create_real_server(actor, http, address="192.0.2.11", port=80, weight=10)
-    rs2 = services.create_real_server(actor, http, address="192.0.2.12", port=80, weight=20)
-    rs3 = services.create_real_server(actor, dns, address="192.0.2.53", port=53)
-    cluster.refresh_from_db()
-    return {"cluster": cluster, "lb": lb, "http": http, "dns": dns, "rs1": rs1, "rs2": rs2, "rs3": rs3}
 
 
 def htmx(target: str | None = None) -> dict:
@@ -84,10 +43,30 @@ def htmx(target: str | None = None) -> dict:
 
 def version_in(html: str) -> str:
     """The version an edit form was loaded at (its hidden `version` field), to post back with the form."""
-    import re
-
     return re.search(r'name="version" value="([0-9a-f]*)"', html).group(1)
 
 
 def form_version(client, url: str) -> str:
     return version_in(client.get(url).content.decode())
+
+
+def walk(patterns=None, prefix=""):
+    """(route, name, callback) of every URL of the project."""
+    for p in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(p, URLResolver):
+            yield from walk(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern), p.name, p.callback
+
+
+def concrete(route: str, objects: dict) -> str:
+    """A real URL for a route: its converters filled with existing objects."""
+    url = "/" + route
+    url = url.replace("<slug:name>", objects["balancer_name"] if url.startswith("/balancers/")
+                      else objects["cluster_name"])
+    if "<int:pk>" in url:
+        key = {"/services/": "service", "/servers/": "server", "/users/": "user",
+               "/backups/": "backup"}[url[: url.index("/", 1) + 1]]
+        url = url.replace("<int:pk>", str(objects[key]))
+    assert "<" not in url, f"no object for {route}"
+    return url

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PASSWORD
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
-"""The hostile tier reuses the web tests' fixtures: users in each role, the cluster `web`, one of each object."""
+"""The hostile tier uses the web tests' fixtures of tests/conftest.py: users in each role, the cluster `web`, one of
+each object; and a backup schedule of each kind."""
 
 import pytest
 
 from lvsadmin.audit.log import Actor
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.test_web_access import objects  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(autouse=True)
-def schedules(objects):  # noqa: F811 (the fixture imported above)
+def schedules(objects):
     """A backup schedule for the balancer and one for the cluster, so that their edit and delete pages have one."""
     from lvsadmin.backups.services import set_policy
     from lvsadmin.core.models import Balancer, Cluster

@@ -25,8 +25,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup, BackupPolicy
 from lvsadmin.core.models import Balancer, Cluster, RealServer, VirtualService
-from tests.unit.conftest_web import PASSWORD, htmx
-from tests.unit.test_web_access import concrete, walk
+from tests.helpers import PASSWORD, concrete, htmx, walk
 
 from .forms import Form, post_form
 

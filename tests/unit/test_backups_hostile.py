@@ -27,8 +27,7 @@ from lvsadmin.backups import limits
 from lvsadmin.backups import services as backups
 from lvsadmin.backups.models import Backup, BackupPolicy
 from lvsadmin.core.selectors import desired_table
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import htmx
+from tests.helpers import htmx
 
 pytestmark = pytest.mark.django_db
 

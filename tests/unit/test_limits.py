@@ -17,7 +17,6 @@ from lvsadmin.core.models import Cluster, RealServer, VirtualService
 from lvsadmin.ipvs import rules
 from lvsadmin.ipvs.model import Service
 from lvsadmin.ipvs.validate import service_errors
-from tests.unit.conftest_web import *  # noqa: F403
 
 pytestmark = pytest.mark.django_db
 

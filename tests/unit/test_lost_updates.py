@@ -13,8 +13,7 @@ from lvsadmin.backups import services as backups
 from lvsadmin.backups.models import BackupPolicy
 from lvsadmin.core import services, users
 from lvsadmin.core.models import Balancer, Cluster, RealServer, VirtualService
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import client_for, htmx, make_user, version_in
+from tests.helpers import client_for, htmx, make_user, version_in
 
 pytestmark = pytest.mark.django_db
 

@@ -9,54 +9,13 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core.models import Cluster
 from lvsadmin.web.roles import ADMIN, RANK, UNSAFE_METHODS
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import client_for, htmx, version_in
+from tests.helpers import client_for, concrete, htmx, version_in, walk
 
 pytestmark = pytest.mark.django_db
-
-
-def walk(patterns=None, prefix=""):
-    """(route, name, callback) of every URL of the project."""
-    for p in patterns if patterns is not None else get_resolver().url_patterns:
-        if isinstance(p, URLResolver):
-            yield from walk(p.url_patterns, prefix + str(p.pattern))
-        elif isinstance(p, URLPattern):
-            yield prefix + str(p.pattern), p.name, p.callback
-
-
-def concrete(route: str, objects: dict) -> str:
-    """A real URL for a route: its converters filled with existing objects."""
-    url = "/" + route
-    url = url.replace("<slug:name>", objects["balancer_name"] if url.startswith("/balancers/")
-                      else objects["cluster_name"])
-    if "<int:pk>" in url:
-        key = {"/services/": "service", "/servers/": "server", "/users/": "user",
-               "/backups/": "backup"}[url[: url.index("/", 1) + 1]]
-        url = url.replace("<int:pk>", str(objects[key]))
-    assert "<" not in url, f"no object for {route}"
-    return url
-
-
-@pytest.fixture
-def objects(web, viewer):
-    return {"cluster_name": web["cluster"].name, "balancer_name": web["lb"].name, "service": web["http"].pk,
-            "server": web["rs1"].pk, "user": viewer.pk, "backup": _backup_of(web["lb"]).pk}
-
-
-def _backup_of(balancer):
-    from lvsadmin.agent.capture import backup_payload
-    from lvsadmin.audit.log import Actor
-    from lvsadmin.backups.services import store_backup
-    from lvsadmin.core.selectors import desired_table
-
-    payload = backup_payload(balancer.name, desired_table(balancer.cluster), "manual")
-    return store_backup(Actor.system("test"), balancer, text=payload["text"], document=payload["document"],
-                        trigger="manual")
 
 
 def test_every_view_declares_who_may_use_it():

@@ -13,8 +13,7 @@ from django.utils import timezone
 from lvsadmin.audit.log import Actor, Entry, write
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import htmx
+from tests.helpers import htmx
 
 pytestmark = pytest.mark.django_db
 

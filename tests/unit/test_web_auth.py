@@ -19,8 +19,7 @@ from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.web.roles import role_of
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import PASSWORD, client_for, form_version, make_user, version_in
+from tests.helpers import PASSWORD, client_for, form_version, make_user, version_in
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,7 +232,7 @@ def test_the_users_page_lists_every_user_with_their_role(admin, viewer, operator
 def test_automatic_refreshes_do_not_keep_an_idle_session_alive(web, viewer_client):
     from django.contrib.sessions.models import Session
 
-    from tests.unit.conftest_web import htmx
+    from tests.helpers import htmx
 
     key = viewer_client.session.session_key
     Session.objects.filter(session_key=key).update(expire_date=timezone.now() + timedelta(minutes=5))
@@ -249,7 +248,7 @@ def test_automatic_refreshes_do_not_keep_an_idle_session_alive(web, viewer_clien
 def test_an_expired_session_sends_a_polling_page_to_sign_in(web, viewer_client):
     from django.contrib.sessions.models import Session
 
-    from tests.unit.conftest_web import htmx
+    from tests.helpers import htmx
 
     Session.objects.all().update(expire_date=timezone.now() - timedelta(seconds=1))
     poll = viewer_client.get("/clusters/web/", HTTP_X_POLL="1", **htmx("counters"))

@@ -18,8 +18,7 @@ from lvsadmin.core.models import Cluster, RealServer
 from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import model as ipvs
 from lvsadmin.web.backup_diff import table_diff
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import form_version, htmx, version_in
+from tests.helpers import form_version, htmx, version_in
 
 pytestmark = pytest.mark.django_db
 

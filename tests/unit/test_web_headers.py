@@ -13,8 +13,7 @@ import pytest
 from django.test import Client, override_settings
 
 from lvsadmin.audit.models import ChangeRecord
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core.models import Cluster
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

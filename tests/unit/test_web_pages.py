@@ -10,8 +10,7 @@ from django.utils import timezone
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, ServiceSample, VirtualService
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import form_version, htmx, version_in
+from tests.helpers import form_version, htmx, version_in
 
 pytestmark = pytest.mark.django_db
 

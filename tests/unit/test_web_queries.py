@@ -11,8 +11,7 @@ from lvsadmin.audit.log import Actor, Entry, write
 from lvsadmin.core.models import ApplyReport, Balancer, RealServer, ServiceSample, VirtualService
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs import model as ipvs
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import htmx
+from tests.helpers import htmx
 
 pytestmark = pytest.mark.django_db
 

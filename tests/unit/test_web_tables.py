@@ -11,8 +11,7 @@ from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, Vir
 from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import codec, rules
 from lvsadmin.ipvs import model as ipvs
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import htmx
+from tests.helpers import htmx
 
 pytestmark = pytest.mark.django_db
 

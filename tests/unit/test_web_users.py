@@ -17,8 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
-from tests.unit.conftest_web import *  # noqa: F403
-from tests.unit.conftest_web import PASSWORD, client_for, make_user
+from tests.helpers import PASSWORD, client_for, make_user
 from tests.unit.test_web_auth import edit_user
 
 pytestmark = pytest.mark.django_db
