@@ -57,6 +57,9 @@ class Cluster(models.Model):
     tcpfin_timeout = models.PositiveIntegerField(default=120, help_text="seconds; ipvsadm --set tcpfin")
     udp_timeout = models.PositiveIntegerField(default=300, help_text="seconds; ipvsadm --set udp")
     desired_revision = models.PositiveBigIntegerField(default=0)
+    requested_revision = models.PositiveBigIntegerField(
+        default=0, help_text="The newest revision an operator applied (written by apply; the resync reads it)."
+    )
     owns_whole_table = models.BooleanField(
         default=False, help_text="Remove services on the balancers that this cluster does not define."
     )

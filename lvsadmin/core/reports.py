@@ -26,7 +26,6 @@ from django.utils.dateparse import parse_datetime
 
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
-from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.ipvs.codec import table_digest
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
@@ -278,11 +277,7 @@ def requested_revision(cluster: Cluster) -> int:
     """The newest revision an operator applied (or the desired one, for a cluster that applies automatically)."""
     if cluster.auto_apply:
         return cluster.desired_revision
-    rec = (ChangeRecord.objects.filter(action="apply", object_type="cluster", cluster_id=cluster.pk)
-           .order_by("-id").only("after").first())
-    if rec is None or not isinstance(rec.after, dict):
-        return 0
-    return int(rec.after.get("revision") or 0)
+    return cluster.requested_revision
 
 
 def send_reconverge(balancer: Balancer, trigger: str = "resync", revision: int = 0, reported_digest: str = "") -> None:

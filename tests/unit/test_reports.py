@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import reports, services
-from lvsadmin.core.models import ApplyReport, Balancer, ServiceSample
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ServiceSample
 
 
 @pytest.fixture
@@ -180,6 +180,55 @@ def test_resync_sends_snapshots_only_for_applied_edits(balancer, edited, actor, 
     reports.record_report(report(edited.desired_revision))
     reports.resync_all()
     assert len(snapshots) == 2 and reconverges[-1] == ("lb1", edited.desired_revision)
+
+
+def test_apply_and_restore_write_the_requested_revision_of_the_cluster(balancer, edited, actor):
+    from lvsadmin.agent.capture import backup_payload
+    from lvsadmin.backups import services as backups
+    from lvsadmin.core.selectors import desired_table
+
+    assert Cluster.objects.get(pk=edited.pk).requested_revision == 0
+    services.apply_cluster(actor, edited)
+    assert Cluster.objects.get(pk=edited.pk).requested_revision == edited.desired_revision
+    payload = backup_payload("lb1", desired_table(edited), "manual")
+    backup = backups.store_backup(actor, balancer, text=payload["text"], document=payload["document"],
+                                  trigger="manual")
+    services.create_service(actor, edited, protocol="udp", address="10.1.0.53", port=53)
+    changes = backups.restore_backup(actor, backup)
+    assert Cluster.objects.get(pk=edited.pk).requested_revision == changes.revision > edited.desired_revision
+
+
+def test_the_resync_decides_from_the_requested_revision_column_not_from_the_audit(balancer, edited, actor,
+                                                                                   monkeypatch):
+    snapshots, reconverges = [], []
+    monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
+                        lambda cluster_id, trigger="apply", balancers=None: snapshots.append(trigger) or 1)
+    monkeypatch.setattr(reports, "send_reconverge", lambda b, trigger="resync", revision=0, reported_digest="":
+                        reconverges.append((b.name, revision)))
+    # An apply record, but the column says nothing was applied: no unreviewed change goes out.
+    services.apply_cluster(actor, edited)
+    Cluster.objects.filter(pk=edited.pk).update(requested_revision=0)
+    assert reports.resync_all() == 1 and snapshots == [] and reconverges == [("lb1", 0)]
+    # No apply record newer than that, but the column says the current revision was applied: it goes out.
+    Cluster.objects.filter(pk=edited.pk).update(requested_revision=edited.desired_revision)
+    assert reports.resync_all() == 1 and snapshots == ["resync"]
+
+
+def test_the_migration_fills_the_requested_revision_from_the_newest_apply_record(balancer, edited, actor):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("lvsadmin.core.migrations.0005_cluster_requested_revision")
+    other = services.create_cluster(actor, name="other")
+    services.apply_cluster(actor, edited)
+    services.create_real_server(actor, edited.services.get(), address="10.2.0.2", port=80)
+    edited.refresh_from_db()
+    services.apply_cluster(actor, edited)
+    Cluster.objects.update(requested_revision=0)  # as the column is right after it was added
+    migration.fill_from_the_newest_apply_record(apps, None)
+    assert Cluster.objects.get(pk=edited.pk).requested_revision == edited.desired_revision
+    assert Cluster.objects.get(pk=other.pk).requested_revision == 0
 
 
 def test_a_balancer_that_reported_nothing_yet_gets_the_snapshot_even_at_revision_0(db, actor, monkeypatch):

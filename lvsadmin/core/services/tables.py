@@ -299,6 +299,8 @@ def apply_cluster(actor: Actor, cluster: Cluster, reviewed_revision: int | None 
     balancers = [b.name for b in cluster.balancers.all()]
     record(actor, "apply", cluster, cluster=cluster, comment=comment,
            after={"revision": cluster.desired_revision, "balancers": balancers, "requested": True})
+    cluster.requested_revision = cluster.desired_revision  # what the resync may push (core/reports.py)
+    cluster.save(update_fields=["requested_revision"])
     dispatch.apply_on_commit(cluster)
     return cluster.desired_revision
 
