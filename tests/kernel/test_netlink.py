@@ -502,8 +502,37 @@ with netlink.IPVS() as ipvs:
     assert {d["address"] for d in result["fast"]} == {"198.19.0.1", "2001:db8::1"}
 
 
+def test_the_agent_holds_pyroute2_after_its_first_reconcile(guest):
+    """The agent's socket is pyroute2's, opened by its first reconcile (importing the backend does not import it:
+    see the next test); the bulk apply and the verify on it still run on the codec."""
+    body = """
+fresh()
+import tempfile
+from lvsadmin.agent.backend import NetlinkBackend
+from lvsadmin.agent.core import Agent
+from lvsadmin.agent.state import StateStore
+OUT["before"] = "pyroute2" in sys.modules
+table = codec.table_to_dict(Table(services=[Service("tcp", "198.18.0.1", 80, destinations=[
+    Destination("198.19.0.1", 80), Destination("198.19.0.2", 80, forward="masq", weight=3)])]))
+snapshot = {"cluster": "c", "revision": 1, "owns_whole_table": False, "drain_timeout": 0, "table": table,
+            "digest": codec.table_digest(table), "trigger": "apply", "balancer": "b"}
+with tempfile.TemporaryDirectory() as tmp:
+    agent = Agent("b", NetlinkBackend(), StateStore(tmp + "/state.json"), lambda *args, **kwargs: None)
+    report = agent.reconcile(snapshot)
+OUT["outcome"], OUT["errors"] = report["outcome"], report["errors"]
+OUT["after"] = "pyroute2" in sys.modules
+OUT["save"] = sh("ipvsadm -S -n")["out"]
+"""
+    result = run_in_guest(guest, body)
+    assert result["before"] is False
+    assert result["outcome"] == "ok" and result["errors"] == []
+    assert result["after"] is True
+    assert result["save"] == ("-A -t 198.18.0.1:80 -s wlc\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -g -w 1\n"
+                              "-a -t 198.18.0.1:80 -r 198.19.0.2:80 -m -w 3\n")
+
+
 def test_importing_the_backend_is_cheap():
-    """The agent and tests start Python in the guest: no pyroute2, a small import."""
+    """The agent and tests start Python in the guest: no pyroute2 until a socket opens, a small import."""
     code = ("import sys, time; t = time.perf_counter(); import lvsadmin.ipvs.netlink, lvsadmin.ipvs.plan; "
             "print(time.perf_counter() - t, 'pyroute2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout.split()

@@ -1,23 +1,25 @@
 """Writes: planned operations in bulk (IPVS.apply), one object at a time, and the cold paths (timeouts, sync
 daemons, zero, flush).
 
-In bulk, each message is packed with `struct` and many go to one `send()`. The kernel processes every message
-of a buffer in turn and reports an error for each one that fails even when no ACK was asked for, so only the
-last message of a batch asks for an ACK, and errors are matched back to their operations by sequence number.
+One object at a time and the cold paths go through pyroute2 (messages.py, Socket._request). In bulk (a first
+reconcile: thousands of messages), pyroute2's encoding (~1 ms of Python a message) would cost seconds: each
+message is packed by the codec (wire.py, proven equal to pyroute2's encoding by tests/unit/test_netlink_wire.py)
+and many go to one `send()`. The kernel processes every message of a buffer in turn and reports an error for
+each one that fails even when no ACK was asked for, so only the last message of a batch asks for an ACK, and
+errors are matched back to their operations by sequence number.
 """
 
 from __future__ import annotations
 
 import errno as E
-import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import plan
 from ..model import Destination, Service, SyncDaemon, Timeouts
+from . import messages
 from .constants import (
-    CMD_ATTR_DAEMON,
     CMD_DEL_DAEMON,
     CMD_DEL_DEST,
     CMD_DEL_SERVICE,
@@ -29,30 +31,17 @@ from .constants import (
     CMD_SET_DEST,
     CMD_SET_SERVICE,
     CMD_ZERO,
-    DAEMON_MCAST_GROUP,
-    DAEMON_MCAST_GROUP6,
-    DAEMON_MCAST_IFN,
-    DAEMON_MCAST_PORT,
-    DAEMON_MCAST_TTL,
-    DAEMON_STATE,
-    DAEMON_STATES,
-    DAEMON_SYNC_ID,
-    DAEMON_SYNC_MAXLEN,
     IPVS_GENL_VERSION,
     NLM_F_ACK,
     NLM_F_REQUEST,
     NLMSG_ERROR,
 )
+from .messages import DEST, SERVICE
 from .socket import IPVSError, Socket, _without_gc, make_error
 from .wire import (
     _ERR,
     _GENLHDR,
     _NLMSGHDR,
-    _U16,
-    _U32,
-    _asciiz,
-    _attr,
-    _nest,
     dest_full_attr,
     dest_key_attr,
     service_full_attr,
@@ -88,27 +77,30 @@ class Writes(Socket):
 
     BATCH = 256  # messages per send(); the kernel handles them one after the other
 
-    # -- services and destinations, one at a time --
+    # -- services and destinations, one at a time: through pyroute2 --
 
     def add_service(self, svc: Service) -> None:
-        self._do(CMD_NEW_SERVICE, service_full_attr(svc), svc)
+        self._request(CMD_NEW_SERVICE, [(SERVICE, messages.service_full(svc))], svc=svc)
 
     def edit_service(self, svc: Service) -> None:
         """Replace every field of an existing service (IPVS_CMD_SET_SERVICE)."""
-        self._do(CMD_SET_SERVICE, service_full_attr(svc), svc)
+        self._request(CMD_SET_SERVICE, [(SERVICE, messages.service_full(svc))], svc=svc)
 
     def delete_service(self, svc: Service) -> None:
-        self._do(CMD_DEL_SERVICE, service_key_attr(svc), svc)
+        self._request(CMD_DEL_SERVICE, [(SERVICE, messages.service_key(svc))], svc=svc)
 
     def add_dest(self, svc: Service, dest: Destination) -> None:
-        self._do(CMD_NEW_DEST, service_key_attr(svc) + dest_full_attr(dest), svc, dest)
+        self._request(CMD_NEW_DEST, [(SERVICE, messages.service_key(svc)), (DEST, messages.dest_full(dest))],
+                      svc=svc, dest=dest)
 
     def edit_dest(self, svc: Service, dest: Destination) -> None:
         """Replace every field of an existing real server (IPVS_CMD_SET_DEST)."""
-        self._do(CMD_SET_DEST, service_key_attr(svc) + dest_full_attr(dest), svc, dest)
+        self._request(CMD_SET_DEST, [(SERVICE, messages.service_key(svc)), (DEST, messages.dest_full(dest))],
+                      svc=svc, dest=dest)
 
     def delete_dest(self, svc: Service, dest: Destination) -> None:
-        self._do(CMD_DEL_DEST, service_key_attr(svc) + dest_key_attr(dest), svc, dest)
+        self._request(CMD_DEL_DEST, [(SERVICE, messages.service_key(svc)), (DEST, messages.dest_key(dest))],
+                      svc=svc, dest=dest)
 
     # -- bulk --
 
@@ -206,37 +198,22 @@ class Writes(Socket):
                         return
                 off += (length + 3) & ~3
 
-    # -- the rest: cold paths --
+    # -- the rest: cold paths, through pyroute2 --
 
     def set_timeouts(self, t: Timeouts) -> None:
         """Set the three timeouts (0 leaves a timeout unchanged, as in ipvsadm --set)."""
-        self._do(CMD_SET_CONFIG, timeouts_attrs(t), what=f"tcp {t.tcp} tcpfin {t.tcpfin} udp {t.udp}")
+        self._request(CMD_SET_CONFIG, messages.timeouts(t), what=f"tcp {t.tcp} tcpfin {t.tcpfin} udp {t.udp}")
 
     def start_daemon(self, d: SyncDaemon) -> None:
-        parts = [_attr(DAEMON_STATE, _U32.pack(DAEMON_STATES[d.state])), _asciiz(DAEMON_MCAST_IFN, d.mcast_ifn),
-                 _attr(DAEMON_SYNC_ID, _U32.pack(d.syncid))]
-        if d.sync_maxlen:
-            parts.append(_attr(DAEMON_SYNC_MAXLEN, _U16.pack(d.sync_maxlen)))
-        if d.mcast_group:
-            if ":" in d.mcast_group:
-                parts.append(_attr(DAEMON_MCAST_GROUP6, socket.inet_pton(socket.AF_INET6, d.mcast_group)))
-            else:
-                parts.append(_attr(DAEMON_MCAST_GROUP, socket.inet_pton(socket.AF_INET, d.mcast_group)))
-        if d.mcast_port:
-            parts.append(_attr(DAEMON_MCAST_PORT, _U16.pack(d.mcast_port)))
-        if d.mcast_ttl:
-            parts.append(_attr(DAEMON_MCAST_TTL, bytes([d.mcast_ttl])))
-        self._do(CMD_NEW_DAEMON, _nest(CMD_ATTR_DAEMON, *parts), what=f"{d.state} on {d.mcast_ifn}")
+        self._request(CMD_NEW_DAEMON, [messages.daemon(d)], what=f"{d.state} on {d.mcast_ifn}")
 
     def stop_daemon(self, state: str) -> None:
-        self._do(CMD_DEL_DAEMON, _nest(CMD_ATTR_DAEMON, _attr(DAEMON_STATE, _U32.pack(DAEMON_STATES[state]))),
-                 what=state)
+        self._request(CMD_DEL_DAEMON, [messages.daemon_state(state)], what=state)
 
     def zero(self, svc: Service | None = None) -> None:
         """Zero the counters of one service, or of every service."""
-        self._do(CMD_ZERO, service_key_attr(svc) if svc is not None else b"", svc)
+        self._request(CMD_ZERO, [(SERVICE, messages.service_key(svc))] if svc is not None else [], svc=svc)
 
     def flush(self) -> None:
         """Delete every service (the whole table: ipvsadm -C)."""
-        self._do(CMD_FLUSH, b"", what="the whole table")
-
+        self._request(CMD_FLUSH, [], what="the whole table")

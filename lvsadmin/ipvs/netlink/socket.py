@@ -1,8 +1,14 @@
 """The netlink socket bound to the IPVS family, and its errors.
 
-Opening it (big buffers; capped and extended ACKs), resolving the IPVS generic netlink family, sending one
-request and reading its replies; a kernel refusal becomes an IPVSError whose text names the operation and the
-object it was about. The operations (lvsadmin.ipvs.netlink.dump, .diff, .apply) build on `Socket`.
+The socket is pyroute2's (`IPVSSocket`): it resolves the IPVS generic netlink family, and every message off the
+hot path goes through it (`Socket._request`: pyroute2 encodes the `ipvsmsg`, matches replies and acks, and
+raises on an error reply). A kernel refusal becomes an IPVSError whose text names the operation and the object
+it was about. The hot paths (lvsadmin.ipvs.netlink.dump, .diff, .apply) send hand-packed messages on the same
+socket and read their replies themselves: they use sequence numbers above pyroute2's (which it allocates below
+2**16) and read every reply they ask for, so neither side ever sees the other's.
+
+pyroute2 is imported when a socket opens, not with this package: its import costs ~0.2 s on the host and
+seconds in the emulated test VM, which processes that never open a socket should not pay.
 """
 
 from __future__ import annotations
@@ -32,28 +38,16 @@ from .constants import (
     CMD_SET_DEST,
     CMD_SET_SERVICE,
     CMD_ZERO,
-    CTRL_ATTR_FAMILY_ID,
-    CTRL_ATTR_FAMILY_NAME,
-    CTRL_CMD_GETFAMILY,
-    GENL_ID_CTRL,
-    IPVS_GENL_NAME,
     IPVS_GENL_VERSION,
-    NETLINK_CAP_ACK,
-    NETLINK_EXT_ACK,
-    NETLINK_GENERIC,
     NLM_F_ACK,
     NLM_F_ACK_TLVS,
     NLM_F_DUMP,
-    NLM_F_MULTI,
     NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
     NLMSGERR_ATTR_MSG,
     SO_RCVBUFFORCE,
     SO_SNDBUFFORCE,
-    SOL_NETLINK,
 )
-from .wire import _ERR, _GENLHDR, _HDRLEN, _NLMSGHDR, _U16, _attr, _u, parse_attrs
+from .wire import _NLMSGHDR, parse_attrs
 
 # --- errors ---------------------------------------------------------------------------------
 
@@ -189,48 +183,62 @@ def _without_gc(method):
     return wrapper
 
 
+@functools.cache
+def _pyroute2():
+    """pyroute2's IPVS socket class, its message class and its error, imported on first use (see above)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.generic.ipvs import IPVSSocket, ipvsmsg
+
+    return IPVSSocket, ipvsmsg, NetlinkError
+
+
 # --- the socket ---------------------------------------------------------------------------------------
 
 
 class Socket:
-    """A generic netlink socket bound to the IPVS family: open, send one request, read its replies.
+    """pyroute2's generic netlink socket bound to the IPVS family; `sock` is its socket, for the hot paths.
 
-    Use as a context manager, or call close(). Not thread-safe: one per thread.
+    Use as a context manager, or call close(). Not thread-safe: one per thread (pyroute2 keeps its socket per
+    thread too).
     """
 
     RCVBUF = 8 << 20
     SNDBUF = 4 << 20
+    FIRST_SEQ = 1 << 16  # the hot paths' sequence numbers: above pyroute2's
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        ipvs_socket, self._ipvsmsg, self._netlink_error = _pyroute2()
         try:
-            self.sock.bind((0, 0))
-            # Big buffers: a batch's errors and a dump's replies must not overflow the queue.
-            # The FORCE variants pass rmem_max/wmem_max and need CAP_NET_ADMIN, which we need anyway.
-            for force, plain, size in ((SO_RCVBUFFORCE, socket.SO_RCVBUF, self.RCVBUF),
-                                       (SO_SNDBUFFORCE, socket.SO_SNDBUF, self.SNDBUF)):
+            self.nl = ipvs_socket(rcvbuf=self.RCVBUF, sndbuf=self.SNDBUF, ext_ack=True)
+        except self._netlink_error as e:
+            raise IPVSUnavailable("resolve IPVS netlink family", e.code,
+                                  "no IPVS in this kernel (is the ip_vs module loaded?)") from None
+        try:
+            self.family = self.nl.prid
+            self.sock = self.nl.asyncore.socket
+            # Big buffers: a batch's errors and a dump's replies must not overflow the queue. The FORCE variants
+            # pass rmem_max/wmem_max and need CAP_NET_ADMIN, which we need anyway (pyroute2 set the plain ones).
+            for force, size in ((SO_RCVBUFFORCE, self.RCVBUF), (SO_SNDBUFFORCE, self.SNDBUF)):
                 try:
                     self.sock.setsockopt(socket.SOL_SOCKET, force, size)
                 except OSError:
-                    self.sock.setsockopt(socket.SOL_SOCKET, plain, size)
-            for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
-                try:
-                    self.sock.setsockopt(SOL_NETLINK, opt, 1)
-                except OSError:
                     pass
+            # No NETLINK_CAP_ACK: pyroute2 0.9.7 misreads a capped error message (garbage text or struct.error).
+            # The hot paths read with blocking recv(); pyroute2's event loop reads the socket only when its
+            # selector reports it readable, so blocking mode does not hold it up.
+            self.sock.setblocking(True)
             self.rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             self.sndbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
             self.buf = bytearray(1 << 20)
             self.view = memoryview(self.buf)
-            self.seq = 0
-            self.family = self._resolve_family()
+            self.seq = self.FIRST_SEQ
         except BaseException:
-            self.sock.close()
+            self.nl.close()
             raise
 
     def close(self) -> None:
         self.view.release() if hasattr(self, "view") else None
-        self.sock.close()
+        self.nl.close()
 
     def __enter__(self) -> Self:
         return self
@@ -238,14 +246,31 @@ class Socket:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- low level --
+    # -- through pyroute2 --
+
+    def _request(self, cmd: int, attrs: list, *, dump: bool = False, ack: bool = True, svc=None, dest=None,
+                 what: str = "") -> list:
+        """Send one ipvsmsg through pyroute2; return its replies (decoded ipvsmsg). A GET asks for no ACK
+        (`ack=False`): its reply answers, and an ACK after it would be left unread."""
+        msg = self._ipvsmsg()
+        msg["cmd"] = cmd
+        msg["version"] = IPVS_GENL_VERSION
+        msg["attrs"] = attrs
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK if ack else 0)
+        try:
+            replies = self.nl.nlm_request(msg, msg_type=self.family, msg_flags=flags)
+        except self._netlink_error as e:
+            # pyroute2 gives the kernel's extended-ack text, or strerror() when there is none
+            text = e.args[1] if len(e.args) > 1 else ""
+            kmsg = "" if not text or text == os.strerror(e.code) else text
+            raise make_error(cmd, e.code, svc, dest, what, kmsg) from None
+        return [r for r in replies if r["header"]["type"] == self.family]  # not the ACK
+
+    # -- the hot paths' own reading --
 
     def _next_seq(self) -> int:
-        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        self.seq = (self.seq + 1) & 0xFFFFFFFF or self.FIRST_SEQ
         return self.seq
-
-    def _message(self, msg_type: int, cmd: int, attrs: bytes, flags: int, seq: int, version=IPVS_GENL_VERSION) -> bytes:
-        return _NLMSGHDR.pack(_HDRLEN + len(attrs), msg_type, flags, seq, 0) + _GENLHDR.pack(cmd, version, 0) + attrs
 
     def _recv(self) -> int:
         return self.sock.recv_into(self.buf)
@@ -260,53 +285,3 @@ class Socket:
         attrs = parse_attrs(buf, tlv, off + length)
         span = attrs.get(NLMSGERR_ATTR_MSG)
         return bytes(buf[span[0]:span[1]]).split(b"\0", 1)[0].decode(errors="replace") if span else ""
-
-    def _transact(self, msg_type: int, cmd: int, attrs: bytes, *, dump: bool = False, errfn=None):
-        """Send one request; return the payload spans of its replies as a list of
-        (bytes, attrs start, end). Raises on an error reply."""
-        seq = self._next_seq()
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
-        self.sock.send(self._message(msg_type, cmd, attrs, flags, seq))
-        replies = []
-        buf = self.buf
-        while True:
-            n = self._recv()
-            off = 0
-            while off + 16 <= n:
-                length, mtype, mflags, mseq, _pid = _NLMSGHDR.unpack_from(buf, off)
-                if length < 16:
-                    break
-                if mseq == seq:
-                    if mtype == NLMSG_ERROR:
-                        err = -_ERR.unpack_from(buf, off + 16)[0]
-                        if err:
-                            kmsg = self._error_text(buf, off, length, mflags)
-                            raise (errfn(err, kmsg) if errfn else make_error(cmd, err, kmsg=kmsg))
-                        return replies
-                    if mtype == NLMSG_DONE:
-                        err = -_ERR.unpack_from(buf, off + 16)[0] if length >= 20 else 0
-                        if err:
-                            raise (errfn(err, "") if errfn else make_error(cmd, err))
-                        return replies
-                    replies.append(bytes(buf[off + _HDRLEN:off + length]))
-                    if not dump and not mflags & NLM_F_MULTI:
-                        # a doit reply; the ACK follows
-                        pass
-                off += (length + 3) & ~3
-
-    def _resolve_family(self) -> int:
-        attrs = _attr(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME + b"\0")
-
-        def unavailable(err, kmsg):
-            return IPVSUnavailable("resolve IPVS netlink family", err,
-                                   "no IPVS in this kernel (is the ip_vs module loaded?)")
-
-        for reply in self._transact(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attrs, errfn=unavailable):
-            a = parse_attrs(reply, 0, len(reply))
-            if CTRL_ATTR_FAMILY_ID in a:
-                return _u(reply, a[CTRL_ATTR_FAMILY_ID], _U16)
-        raise IPVSUnavailable("resolve IPVS netlink family", E.ENOENT, "no IPVS family id in the reply")
-
-    def _do(self, cmd: int, attrs: bytes, svc=None, dest=None, what=""):
-        return self._transact(self.family, cmd, attrs,
-                              errfn=lambda err, kmsg: make_error(cmd, err, svc, dest, what, kmsg))
