@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from lvsadmin.backups import services as backups
 from lvsadmin.backups.models import Backup, BackupPolicy
-from lvsadmin.backups.selectors import missed_since_last_backup
+from lvsadmin.backups.selectors import backup_policy, missed_since_last_backup
 from lvsadmin.core import services
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.core.selectors import desired_table
@@ -50,11 +50,6 @@ def integrity(backup: Backup) -> str:
     return ""
 
 
-def _policy(**scope) -> BackupPolicy | None:
-    return (BackupPolicy.objects.select_related("periodic_task__crontab", "periodic_task__interval", "cluster",
-                                                "balancer").filter(**scope).first())
-
-
 # --- lists -------------------------------------------------------------------------------------------------
 
 
@@ -67,7 +62,8 @@ def balancer_backups(request, name):
     balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
     page = _page(request, Backup.objects.filter(balancer=balancer).select_related("balancer"))
     context = {"balancer": balancer, "cluster": balancer.cluster, "page_obj": page,
-               "own_policy": _policy(balancer=balancer), "cluster_policy": _policy(cluster=balancer.cluster),
+               "own_policy": backup_policy(balancer=balancer),
+               "cluster_policy": backup_policy(cluster=balancer.cluster),
                "missed": list(missed_since_last_backup(balancer)[:20])}
     return render_page(request, "web/backups.html", context, fragments=("backups",))
 
@@ -77,7 +73,7 @@ def cluster_backups(request, name):
     cluster = get_object_or_404(Cluster, name=name)
     page = _page(request, Backup.objects.filter(balancer__cluster=cluster).select_related("balancer"))
     context = {"balancer": None, "cluster": cluster, "page_obj": page, "own_policy": None,
-               "cluster_policy": _policy(cluster=cluster),
+               "cluster_policy": backup_policy(cluster=cluster),
                "balancer_policies": list(BackupPolicy.objects.filter(balancer__cluster=cluster)
                                          .select_related("balancer", "periodic_task__crontab",
                                                          "periodic_task__interval")),
@@ -216,7 +212,7 @@ def backup_upload(request, name):
 
 
 def _schedule(request, *, cluster: Cluster | None = None, balancer: Balancer | None = None):
-    existing = _policy(cluster=cluster, balancer=balancer)
+    existing = backup_policy(cluster=cluster, balancer=balancer)
     form = ScheduleForm(request.POST or None, initial=ScheduleForm.initial_for(existing),
                         version=backups.policy_version(existing))
     back = reverse("balancer", args=[balancer.name]) if balancer else reverse("cluster", args=[cluster.name])
@@ -235,7 +231,7 @@ def _schedule(request, *, cluster: Cluster | None = None, balancer: Balancer | N
 
 
 def _schedule_delete(request, *, cluster: Cluster | None = None, balancer: Balancer | None = None):
-    existing = _policy(cluster=cluster, balancer=balancer)
+    existing = backup_policy(cluster=cluster, balancer=balancer)
     back = reverse("balancer", args=[balancer.name]) if balancer else reverse("cluster", args=[cluster.name])
     if existing is None:
         messages.info(request, "There is no backup schedule to delete.")

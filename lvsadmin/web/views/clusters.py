@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
+from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
 from lvsadmin.core import services, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
 
@@ -44,6 +45,17 @@ def _with_status(balancers, clusters_by_id):
     return balancers
 
 
+def backup_info(cluster: Cluster, balancer: Balancer | None = None) -> dict:
+    """What a cluster's or a balancer's backup panel shows (`{% backup_panel %}`): the schedules that apply and,
+    for a balancer, the scheduled backups missed since its last one."""
+    if balancer is None:
+        return {"balancer": None, "cluster": cluster, "own_policy": None,
+                "cluster_policy": backup_policy(cluster=cluster), "missed": []}
+    return {"balancer": balancer, "cluster": cluster, "own_policy": backup_policy(balancer=balancer),
+            "cluster_policy": backup_policy(cluster_id=balancer.cluster_id),
+            "missed": list(missed_since_last_backup(balancer)[:5])}
+
+
 @policy()
 def dashboard(request):
     clusters = list(Cluster.objects.annotate(service_count=_service_count()))
@@ -55,7 +67,10 @@ def dashboard(request):
     for b in balancers:
         summary[b.effective_status] = summary.get(b.effective_status, 0) + 1
     context = {"clusters": clusters, "summary": sorted(summary.items())}
-    return render_page(request, "web/dashboard.html", context, fragments=("clusters",))
+    fragment = fragment_name(request, ("clusters",))
+    if fragment is None:
+        context["missed_backups"] = missed_by_balancer()
+    return render_page(request, "web/dashboard.html", context, fragments=("clusters",), fragment=fragment)
 
 
 def _history(object_type: str, object_id: int):
@@ -79,6 +94,8 @@ def cluster_detail(request, name):
     else:
         balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
         context["balancers"] = _with_status(balancers, {cluster.pk: cluster})
+    if fragment is None:
+        context["backup_info"] = backup_info(cluster)
     return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment)
 
 
@@ -170,7 +187,10 @@ def balancer_detail(request, name):
     backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5])
     context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups}
-    return render_page(request, "web/balancer.html", context, fragments=("reports",))
+    fragment = fragment_name(request, ("reports",))
+    if fragment is None:
+        context["backup_info"] = backup_info(cluster, balancer)
+    return render_page(request, "web/balancer.html", context, fragments=("reports",), fragment=fragment)
 
 
 def _int(value):
