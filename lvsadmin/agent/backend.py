@@ -55,7 +55,8 @@ class Backend(Protocol):
 
 
 class NetlinkBackend:
-    """The agent's kernel backend over an IPVS socket (lvsadmin.ipvs.netlink.IPVS), opened on first use."""
+    """The agent's kernel backend over an IPVS socket (lvsadmin.ipvs.netlink.IPVS, pyroute2's), opened on first use:
+    the agent imports pyroute2 with its first reconcile, not at start-up."""
 
     def __init__(self):
         self._ipvs: IPVS | None = None

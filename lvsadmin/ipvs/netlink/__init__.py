@@ -1,16 +1,20 @@
-"""The kernel backend: IPVS over generic netlink, on a plain socket.
+"""The kernel backend: IPVS over generic netlink, on pyroute2's socket, with a hand-packed codec on the hot paths.
 
-Why not pyroute2: importing it takes about a second on the host (several in the emulated test VM, where Python
-runs ~20x slower than on the host), and its per-message encoding costs ~1 ms of Python, so a table of 11,000
-objects would be far slower than `ipvsadm`. This package speaks the protocol itself, with only the standard
-library:
+pyroute2 (its IPVSSocket and `ipvsmsg` schema) opens the socket, resolves the IPVS family, and carries every
+message off the hot path: one service or real server at a time, timeouts, sync daemons, info, zero, flush. Its
+per-message encoding and decoding cost ~1 ms of Python (several in the emulated test VM), so a table of 11,000
+objects would be far slower than `ipvsadm`: the hot paths measured by bench/bench_agent.py (the bulk apply, the
+dumps, the reconcile's no-op diff) pack and read their messages themselves, on the same socket.
 
 * constants.py: the numbers (commands, attributes, flags) of include/uapi/linux/ip_vs.h.
-* wire.py: the messages' bytes: attributes of services and destinations packed and unpacked by hand.
-* socket.py: the socket bound to the IPVS family (send a request, read its replies) and its errors.
+* messages.py: the messages off the hot path in pyroute2's schema, and pyroute2 0.9.7's pitfalls worked around.
+* wire.py: the hot paths' codec: attributes of services and destinations packed and unpacked by hand, proven
+  byte-identical to pyroute2's encoding (and its decoding equal to pyroute2's) by tests/unit/test_netlink_wire.py.
+* socket.py: pyroute2's socket bound to the IPVS family, requests through it, and the errors.
 * the operations, each a part of `IPVS`: dump.py (reads), diff.py (the reconcile's one-pass diff, `Prepared`),
-  apply.py (writes, in bulk: many messages per send(), errors matched back by sequence number).
+  apply.py (writes; in bulk, many messages per send(), errors matched back by sequence number).
 
+pyroute2 is imported when the first socket opens, not with this package (see socket.py).
 `IPVS` is the interface; the agent adapts it in lvsadmin.agent.backend.
 """
 
