@@ -2,11 +2,11 @@
 
 The agent codes against the `Backend` protocol (`lvsadmin.agent.backend`), whose real implementation is
 `NetlinkBackend` (IPVS over netlink); `make_backend` picks it or `MemoryBackend`, an in-memory kernel
-(optionally kept in a JSON file, so that it outlives an agent process) used only by the host integration tests
-of the control-side logic.
+(optionally kept in a JSON file, so that it outlives an agent process) for the tests that run on a host
+without IPVS: the agent's unit tests and the integration tier's agents. The kernel tier runs the real one.
 
-Operations are `lvsadmin.ipvs.plan.Operation`s (`SetTimeouts` among them), applied in the order
-given.
+`MemoryBackend.apply` runs `lvsadmin.ipvs.plan.Operation`s (`SetTimeouts` among them) in the order given,
+as `plan.apply_ops` simulates the kernel; a failed operation does not stop the rest.
 """
 
 from __future__ import annotations

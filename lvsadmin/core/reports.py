@@ -4,12 +4,19 @@ Every function here runs on the control worker (the only process with database a
 one transaction each, with their ChangeRecords written explicitly, like `core.services`:
 
 - `record_report`: one reconcile report. `applied_revision` moves only forward, by a compare-and-swap update
-  (`UPDATE … WHERE applied_revision < N`), so a late or duplicated report can never move it back. A report
-  that changed the kernel (or moved the revision, or failed) is kept as an ApplyReport and audited as
-  `apply`; drift the agent found (the kernel differed from what it had applied) is audited as `drift`.
+  (`UPDATE … WHERE applied_revision < N`), so a late or duplicated report can never move it back. The kernel
+  table the report carries (or names by digest, unchanged) becomes the balancer's ReportedTable, what plans
+  compare with. The report is kept as an ApplyReport unless it is a periodic no-op (resync, drain check,
+  agent start) that moved, changed, failed and found nothing; one that changed the kernel, moved the
+  revision or failed is audited as `apply`, drift the agent found (the kernel differed from what it had
+  applied) as `drift`. An agent that lacks the revision it was asked to hold gets the snapshot.
 - `record_heartbeat`: the balancer is alive; its kernel facts; the latest counters (ServiceSample upsert);
-  drift seen between two reconciles (status `drift` until the next reconcile repairs it).
-- `resync`: re-send every cluster's snapshot so that lost messages heal; `mark_offline`.
+  drift seen between two reconciles (status `drift`, audited once, until the kernel matches again); a
+  restarted agent is resynced at once.
+- `resync_cluster` / `resync_all` (periodic): re-send what each balancer should carry, so that lost messages
+  heal and drift is repaired: the snapshot to a balancer behind, a short reconverge request to one at the
+  revision. Edits no operator applied yet (`requested_revision` behind `desired_revision`) are not pushed:
+  the agents re-converge to what they last applied. `mark_offline` (periodic): balancers not heard from.
 
 The messages' shapes are `lvsadmin.protocol`'s (plain JSON dicts on the wire, read with `from_dict`).
 """
