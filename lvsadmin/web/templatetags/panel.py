@@ -1,4 +1,7 @@
-"""Template filters of the panel: UTC times with their zone, compact numbers, JSON values, status labels."""
+"""Template filters of the panel: UTC times with their zone, compact numbers, JSON values, status labels.
+
+They format what the view put in the context and run no query (tests/unit/test_web_templatetags.py).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,15 @@ from django.utils.html import format_html
 from lvsadmin.core.versions import version_of
 from lvsadmin.web.formats import utc
 from lvsadmin.web.live import STATUS_LABELS
+from lvsadmin.web.tables import record_diff
 
 register = template.Library()
 
 
 @register.filter
 def version(obj) -> str:
-    """The version an in-place edit form of `obj` carries (core.versions); reads only the object's own fields."""
+    """The version an in-place edit form of `obj` carries (core.versions): for a real server or a service, from
+    its own fields (a user's version reads its groups: give it to the template from the view)."""
     return version_of(obj)
 
 
@@ -84,8 +89,6 @@ def get(mapping, key):
 @register.filter
 def diff(record):
     """The field-level changes of an audit record."""
-    from lvsadmin.web.tables import record_diff
-
     return record_diff(record)
 
 
