@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -132,14 +132,6 @@ def apply_retention(actor: Actor, balancer: Balancer, policy: BackupPolicy, now:
 # --- requesting backups from agents ---------------------------------------------------------------
 
 
-def is_online(balancer: Balancer, now: datetime | None = None) -> bool:
-    from django.conf import settings
-
-    now = now or timezone.now()
-    return balancer.last_seen is not None and now - balancer.last_seen <= timedelta(
-        seconds=settings.OFFLINE_AFTER_SECONDS)
-
-
 def send_backup_request(balancer: Balancer, trigger: str, requested_by: str) -> None:
     from lvsadmin.celery import app
 
@@ -160,7 +152,7 @@ def run_scheduled(policy: BackupPolicy, now: datetime | None = None) -> tuple[in
     now = now or timezone.now()
     sent = missed = 0
     for balancer in policy.balancers():
-        if is_online(balancer, now):
+        if not balancer.is_offline(now):
             request_backup(Actor.system("scheduler"), balancer, Backup.Trigger.SCHEDULED)
             sent += 1
         else:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from lvsadmin.ipvs import model as ipvs
 from lvsadmin.ipvs import validate
@@ -45,9 +48,10 @@ def parse_netmask(text: str, family: int) -> int:
     return int(ipaddress.IPv4Address(text))
 
 
-def key_text(key: tuple) -> str:
-    """A service's kernel identity (ipvs.Service.key) as a short string, e.g. `tcp|10.0.0.1|80`."""
-    return "|".join(str(part) for part in key)
+def offline_cutoff(now: datetime | None = None) -> datetime:
+    """A balancer last seen before this is offline (no heartbeat for OFFLINE_AFTER_SECONDS); counters sampled
+    before it are stale."""
+    return (now or timezone.now()) - timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
 
 
 class Cluster(models.Model):
@@ -117,6 +121,10 @@ class Balancer(models.Model):
     def queue(self) -> str:
         return agent_queue(self.name)
 
+    def is_offline(self, now: datetime | None = None) -> bool:
+        """No heartbeat for OFFLINE_AFTER_SECONDS (or never one)."""
+        return self.last_seen is None or self.last_seen < offline_cutoff(now)
+
     def clean(self):
         errors = {}
         if self.sync_role and not self.sync_interface:
@@ -165,16 +173,16 @@ class VirtualService(models.Model):
 
     @property
     def label(self) -> str:
-        if self.protocol == "fwmark":
-            return f"FWM {self.fwmark}" + (" IPv6" if self.family == 6 else "")
-        host = f"[{self.address}]" if self.family == 6 else self.address
-        return f"{self.protocol.upper()} {host}:{self.port}"
+        return ipvs.service_label(self.protocol, self.address, self.port, self.fwmark, self.family)
+
+    @property
+    def key(self) -> tuple:
+        """Its identity in the kernel, as ipvs.Service.key."""
+        return ipvs.service_key_of(self.protocol, self.address, self.port, self.fwmark, self.family)
 
     @property
     def key_text(self) -> str:
-        if self.protocol == "fwmark":
-            return key_text((ipvs.FWMARK, self.family, self.fwmark))
-        return key_text((self.protocol, self.address, self.port))
+        return ipvs.key_text(self.key)
 
     @property
     def netmask_value(self) -> int:
@@ -228,8 +236,7 @@ class RealServer(models.Model):
         ]
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return ipvs.hostport(self.address, self.port)
 
     def to_ipvs(self) -> ipvs.Destination:
         return ipvs.Destination(

@@ -24,7 +24,7 @@ The messages' shapes are `lvsadmin.protocol`'s (plain JSON dicts on the wire, re
 from __future__ import annotations
 
 import logging
-from datetime import UTC, timedelta
+from datetime import UTC
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -37,7 +37,7 @@ from lvsadmin.ipvs.codec import table_digest
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
 from . import dispatch
-from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample
+from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample, offline_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +355,7 @@ def resync_all(trigger: str = "resync") -> int:
 
 def mark_offline(now=None) -> int:
     """Balancers without a heartbeat for OFFLINE_AFTER_SECONDS are offline; returns how many changed."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
+    cutoff = offline_cutoff(now)
     changed = 0
     stale = Balancer.objects.exclude(status=Balancer.Status.OFFLINE).filter(last_seen__lt=cutoff)
     for balancer in stale.only("pk", "last_seen"):

@@ -34,6 +34,17 @@ ROLES = ("viewer", "operator", "admin")
 NAME_LENGTH = 150  # django.contrib.auth's username max_length
 
 
+def stored_role(user) -> str | None:
+    """The role a user holds: admin for a superuser, else the highest of its role groups (None: none).
+
+    Whether the user may use it (signed in, active) is the access check's business (`web.roles.role_of`).
+    Reads the user's groups through `user.groups.all()`, so a prefetch of them is used."""
+    if user.is_superuser:
+        return ROLES[-1]
+    names = {group.name for group in user.groups.all()}
+    return next((role for role in reversed(ROLES) if role in names), None)
+
+
 def sign_in_name(raw: object) -> str:
     """A user name typed at sign-in, made safe to store: NUL shown as \\x00, cut to an account name's length."""
     return str(raw or "").replace("\x00", "\\x00")[:NAME_LENGTH]

@@ -16,21 +16,6 @@ from lvsadmin.ipvs import model as ipvs
 from lvsadmin.ipvs import plan
 from lvsadmin.ipvs.plan import norm_address, service_key
 
-SERVICE_FIELDS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
-DEST_FIELDS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
-
-
-def service_label(svc: ipvs.Service) -> str:
-    if svc.protocol == ipvs.FWMARK:
-        return f"fwmark {svc.fwmark}" + (" (IPv6)" if svc.fwmark_family == 6 else "")
-    host = f"[{svc.address}]" if ":" in svc.address else svc.address
-    return f"{svc.protocol} {host}:{svc.port}"
-
-
-def dest_label(svc: ipvs.Service, dest: ipvs.Destination) -> str:
-    host = f"[{dest.address}]" if ":" in dest.address else dest.address
-    return f"{service_label(svc)} → {host}:{dest.port}"
-
 
 def service_fields(svc: ipvs.Service) -> dict:
     if svc.protocol == ipvs.FWMARK:
@@ -38,7 +23,7 @@ def service_fields(svc: ipvs.Service) -> dict:
     else:
         out = {"address": norm_address(svc.address), "port": svc.port}
     out["protocol"] = svc.protocol
-    for name in SERVICE_FIELDS:
+    for name in ipvs.SERVICE_SETTINGS:
         if name in ("timeout", "netmask") and not svc.persistent:
             continue
         out[name] = getattr(svc, name)
@@ -47,7 +32,7 @@ def service_fields(svc: ipvs.Service) -> dict:
 
 def dest_fields(dest: ipvs.Destination) -> dict:
     out = {"address": norm_address(dest.address), "port": dest.port}
-    for name in DEST_FIELDS:
+    for name in ipvs.DEST_SETTINGS:
         if name.startswith("tun_") and dest.forward != "tunnel":
             continue
         if name == "tun_port" and dest.tun_type != "gue":
@@ -77,19 +62,19 @@ def _change(op: plan.Operation) -> list[Change]:
     """An operation of the plan as the object-level changes it makes (a service with its real servers)."""
     svc, kind = op.service, op.kind
     if kind == plan.ADD_SERVICE:
-        return [Change("create", "service", service_label(svc), None, service_fields(svc))]
+        return [Change("create", "service", svc.label, None, service_fields(svc))]
     if kind == plan.EDIT_SERVICE:
-        change = _update("service", service_label(svc), service_fields(op.old), service_fields(svc))
+        change = _update("service", svc.label, service_fields(op.old), service_fields(svc))
         return [change] if change else []
     if kind == plan.DELETE_SERVICE:
-        return [Change("delete", "service", service_label(svc), service_fields(svc), None)] + [
-            Change("delete", "real server", dest_label(svc, d), dest_fields(d), None) for d in svc.destinations]
+        return [Change("delete", "service", svc.label, service_fields(svc), None)] + [
+            Change("delete", "real server", svc.dest_label(d), dest_fields(d), None) for d in svc.destinations]
     if kind == plan.ADD_DEST:
-        return [Change("create", "real server", dest_label(svc, op.dest), None, dest_fields(op.dest))]
+        return [Change("create", "real server", svc.dest_label(op.dest), None, dest_fields(op.dest))]
     if kind == plan.EDIT_DEST:
-        change = _update("real server", dest_label(svc, op.dest), dest_fields(op.old), dest_fields(op.dest))
+        change = _update("real server", svc.dest_label(op.dest), dest_fields(op.old), dest_fields(op.dest))
         return [change] if change else []
-    return [Change("delete", "real server", dest_label(svc, op.dest), dest_fields(op.dest), None)]  # DELETE_DEST
+    return [Change("delete", "real server", svc.dest_label(op.dest), dest_fields(op.dest), None)]  # DELETE_DEST
 
 
 def table_diff(before: ipvs.Table, after: ipvs.Table) -> TableChanges:

@@ -7,24 +7,16 @@ summed over the cluster's balancers. A page reads only the samples of the servic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
-from django.utils import timezone
-
-from lvsadmin.core.models import Balancer, ServiceSample
+from lvsadmin.core.models import Balancer, ServiceSample, offline_cutoff
 
 STATUS_LABELS = {"in_sync": "in sync", "pending": "pending", "drift": "drift", "error": "error", "offline": "offline"}
 
 
-def is_offline(balancer: Balancer, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    return balancer.last_seen is None or now - balancer.last_seen > timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
-
-
 def effective_status(balancer: Balancer, desired_revision: int, now: datetime | None = None) -> str:
     """offline (no heartbeat lately) wins; then error and drift as reported; then pending until applied."""
-    if is_offline(balancer, now):
+    if balancer.is_offline(now):
         return "offline"
     if balancer.status in ("error", "drift"):
         return balancer.status
@@ -76,20 +68,16 @@ class ServiceCounters:
         return self.destinations.get(f"{address}|{port}") or Counters()
 
 
-def _is_stale(sampled_at: datetime, now: datetime) -> bool:
-    return now - sampled_at > timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
-
-
 def service_counters(cluster_id: int, services, *, destinations: bool = False) -> dict[int, ServiceCounters]:
     """Counters of each given service (pk → ServiceCounters), summed over the cluster's balancers; one query."""
     by_key = {svc.key_text: svc.pk for svc in services}
     out = {pk: ServiceCounters() for pk in by_key.values()}
     if not by_key:
         return out
-    now = timezone.now()
+    cutoff = offline_cutoff()
     rows = ServiceSample.objects.filter(balancer__cluster_id=cluster_id, service_key__in=list(by_key))
     for sample in rows.only("service_key", "sampled_at", "data"):
-        stale = _is_stale(sample.sampled_at, now)
+        stale = sample.sampled_at < cutoff
         entry = out[by_key[sample.service_key]]
         entry.total.add(sample.data or {}, sample.sampled_at, stale)
         if destinations:

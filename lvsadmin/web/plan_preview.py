@@ -18,9 +18,10 @@ from datetime import datetime
 from django.utils.dateparse import parse_datetime
 
 from lvsadmin.backups.models import Backup
-from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ReportedTable, key_text
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ReportedTable
 from lvsadmin.ipvs import codec, plan
 from lvsadmin.ipvs import model as ipvs
+from lvsadmin.ipvs.model import key_text
 
 # A plan that removes more than this many services, or more than this share of the real servers, needs a
 # second, explicit confirmation before it is applied.
@@ -67,19 +68,6 @@ def reported_table(balancer: Balancer) -> Reported | None:
 # --- the plan ------------------------------------------------------------------------------------------------
 
 
-SERVICE_FIELDS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
-DEST_FIELDS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
-
-
-_hostport = plan.hostport
-
-
-def service_label(svc: ipvs.Service) -> str:
-    if svc.protocol == ipvs.FWMARK:
-        return f"FWM {svc.fwmark}" + (" IPv6" if svc.fwmark_family == 6 else "")
-    return f"{svc.protocol.upper()} {_hostport(svc.address, svc.port)}"
-
-
 def _field_changes(new, old, names) -> list[tuple[str, object, object]]:
     if old is None:
         return []
@@ -122,11 +110,11 @@ class BalancerPlan:
 
 
 def _action(op) -> str:
-    if op.kind in ("add_service", "add_dest"):
+    if op.kind in (plan.ADD_SERVICE, plan.ADD_DEST):
         return "add"
-    if op.kind in ("delete_service", "delete_dest"):
+    if op.kind in (plan.DELETE_SERVICE, plan.DELETE_DEST):
         return "remove"
-    if op.kind == "drain_dest" or (op.kind == "edit_dest" and op.dest.weight == 0 and op.old is not None
+    if op.kind == plan.DRAIN_DEST or (op.kind == plan.EDIT_DEST and op.dest.weight == 0 and op.old is not None
                                    and op.old.weight > 0):
         return "drain"
     return "change"
@@ -134,18 +122,18 @@ def _action(op) -> str:
 
 def _line(op, action: str) -> Line:
     svc, dest, old = op.service, getattr(op, "dest", None), getattr(op, "old", None)
-    label, command = service_label(svc), plan.command_line(op)
+    label, command = svc.label, plan.command_line(op)
     if dest is None:
-        if op.kind == "edit_service":
-            return Line(action, "service", label, _field_changes(svc, old, SERVICE_FIELDS), command=command)
-        note = f"with its {len(svc.destinations)} real server(s)" if op.kind == "delete_service" else ""
+        if op.kind == plan.EDIT_SERVICE:
+            return Line(action, "service", label, _field_changes(svc, old, ipvs.SERVICE_SETTINGS), command=command)
+        note = f"with its {len(svc.destinations)} real server(s)" if op.kind == plan.DELETE_SERVICE else ""
         return Line(action, "service", label, note=note, command=command)
-    label = f"{label} → {_hostport(dest.address, dest.port)}"
-    if op.kind == "edit_dest":
+    label = svc.dest_label(dest)
+    if op.kind == plan.EDIT_DEST:
         note = "weight 0: keeps its connections, gets no new ones" if action == "drain" else ""
-        return Line(action, "real server", label, _field_changes(dest, old, DEST_FIELDS), note=note,
+        return Line(action, "real server", label, _field_changes(dest, old, ipvs.DEST_SETTINGS), note=note,
                     command=command)
-    if op.kind == "drain_dest":
+    if op.kind == plan.DRAIN_DEST:
         return Line(action, "real server", label, [("weight", old.weight if old else None, 0)],
                     note="removed from the cluster: drained, then deleted when its connections end",
                     command=command)
@@ -184,10 +172,10 @@ def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table,
     for op in ops:
         action = _action(op)
         counts[action] = counts.get(action, 0) + 1
-        if op.kind == "delete_service":
+        if op.kind == plan.DELETE_SERVICE:
             result.removed_services += 1
             result.removed_servers += len(op.service.destinations)
-        elif op.kind in ("drain_dest", "delete_dest"):
+        elif op.kind in (plan.DRAIN_DEST, plan.DELETE_DEST):
             result.removed_servers += 1
         if limit is None or len(result.lines) < limit:
             result.lines.append(_line(op, action))

@@ -22,7 +22,7 @@ from django.shortcuts import render, resolve_url
 from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from lvsadmin.core.users import ROLES
+from lvsadmin.core.users import ROLES, stored_role
 
 from . import events
 
@@ -37,15 +37,10 @@ def role_of(user) -> str | None:
     """The highest role the user holds, or None (anonymous, inactive or no group)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return None
-    if user.is_superuser:
-        return ADMIN
     cached = getattr(user, "_lvs_role", False)
-    if cached is not False:
-        return cached
-    names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    role = next((r for r in (ADMIN, OPERATOR, VIEWER) if r in names), None)
-    user._lvs_role = role
-    return role
+    if cached is False:
+        cached = user._lvs_role = stored_role(user)
+    return cached
 
 
 def has_role(user, role: str | None) -> bool:

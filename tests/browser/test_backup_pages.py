@@ -101,7 +101,7 @@ def test_an_admin_schedules_backups_diffs_two_and_restores_one(site, page, sign_
     expect(page).to_have_url(re.compile(r"/backups/diff/\?(a=\d+&b=\d+|b=\d+&a=\d+)$"))
     diff = page.locator("section[aria-label=Differences]")
     expect(diff).to_contain_text("1 service created, 2 real servers created")
-    expect(diff).to_contain_text("tcp 10.0.0.80:80 → 192.0.2.82:80")
+    expect(diff).to_contain_text("TCP 10.0.0.80:80 → 192.0.2.82:80")
     shot(page, "backups-diff")
 
     # One backup, then restore the older one: the page says what changes and that a backup comes first.

@@ -143,9 +143,9 @@ def test_a_corrupt_backup_is_not_downloaded(two, viewer_client, field, fmt):
 def test_two_backups_are_diffed_object_by_object(two, viewer_client):
     first, second = two
     html = viewer_client.get(f"/backups/diff/?a={first.pk}&b={second.pk}").content.decode()
-    assert "tcp 10.0.0.1:80 → 192.0.2.11:80" in html and "<del>10</del> → <ins>99</ins>" in html
-    assert "tcp 10.0.0.1:80 → 192.0.2.13:80" in html  # added
-    assert "udp 10.0.0.53:53" in html and "op-remove" in html  # removed with its server
+    assert "TCP 10.0.0.1:80 → 192.0.2.11:80" in html and "<del>10</del> → <ins>99</ins>" in html
+    assert "TCP 10.0.0.1:80 → 192.0.2.13:80" in html  # added
+    assert "UDP 10.0.0.53:53" in html and "op-remove" in html  # removed with its server
 
 
 def test_a_backup_is_diffed_against_the_desired_state(web, actor, two, viewer_client):

@@ -6,16 +6,17 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db.models import F, Max
 
+from lvsadmin.ipvs.model import DEST_SETTINGS, SERVICE_SETTINGS
+
 from .. import dispatch
 from ..models import Balancer, Cluster
 
 CLUSTER_FIELDS = ("name", "description", "tcp_timeout", "tcpfin_timeout", "udp_timeout", "owns_whole_table",
                   "auto_apply", "drain_timeout")
 BALANCER_FIELDS = ("name", "address", "description", "sync_role", "sync_interface", "sync_id")
-SERVICE_FIELDS = ("protocol", "family", "address", "port", "fwmark", "scheduler", "persistent", "timeout", "netmask",
-                  "pe_name", "one_packet", "sched_flags", "name", "description")
-REAL_SERVER_FIELDS = ("address", "port", "forward", "weight", "upper_threshold", "lower_threshold", "tun_type",
-                      "tun_port", "tun_csum", "state", "name")
+# A service's and a real server's stored fields: identity, the kernel's settings (ipvs.model), the panel's own.
+SERVICE_FIELDS = ("protocol", "family", "address", "port", "fwmark", *SERVICE_SETTINGS, "name", "description")
+REAL_SERVER_FIELDS = ("address", "port", *DEST_SETTINGS, "state", "name")
 
 
 def snapshot(obj, names) -> dict:

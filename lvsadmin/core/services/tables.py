@@ -102,19 +102,12 @@ def _real_server_fields_from_ipvs(dest: ipvs.Destination) -> dict:
     }
 
 
-def _service_key(svc: VirtualService) -> tuple:
-    if svc.protocol == "fwmark":
-        return (ipvs.FWMARK, svc.family, svc.fwmark)
-    return (svc.protocol, svc.address, svc.port)
-
-
 def validate_table(table: ipvs.Table) -> None:
     errors = table_errors(table.services)
     if errors:
         index, err = errors[0]
         svc = table.services[index]
-        label = f"{svc.protocol} {svc.address or svc.fwmark}:{svc.port}"
-        raise ValidationError(f"{label}: {err.field}: {err.message}")
+        raise ValidationError(f"{svc.label}: {err.field}: {err.message}")
 
 
 class _Step(NamedTuple):
@@ -135,7 +128,7 @@ def _table_changes(cluster: Cluster, table: ipvs.Table, lock: bool = False) -> t
     services = VirtualService.objects.filter(cluster=cluster).select_related("cluster").prefetch_related("real_servers")
     if lock:
         services = services.select_for_update()
-    current = {_service_key(s): s for s in services}
+    current = {s.key: s for s in services}
     plan: list[_Step] = []
     changes = TableChanges()
     seen = set()
@@ -144,7 +137,7 @@ def _table_changes(cluster: Cluster, table: ipvs.Table, lock: bool = False) -> t
         seen.add(key)
         fields = _service_fields_from_ipvs(new)
         old = current.get(key)
-        label = _label_for(new)
+        label = new.label
         if old is None:
             changes.changes.append(Change("create", "service", label, after=fields))
             plan.append(_Step("create", "service", None, fields, key, position))
@@ -160,7 +153,7 @@ def _table_changes(cluster: Cluster, table: ipvs.Table, lock: bool = False) -> t
         seen_rs = set()
         for rs_position, dest in enumerate(new.destinations, start=1):
             rs_fields = _real_server_fields_from_ipvs(dest)
-            rs_label = f"{label} -> {_hostport(dest.address, dest.port)}"
+            rs_label = ipvs.dest_label(label, dest.address, dest.port)
             existing = old_rs.get(dest.key)
             seen_rs.add(dest.key)
             if existing is None:
@@ -179,7 +172,7 @@ def _table_changes(cluster: Cluster, table: ipvs.Table, lock: bool = False) -> t
         for rs_key, rs in old_rs.items():
             # Disabled servers are the panel's own: never in a kernel table, so never removed by one.
             if rs_key not in seen_rs and rs.state != RealServer.State.DISABLED:
-                rs_label = f"{label} -> {_hostport(rs.address, rs.port)}"
+                rs_label = ipvs.dest_label(label, rs.address, rs.port)
                 changes.changes.append(Change("delete", "real server", rs_label, before=real_server_snapshot(rs)))
                 plan.append(_Step("delete", "real server", rs, {}, key, 0))
     for key, old in current.items():
@@ -193,16 +186,6 @@ def _table_changes(cluster: Cluster, table: ipvs.Table, lock: bool = False) -> t
             changes.changes.append(Change("update", "timeouts", f"cluster {cluster.name}", before=before, after=after))
             plan.append(_Step("update", "timeouts", cluster, after, None, 0))
     return changes, plan
-
-
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def _label_for(svc: ipvs.Service) -> str:
-    if svc.protocol == ipvs.FWMARK:
-        return f"FWM {svc.fwmark}" + (" IPv6" if svc.fwmark_family == 6 else "")
-    return f"{svc.protocol.upper()} {_hostport(svc.address, svc.port)}"
 
 
 def preview_table(cluster: Cluster, table: ipvs.Table) -> TableChanges:

@@ -16,14 +16,12 @@ import copy
 from collections.abc import Iterable
 
 from .. import validate
-from ..model import SCHEDULERS, Destination, Service, Table, Timeouts
+from ..model import DEST_SETTINGS, SCHEDULERS, SERVICE_SETTINGS, Destination, Service, Table, Timeouts
 from .command import Command, CommandError, ParseError
 from .sort import family_of, service_family
 
 _EINVAL = "Invalid operation.  Possibly wrong module version, address not unicast, ..."
 _ERANGE = "Numerical result out of range"
-_SERVICE_CONFIG = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
-_SERVER_CONFIG = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
 
 
 def _unicast_error(address: str) -> str | None:
@@ -111,10 +109,10 @@ class Editor:
 
     def _edit_service(self, svc: Service, given: Service, token: str | None) -> None:
         edited = copy.copy(svc)
-        for name in _SERVICE_CONFIG:
+        for name in SERVICE_SETTINGS:
             setattr(edited, name, getattr(given, name))
         _check_service(edited, token, self.strict)
-        for name in _SERVICE_CONFIG:
+        for name in SERVICE_SETTINGS:
             setattr(svc, name, getattr(edited, name))
 
     def _server(self, cmd: Command, svc: Service | None) -> None:
@@ -157,10 +155,10 @@ class Editor:
         if existing is None:
             raise CommandError("No such destination", token)
         edited = copy.copy(existing)
-        for name in _SERVER_CONFIG:
+        for name in DEST_SETTINGS:
             setattr(edited, name, getattr(given, name))
         _check_destination(svc, edited, token, self.strict)
-        for name in _SERVER_CONFIG:
+        for name in DEST_SETTINGS:
             setattr(existing, name, getattr(edited, name))
 
 

@@ -27,9 +27,7 @@ def user_list(request):
     groups = Prefetch("groups", queryset=Group.objects.filter(name__in=users.ROLES))
     people = list(User.objects.order_by("username").prefetch_related(groups))
     for user in people:
-        names = {g.name for g in user.groups.all()}
-        user.role = "admin" if user.is_superuser else next(
-            (r for r in reversed(users.ROLES) if r in names), "—")
+        user.role = users.stored_role(user) or "—"
     return render_page(request, "web/users.html", {"users": people, "lockouts": users.lockouts()})
 
 
@@ -66,9 +64,8 @@ def user_create(request):
 @policy(read=ADMIN, write=ADMIN)
 def user_edit(request, pk):
     edited = get_object_or_404(User, pk=pk)
-    names = set(edited.groups.values_list("name", flat=True))
-    stored = "admin" if edited.is_superuser else next((r for r in reversed(users.ROLES) if r in names), "viewer")
-    form = UserEditForm(request.POST or None, initial={"role": stored, "is_active": edited.is_active},
+    form = UserEditForm(request.POST or None, initial={"role": users.stored_role(edited) or "viewer",
+                                                       "is_active": edited.is_active},
                         version=versions.version_of(edited))
 
     def save(data):
