@@ -305,16 +305,16 @@ with netlink.IPVS() as ipvs:
     result = run_in_guest(guest, body)
     e = result["errors"]
     assert e["service exists"]["type"] == "IPVSExists" and e["service exists"]["errno"] == 17
-    assert "service tcp 198.18.0.1:80 already exists" in e["service exists"]["text"]
+    assert "service TCP 198.18.0.1:80 already exists" in e["service exists"]["text"]
     assert e["service exists"]["op"] == "add service"
     assert e["dest exists"]["type"] == "IPVSExists"
-    assert "destination 198.19.0.1:80 in tcp 198.18.0.1:80 already exists" in e["dest exists"]["text"]
+    assert "destination 198.19.0.1:80 in TCP 198.18.0.1:80 already exists" in e["dest exists"]["text"]
     for name in ("no service", "no service for dest", "get no service", "zero missing"):
         assert e[name]["type"] == "IPVSNotFound" and e[name]["errno"] == 3, name  # ESRCH
         assert "no such service" in e[name]["text"]
     for name in ("no dest", "edit no dest"):
         assert e[name]["type"] == "IPVSNotFound" and e[name]["errno"] == 2, name  # ENOENT
-        assert "no such destination 198.19.0.2:80 in tcp 198.18.0.1:80" in e[name]["text"]
+        assert "no such destination 198.19.0.2:80 in TCP 198.18.0.1:80" in e[name]["text"]
     for name in ("bogus scheduler", "bogus pe", "edit bogus scheduler"):
         assert e[name]["type"] == "IPVSModuleNotFound" and e[name]["errno"] == 2, name
         assert "module not found" in e[name]["text"]

@@ -15,7 +15,7 @@ import socket
 import struct
 
 from .. import plan
-from ..model import FWMARK, Destination, Service, Table
+from ..model import DEST_SETTINGS, FWMARK, Destination, Service, Table
 from .constants import (
     CMD_GET_DEST,
     CMD_NEW_DEST,
@@ -49,8 +49,7 @@ _cfg_cache: dict[tuple, bytes] = {}
 _af_cache: dict[str, int] = {}
 _AP = struct.Struct("=HH16sHHH2x")
 _get_ap = operator.attrgetter("address", "port")
-_get_cfg = operator.attrgetter("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port",
-                               "tun_csum")
+_get_cfg = operator.attrgetter(*DEST_SETTINGS)
 _get_address = operator.attrgetter("address")
 _get_first, _get_second = operator.itemgetter(0), operator.itemgetter(1)
 

@@ -20,7 +20,7 @@ import os
 import socket
 from typing import Self
 
-from ..model import FWMARK, Destination, Service
+from ..model import Destination, Service
 from .constants import (
     CMD_DEL_DAEMON,
     CMD_DEL_DEST,
@@ -89,18 +89,6 @@ class IPVSInvalid(IPVSError):
     """EINVAL / ERANGE / EAFNOSUPPORT: the kernel rejected a value."""
 
 
-def describe_service(svc: Service) -> str:
-    if svc.protocol == FWMARK:
-        return f"fwmark {svc.fwmark}" + (" (IPv6)" if svc.fwmark_family == 6 else "")
-    host = f"[{svc.address}]" if ":" in svc.address else svc.address
-    return f"{svc.protocol} {host}:{svc.port}"
-
-
-def describe_dest(dest: Destination) -> str:
-    host = f"[{dest.address}]" if ":" in dest.address else dest.address
-    return f"{host}:{dest.port}"
-
-
 _OP_NAMES = {
     CMD_NEW_SERVICE: "add service",
     CMD_SET_SERVICE: "edit service",
@@ -127,9 +115,9 @@ def make_error(cmd: int, errno: int, svc: Service | None = None, dest: Destinati
     op = _OP_NAMES.get(cmd, f"command {cmd}")
     target = what
     if svc is not None:
-        target = describe_service(svc)
+        target = svc.label
         if dest is not None:
-            target = f"{describe_dest(dest)} in {target}"
+            target = f"{dest.hostport} in {target}"
     where = f" {target}" if target else ""
     is_dest = cmd in (CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST)
     if errno == E.EEXIST:
@@ -138,7 +126,7 @@ def make_error(cmd: int, errno: int, svc: Service | None = None, dest: Destinati
         else:
             cls, text = IPVSExists, f"{'destination' if is_dest else 'service'}{where} already exists"
     elif errno == E.ESRCH:
-        cls, text = IPVSNotFound, f"no such service{' ' + describe_service(svc) if svc else where}"
+        cls, text = IPVSNotFound, f"no such service{' ' + svc.label if svc else where}"
     elif errno == E.ENOENT and is_dest:
         cls, text = IPVSNotFound, f"no such destination{where}"
     elif errno == E.ENOENT and cmd in (CMD_NEW_SERVICE, CMD_SET_SERVICE):
