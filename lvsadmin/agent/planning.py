@@ -25,8 +25,8 @@ describe = ipvs_plan.command_line
 
 
 def dest_text(dest) -> str:
-    address, port = dest_key(dest)
-    return f"{address}|{port}"
+    """A real server's key as text (`address|port`): how drains and samples name it."""
+    return key_text(dest_key(dest))
 
 
 
@@ -62,7 +62,7 @@ def plan(desired: Table, actual: Table, *, previously_owned=frozenset(), owns_wh
     result = Plan(operations=ops)
     for (skey, dkey), since in ipvs_plan.update_drain_times(started, desired, actual, now).items():
         if (skey, dkey) not in deleted:
-            result.drains.setdefault(key_text(skey), {})[f"{dkey[0]}|{dkey[1]}"] = since
+            result.drains.setdefault(key_text(skey), {})[key_text(dkey)] = since
     wanted = {service_key(s) for s in desired.services}
     if not owns_whole_table:
         result.unowned = [key_text(service_key(s)) for s in actual.services

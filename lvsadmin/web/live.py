@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lvsadmin.core.models import Balancer, ServiceSample, offline_cutoff
+from lvsadmin.ipvs.model import key_text
 
 STATUS_LABELS = {"in_sync": "in sync", "pending": "pending", "drift": "drift", "error": "error", "offline": "offline"}
 
@@ -65,7 +66,7 @@ class ServiceCounters:
     destinations: dict[str, Counters] = field(default_factory=dict)
 
     def for_destination(self, address: str, port: int) -> Counters:
-        return self.destinations.get(f"{address}|{port}") or Counters()
+        return self.destinations.get(key_text((address, port))) or Counters()
 
 
 def service_counters(cluster_id: int, services, *, destinations: bool = False) -> dict[int, ServiceCounters]:

@@ -229,7 +229,7 @@ def with_counters(table: ipvs.Table, balancer: Balancer) -> ipvs.Table:
         svc.stats = ipvs.Stats(**{n: int(data.get(n) or 0) for n in stat_names})
         dests = data.get("dests") or {}
         for dest in svc.destinations:
-            d = dests.get(f"{dest.address}|{dest.port}") or {}
+            d = dests.get(key_text(dest.key)) or {}
             dest.stats = ipvs.Stats(**{n: int(d.get(n) or 0) for n in stat_names})
             dest.active_conns = int(d.get("active_conns") or 0)
             dest.inactive_conns = int(d.get("inactive_conns") or 0)
