@@ -68,38 +68,30 @@ class TableChanges:
 
 
 def _service_fields_from_ipvs(svc: ipvs.Service) -> dict:
+    """The VirtualService fields of a kernel service: its identity, then its settings as the model stores them."""
     fwmark = svc.protocol == ipvs.FWMARK
     family = svc.family
-    return {
+    fields = {
         "protocol": svc.protocol,
         "family": family,
         "address": "" if fwmark else svc.address,
         "port": 0 if fwmark else svc.port,
         "fwmark": svc.fwmark if fwmark else 0,
-        "scheduler": svc.scheduler,
-        "persistent": svc.persistent,
-        "timeout": svc.timeout if svc.persistent else 0,
-        "netmask": (format_netmask(svc.netmask, family)
-                    if svc.persistent and svc.netmask != ipvs.host_netmask(family) else ""),
-        "pe_name": svc.pe_name,
-        "one_packet": svc.one_packet,
-        "sched_flags": svc.sched_flags,
+        **{name: getattr(svc, name) for name in ipvs.SERVICE_SETTINGS},
     }
+    # Persistence settings only for a persistent service; the host mask is stored as no netmask.
+    fields["timeout"] = svc.timeout if svc.persistent else 0
+    fields["netmask"] = (format_netmask(svc.netmask, family)
+                         if svc.persistent and svc.netmask != ipvs.host_netmask(family) else "")
+    return fields
 
 
 def _real_server_fields_from_ipvs(dest: ipvs.Destination) -> dict:
-    tunnel = dest.forward == "tunnel"
-    return {
-        "address": dest.address,
-        "port": dest.port,
-        "forward": dest.forward,
-        "weight": dest.weight,
-        "upper_threshold": dest.upper_threshold,
-        "lower_threshold": dest.lower_threshold,
-        "tun_type": dest.tun_type if tunnel else "ipip",
-        "tun_port": dest.tun_port if tunnel else 0,
-        "tun_csum": dest.tun_csum if tunnel else "nocsum",
-    }
+    """The RealServer fields of a kernel destination: its address and port, then its settings."""
+    fields = {"address": dest.address, "port": dest.port, **{name: getattr(dest, name) for name in ipvs.DEST_SETTINGS}}
+    if dest.forward != "tunnel":  # tunnel settings only when tunnelling: the defaults otherwise
+        fields.update(tun_type="ipip", tun_port=0, tun_csum="nocsum")
+    return fields
 
 
 def validate_table(table: ipvs.Table) -> None:
