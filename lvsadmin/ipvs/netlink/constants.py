@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import socket
 
-NETLINK_GENERIC = 16
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10  # error messages don't echo our whole request back
-NETLINK_EXT_ACK = 11  # the kernel may add a text message to an error
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
 NLM_F_ACK_TLVS = 0x200
 NLMSGERR_ATTR_MSG = 1
 
-GENL_ID_CTRL = 0x10
-CTRL_CMD_GETFAMILY = 3
-CTRL_ATTR_FAMILY_ID = 1
-CTRL_ATTR_FAMILY_NAME = 2
-
-IPVS_GENL_NAME = b"IPVS"
 IPVS_GENL_VERSION = 1
 
 # IPVS commands (include/uapi/linux/ip_vs.h)

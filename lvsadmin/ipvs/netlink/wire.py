@@ -1,11 +1,14 @@
-"""The wire format of IPVS messages: netlink headers, and the attributes of services and destinations packed and
-unpacked by hand (for tables as JSON-able dicts, see lvsadmin.ipvs.codec).
+"""The hot paths' codec: netlink headers, and the attributes of services and destinations packed and unpacked
+by hand (for tables as JSON-able dicts, see lvsadmin.ipvs.codec).
 
-The attribute numbers and encodings follow net/netfilter/ipvs/ip_vs_ctl.c (Linux 6.1), where several fields are
-not in host byte order: ports and the GUE tunnel port are big-endian (pyroute2 0.9.7 sends the tunnel port in
-host order); the netmask is a raw 32-bit value: the IPv4 mask in network byte order, but for IPv6 the prefix
-length in host order (the kernel rejects 0 and > 128). SET replaces a whole entry, so every field is always
-sent (and pyroute2's "update" sends a DELETE: we never do).
+Only the bulk apply, the dumps and the reconcile's no-op diff use it, where pyroute2's encoding and decoding would
+cost seconds (see the package docstring); tests/unit/test_netlink_wire.py proves its bytes equal to what pyroute2
+sends for messages.py's attributes, and its reading equal to pyroute2's. The attribute numbers and encodings
+follow net/netfilter/ipvs/ip_vs_ctl.c (Linux 6.1), where several fields are not in host byte order: ports and
+the GUE tunnel port are big-endian; the netmask is a raw 32-bit value: the IPv4 mask in network byte order, but
+for IPv6 the prefix length in host order (the kernel rejects 0 and > 128). SET replaces a whole entry, so every
+field is always sent. Addresses fill the 16-byte union nf_inet_addr, as ipvsadm sends them and the kernel dumps
+them.
 
 Packing uses one precompiled Struct per message shape. A service or real server's message, which the kernel
 always lays out the same way, is decoded with one unpack (its attribute headers checked against the expected
@@ -209,9 +212,6 @@ def dest_key_attr(dest: Destination) -> bytes:
     af, raw = _addr16(dest.address)
     return _DEST_KEY.pack(_DEST_KEY.size, CMD_ATTR_DEST, 20, DEST_ADDR, raw, 6, DEST_PORT, socket.htons(dest.port),
                           6, DEST_ADDR_FAMILY, af)
-
-
-# For IPVS.diff: what the kernel dumps for a destination, in three parts cached by what they
 
 
 def timeouts_attrs(t: Timeouts) -> bytes:
