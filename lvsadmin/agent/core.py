@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Table, key_text
-from lvsadmin.ipvs.plan import SetTimeouts, service_key
+from lvsadmin.ipvs.plan import DELETE_DEST, SetTimeouts, service_key
 from lvsadmin.protocol import (
     BACKUP_RESULT_TASK,
     DELIVERY_KEYS,
@@ -465,7 +465,7 @@ class Agent:
             if not self.state.drains:
                 return None
             plan_probe = self._plan(snap, self._desired_table(snap), self.backend.dump(counters=False))
-            due = [op for op in plan_probe.operations if op.kind == "delete_dest"]
+            due = [op for op in plan_probe.operations if op.kind == DELETE_DEST]
             if not due and plan_probe.drains == self.state.drains:
                 return None
             return self.reconcile(dict(snap, balancer=self.name), trigger="drain")
