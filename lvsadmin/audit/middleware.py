@@ -13,6 +13,10 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
+from django.template.loader import render_to_string
+
+from .log import ChainBroken
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -66,3 +70,11 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+    def process_exception(self, request, exception):
+        """A write refused because the audit chain cannot be continued is the panel's own fault, not the
+        user's: 503 with what to do, not a bare 500 (the service layer rolled the change back)."""
+        if isinstance(exception, ChainBroken):
+            page = render_to_string("503.html", {"message": str(exception)}, request=request)
+            return HttpResponse(page, status=503)
+        return None

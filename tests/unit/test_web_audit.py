@@ -166,3 +166,19 @@ def test_the_verify_page_names_the_witness_that_saw_records_now_gone(web, group_
     ChainHead.objects.filter(id=1).update(count=count, hash=previous.hash, mac=head_mac(count, previous.hash, False))
     html = group_admin_client.get("/audit/verify/").content.decode()
     assert "Broken." in html and "the chain was truncated: balancer lb1 saw record" in html
+
+
+def test_an_edit_while_the_chain_head_is_missing_is_refused_with_503_and_nothing_changes(web, operator_client):
+    from django.db import connection
+
+    from lvsadmin.core.models import VirtualService
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_chainhead")
+    before = (VirtualService.objects.count(), ChangeRecord.objects.count())
+    response = operator_client.post("/clusters/web/services/new/", {
+        "protocol": "tcp", "family": 4, "address": "10.0.0.9", "port": "80", "fwmark": "", "scheduler": "rr",
+        "timeout": "", "netmask": "", "pe_name": "", "name": "", "description": ""})
+    assert response.status_code == 503
+    assert "audit chain head is missing" in response.content.decode()
+    assert (VirtualService.objects.count(), ChangeRecord.objects.count()) == before
