@@ -12,7 +12,11 @@ To an agent (queue `lvs.<balancer>`):
 - `BACKUP_REQUEST_TASK(BackupRequest)`: send the kernel table back for a backup.
 To the control side (queue `control`):
 - `REPORT_TASK(Report)`: what one reconcile did; `HEARTBEAT_TASK(Heartbeat)`: alive, facts, drift, counters;
-  `BACKUP_RESULT_TASK(BackupResult)`: the table a backup request asked for.
+  `BACKUP_RESULT_TASK(BackupResult)`: the table a backup request asked for; `SECURITY_EVENT_TASK(SecurityReport)`:
+  a message the agent refused.
+
+Every message travels signed (lvsadmin.signing): in an envelope signed by the panel's key and addressed to one
+balancer, or by the key of the balancer it comes from. The bodies below are what the envelopes carry.
 
 The audit chain's head: every message to an agent carries "audit_head": {"sequence": record count, "hash":
 newest record's hash}; the agent keeps the newest it was sent as a witness (lvsadmin.audit.witness) and every
@@ -33,6 +37,7 @@ BACKUP_REQUEST_TASK = "lvsadmin.agent.backup"
 REPORT_TASK = "lvsadmin.core.record_report"
 HEARTBEAT_TASK = "lvsadmin.core.record_heartbeat"
 BACKUP_RESULT_TASK = "lvsadmin.backups.record_backup"
+SECURITY_EVENT_TASK = "lvsadmin.core.record_security_event"
 
 CONTROL_QUEUE = "control"
 
@@ -293,3 +298,25 @@ class BackupResult:
         return cls(balancer=d["balancer"], trigger=d["trigger"], requested_by=str(d.get("requested_by", "?")),
                    taken_at=d.get("taken_at") or None, text=d["text"], document=d["document"],
                    audit_head=d.get("audit_head"))
+
+
+@dataclass
+class SecurityReport:
+    """A message an agent refused (`SECURITY_EVENT_TASK`): why (signing.REASONS), for which task, how many
+    like it since the last report of that reason."""
+
+    balancer: str = ""
+    reason: str = ""
+    task: str = ""
+    detail: str = ""
+    count: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> SecurityReport:
+        d = d or {}
+        return cls(balancer=str(d.get("balancer") or "")[:100], reason=str(d.get("reason") or "")[:32],
+                   task=str(d.get("task") or "")[:100], detail=str(d.get("detail") or "")[:1000],
+                   count=max(1, _int_or_zero(d.get("count"))))

@@ -6,6 +6,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from lvsadmin import signing
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -72,6 +74,30 @@ def read_audit_key() -> str:
 
 
 AUDIT_KEY = read_audit_key()
+
+# The panel's Ed25519 key (lvsadmin.signing): every message to an agent is signed with it, and agents believe
+# nothing else. A file (PANEL_SIGNING_KEY_FILE, default var/panel_ed25519, which scripts/setup makes once, with
+# its public half beside it in var/panel_ed25519.pub for the agents), never in the database. Only DEBUG falls back
+# to a publicly known development key.
+PANEL_SIGNING_KEY_FILE = Path(os.environ.get("PANEL_SIGNING_KEY_FILE") or BASE_DIR / "var" / "panel_ed25519")
+
+
+def read_panel_signing_key():
+    try:
+        return signing.load_private_key(PANEL_SIGNING_KEY_FILE)
+    except signing.KeyFileError as exc:
+        if DEBUG:
+            return signing.development_key()
+        raise ImproperlyConfigured(
+            f"The panel's signing key: {exc}. With DEBUG off, lvsadmin signs every message to its agents with a "
+            "key of its own: run scripts/setup (it makes var/panel_ed25519), or make one with "
+            "`python -m lvsadmin.signing keygen PATH` and name it in PANEL_SIGNING_KEY_FILE.") from None
+
+
+PANEL_SIGNING_KEY = read_panel_signing_key()
+# Seconds a message to an agent stays valid (a snapshot queued longer is refused; the resync sends a new one).
+PANEL_MESSAGE_TTL = int(os.environ.get("PANEL_MESSAGE_TTL", "3600"))
+SECURITY_EVENT_RETENTION_DAYS = int(os.environ.get("SECURITY_EVENT_RETENTION_DAYS", "90"))
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_NAME = os.environ.get("SITE_NAME", "lvsadmin")

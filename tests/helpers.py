@@ -1,4 +1,4 @@
-"""Helpers of the web tests: users in a role, a signed-in client, HTMX headers, the version an edit form was loaded at,
+"""Helpers of the tests: users in a role, a signed-in client, HTMX headers, the version an edit form was loaded at,
 every URL of the project and a real URL for each route.
 
 Plain functions, imported by name. The fixtures built on them (users in each role, their clients, the cluster
@@ -70,3 +70,13 @@ def concrete(route: str, objects: dict) -> str:
         url = url.replace("<int:pk>", str(objects[key]))
     assert "<" not in url, f"no object for {route}"
     return url
+
+
+def from_panel(message: dict, task: str, queue: str) -> dict:
+    """The body of a message the panel sent to the agent of `queue` (lvs.<name>), checked as that agent would."""
+    from lvsadmin import signing
+    from lvsadmin.core import trust
+
+    public = trust.signer().public
+    return signing.open_envelope(message, {signing.fingerprint(public): public}, task=task,
+                                 to=queue.removeprefix("lvs.")).body

@@ -2,11 +2,19 @@
 
 import os
 import secrets
+import tempfile
 
 # Production settings refuse to start without a secret key: the tests make one of their own (a random key per
 # test run, inherited by the workers the tests start), whatever var/secret_key holds.
 os.environ.setdefault("SECRET_KEY", "tests-" + secrets.token_urlsafe(50))
 os.environ.setdefault("AUDIT_KEY", "tests-audit-" + secrets.token_urlsafe(50))  # likewise the audit chain's key
+if not os.environ.get("PANEL_SIGNING_KEY_FILE"):
+    # Likewise the panel's signing key: a file of this run (its public half beside it, for the agents started).
+    from lvsadmin import signing  # noqa: E402
+
+    _dir = tempfile.mkdtemp(prefix="lvsadmin-test-keys-")
+    signing.write_private_key(os.path.join(_dir, "panel_ed25519"))
+    os.environ["PANEL_SIGNING_KEY_FILE"] = os.path.join(_dir, "panel_ed25519")
 
 from lvsadmin.settings import *  # noqa: E402,F401,F403
 

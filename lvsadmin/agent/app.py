@@ -9,6 +9,8 @@ Environment:
   LVSADMIN_BALANCER          this balancer's name (queue lvs.<name>); default: the host name
   LVSADMIN_BROKER_URL        the broker (else REDIS_URL, else redis://127.0.0.1:6379/0)
   LVSADMIN_AGENT_STATE       the state file (default /var/lib/lvsadmin-agent/state.json)
+  LVSADMIN_AGENT_KEY, LVSADMIN_PANEL_PUBLIC_KEY
+                             this agent's key pair, the panel's public key (lvsadmin.agent.trust): required
   LVSADMIN_AGENT_BACKEND     netlink (default) or memory[:PATH] (a fake kernel, for the host integration tests)
   HEARTBEAT_SECONDS          how often the heartbeat goes out (default 5)
   CELERY_VISIBILITY_TIMEOUT  seconds before Redis gives an unacknowledged message to another worker (3600)
@@ -16,7 +18,8 @@ Environment:
                              tests only: apply N operations at a time with a pause between (to kill it midway)
 
 Tasks (queue lvs.<name>): protocol.RECONCILE_TASK(Snapshot), RECONVERGE_TASK(ReconvergeRequest) and
-BACKUP_REQUEST_TASK(BackupRequest); what goes back to the control queue is lvsadmin.protocol's too. The
+BACKUP_REQUEST_TASK(BackupRequest), each in an envelope signed by the panel (lvsadmin.agent.trust opens it, or
+refuses and reports it); what goes back to the control queue is lvsadmin.protocol's too, signed by this agent. The
 heartbeat is a thread started by a worker bootstep: it needs no message to keep itself going, so no lost or
 duplicated message can stop or double it. It also follows draining real servers up and, at start, resumes a
 snapshot that a killed predecessor left half applied.
@@ -41,13 +44,15 @@ from lvsadmin.protocol import (
     CONTROL_QUEUE,
     RECONCILE_TASK,
     RECONVERGE_TASK,
-    BackupRequest,
     agent_queue,
 )
+from lvsadmin.signing import KeyFileError
 
+from . import state
 from .core import Agent
 from .kernel import make_backend
 from .state import StateStore
+from .trust import Gate, load_keys
 
 log = logging.getLogger("lvsadmin.agent")
 
@@ -96,9 +101,21 @@ _agent: Agent | None = None
 _agent_lock = threading.Lock()
 
 
-def _send(task: str, payload: dict, expires: float | None = None) -> None:
-    app.send_task(task, args=[payload], queue=REPLY_QUEUE, expires=expires, retry=True,
+def _post(task: str, message: dict, expires: float | None = None) -> None:
+    app.send_task(task, args=[message], queue=REPLY_QUEUE, expires=expires, retry=True,
                   retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1, "interval_max": 3})
+
+
+try:
+    # No key pair or no panel key: no agent (a message it could neither check nor sign is worth nothing).
+    GATE = Gate(NAME, load_keys(os.environ.get("LVSADMIN_AGENT_STATE") or state.DEFAULT_PATH), _post)
+except KeyFileError as exc:
+    raise SystemExit(f"lvsadmin agent {NAME} refuses to start: {exc}") from None
+
+
+def _send(task: str, payload: dict, expires: float | None = None) -> None:
+    """Sign `payload` as this balancer's and send it to the control queue (valid for `expires` seconds)."""
+    _post(task, GATE.seal(task, payload, ttl=expires), expires=expires)
 
 
 def get_agent() -> Agent:
@@ -115,23 +132,23 @@ def get_agent() -> Agent:
 
 
 @app.task(name=RECONCILE_TASK, acks_late=True, reject_on_worker_lost=True)
-def reconcile(snapshot: dict) -> dict | None:
-    report = get_agent().reconcile(snapshot)
-    return _summary(report)
+def reconcile(message: dict) -> dict | None:
+    agent = get_agent()
+    snapshot = GATE.open(RECONCILE_TASK, message, agent.newest_revision)
+    return None if snapshot is None else _summary(agent.reconcile(snapshot))
 
 
 @app.task(name=RECONVERGE_TASK, acks_late=True, reject_on_worker_lost=True)
-def reconverge(request: dict | None = None) -> dict | None:
-    return _summary(get_agent().reconverge(request))
+def reconverge(message: dict | None = None) -> dict | None:
+    request = GATE.open(RECONVERGE_TASK, message)
+    return None if request is None else _summary(get_agent().reconverge(request))
 
 
 @app.task(name=BACKUP_REQUEST_TASK, acks_late=True, reject_on_worker_lost=True)
-def backup(request: dict) -> None:
-    balancer = BackupRequest.from_dict(request).balancer
-    if balancer not in (None, NAME):
-        log.error("backup request for %s delivered to %s: ignored", balancer, NAME)
-        return
-    get_agent().backup(request)
+def backup(message: dict) -> None:
+    request = GATE.open(BACKUP_REQUEST_TASK, message)  # addressed to this balancer, or refused
+    if request is not None:
+        get_agent().backup(request)
 
 
 def _summary(report: dict | None) -> dict | None:

@@ -12,7 +12,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.core import services as core_services
-from lvsadmin.core import versions
+from lvsadmin.core import trust, versions
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.backup import DOCUMENT_FORMAT, make_document, shape_error
@@ -133,11 +133,9 @@ def apply_retention(actor: Actor, balancer: Balancer, policy: BackupPolicy, now:
 
 
 def send_backup_request(balancer: Balancer, trigger: str, requested_by: str) -> None:
-    from lvsadmin.celery import app
-
     request = BackupRequest(balancer=balancer.name, trigger=trigger, requested_by=requested_by,
                             audit_head=current_head())
-    app.send_task(BACKUP_REQUEST_TASK, args=[request.to_dict()], queue=balancer.queue)
+    trust.send_to_agent(balancer, BACKUP_REQUEST_TASK, request.to_dict())
 
 
 def request_backup(actor: Actor, balancer: Balancer, trigger: str = Backup.Trigger.MANUAL) -> None:

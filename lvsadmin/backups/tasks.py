@@ -5,6 +5,7 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor
+from lvsadmin.core import trust
 from lvsadmin.core.models import Balancer
 from lvsadmin.protocol import BACKUP_RESULT_TASK, BackupResult
 
@@ -27,7 +28,10 @@ def record_backup(message: dict) -> int | None:
     """What the agent sent for a backup request (protocol.BackupResult)."""
     from django.utils.dateparse import parse_datetime
 
-    result = BackupResult.from_dict(message)
+    body = trust.accept(BACKUP_RESULT_TASK, message)  # signed by the balancer it names, or dropped and recorded
+    if body is None:
+        return None
+    result = BackupResult.from_dict(body)
     balancer = Balancer.objects.select_related("cluster").filter(name=result.balancer).first()
     if balancer is None:
         return None

@@ -2,7 +2,8 @@
 
 Redis is not the source of truth: a lost message is repaired by the periodic resync, a duplicate
 is harmless because agents ignore revisions they have already applied. Every message to an agent carries the
-audit chain's head, which the agent keeps as a witness (lvsadmin.audit.witness).
+audit chain's head, which the agent keeps as a witness (lvsadmin.audit.witness), and is signed by the panel for
+the one balancer it goes to (lvsadmin.core.trust).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from django.db import transaction
 from lvsadmin.audit.log import current_head
 from lvsadmin.protocol import RECONCILE_TASK, Snapshot, SyncSettings
 
+from . import trust
+
 
 def apply_on_commit(cluster, trigger: str = "apply") -> None:
     cluster_id = cluster.pk
@@ -20,8 +23,6 @@ def apply_on_commit(cluster, trigger: str = "apply") -> None:
 
 def send_reconcile(cluster_id: int, trigger: str = "apply", balancers=None) -> int:
     """Send the cluster's current snapshot to every (or the given) balancer; returns how many were sent."""
-    from lvsadmin.celery import app
-
     from .models import Balancer, Cluster
     from .selectors import snapshot
 
@@ -33,7 +34,7 @@ def send_reconcile(cluster_id: int, trigger: str = "apply", balancers=None) -> i
     for balancer in targets:
         message = Snapshot(**snap, trigger=trigger, audit_head=head, balancer=balancer.name,
                            sync=sync_settings(balancer), reported_digest=reported.get(balancer.pk, ""))
-        app.send_task(RECONCILE_TASK, args=[message], queue=balancer.queue)
+        trust.send_to_agent(balancer, RECONCILE_TASK, message, revision=message["revision"])
     return len(targets)
 
 

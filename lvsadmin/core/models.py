@@ -108,6 +108,12 @@ class Balancer(models.Model):
         help_text="The connection-sync daemon its agent runs (ipvsadm --start-daemon); none: left as it is.")
     sync_interface = models.CharField(max_length=15, blank=True, help_text="Multicast interface, e.g. eth1.")
     sync_id = models.PositiveSmallIntegerField(default=0, help_text="0-255; 0 accepts every sync id (backup).")
+    # The agent's public key (lvsadmin.signing's text): what it reports is believed only when signed by it.
+    # Never the private half: that stays on the balancer. Revoked: no key is believed until an admin re-keys.
+    public_key = models.CharField(max_length=100, blank=True, default="")
+    key_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    key_revoked = models.BooleanField(default=False)
+    key_changed = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -307,3 +313,27 @@ class ReportedTable(models.Model):
     table = models.JSONField(help_text="ipvs.codec.table_to_dict of the kernel table.")
     digest = models.CharField(max_length=64, blank=True, default="",
                               help_text="ipvs.codec.table_digest of the table: agents leave out a table it matches.")
+
+
+class SecurityEvent(models.Model):
+    """A message that was not believed: unsigned, signed by a key not trusted for it, altered, for another
+    balancer, expired or replayed. Recorded by the control worker (reports, heartbeats, backups) and reported by
+    agents (what they refused); the same kind of event within a minute counts up one row. Kept
+    SECURITY_EVENT_RETENTION_DAYS, at most SECURITY_EVENT_MAX_ROWS (lvsadmin.core.trust)."""
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    last_seen = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=110, help_text="control, or agent:<balancer> for what an agent refused")
+    reason = models.CharField(max_length=32)
+    task = models.CharField(max_length=100, blank=True)
+    claimed = models.CharField(max_length=100, blank=True, help_text="The balancer the message named.")
+    balancer = models.ForeignKey(Balancer, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="security_events")
+    detail = models.TextField(blank=True)
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.source})"

@@ -36,7 +36,7 @@ from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.ipvs.codec import table_digest
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
-from . import dispatch
+from . import dispatch, trust
 from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample, offline_cutoff
 
 log = logging.getLogger(__name__)
@@ -293,12 +293,10 @@ def send_reconverge(balancer: Balancer, trigger: str = "resync", revision: int =
     With `revision`: the one it must hold (an agent that lacks it asks for the snapshot); `reported_digest`: the
     kernel table the control side holds from it, which it need not send again.
     """
-    from lvsadmin.celery import app
-
     request = ReconvergeRequest(balancer=balancer.name, cluster=balancer.cluster.name, trigger=trigger,
                                 sync=dispatch.sync_settings(balancer), audit_head=current_head(),
                                 revision=revision, reported_digest=reported_digest)
-    app.send_task(RECONVERGE_TASK, args=[request.to_dict()], queue=balancer.queue)
+    trust.send_to_agent(balancer, RECONVERGE_TASK, request.to_dict(), revision=revision)
 
 
 def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) -> int:

@@ -1,6 +1,7 @@
 """Control-side tasks, on queue `control`: what agents send back, and the periodic jobs.
 
-Agents send `protocol.REPORT_TASK` and `protocol.HEARTBEAT_TASK` by name (they do not import this module:
+Agents send `protocol.REPORT_TASK`, `HEARTBEAT_TASK` and `SECURITY_EVENT_TASK` by name, signed (each is
+believed only when signed by the balancer it names: lvsadmin.core.trust) (they do not import this module:
 they have no database). Beat runs `lvsadmin.core.resync` every RESYNC_SECONDS and
 `lvsadmin.core.mark_offline`; both periodic tasks are created (when missing) at beat's and the control
 worker's start, as django-celery-beat rows the panel can edit.
@@ -13,22 +14,32 @@ import logging
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
 
-from lvsadmin.protocol import HEARTBEAT_TASK, REPORT_TASK
+from lvsadmin.protocol import HEARTBEAT_TASK, REPORT_TASK, SECURITY_EVENT_TASK
 
-from . import reports
+from . import reports, trust
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(name=REPORT_TASK)
-def record_report(report: dict) -> int | None:
-    stored = reports.record_report(report)
+def record_report(message: dict) -> int | None:
+    report = trust.accept(REPORT_TASK, message)  # signed by the balancer it names, or dropped and recorded
+    stored = reports.record_report(report) if report is not None else None
     return stored.pk if stored is not None else None
 
 
 @shared_task(name=HEARTBEAT_TASK)
-def record_heartbeat(beat: dict) -> None:
-    reports.record_heartbeat(beat)
+def record_heartbeat(message: dict) -> None:
+    beat = trust.accept(HEARTBEAT_TASK, message)
+    if beat is not None:
+        reports.record_heartbeat(beat)
+
+
+@shared_task(name=SECURITY_EVENT_TASK)
+def record_security_event(message: dict) -> int | None:
+    """A message an agent refused, as that agent reports it."""
+    event = trust.record_agent_report(message)
+    return event.pk if event is not None else None
 
 
 @shared_task(name="lvsadmin.core.resync")

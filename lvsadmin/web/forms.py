@@ -112,6 +112,12 @@ class BalancerForm(ServiceLayerModelForm):
         limited(self.fields["sync_id"], validate.SYNC_ID)
 
 
+class BalancerKeyForm(forms.Form):
+    public_key = forms.CharField(
+        max_length=100, label="Agent public key", widget=forms.TextInput(attrs={"class": "mono", "size": 60}),
+        help_text="What the agent's key pair file holds beside it (…_ed25519.pub): ed25519: and 44 base64 characters.")
+
+
 class ServiceForm(ServiceLayerModelForm):
     sched_flags = forms.TypedMultipleChoiceField(
         choices=[(bit, f"{name} ({'/'.join(label)})") for name, bit, label in (

@@ -25,6 +25,8 @@ urlpatterns = [
     path("balancers/<slug:name>/delete/", clusters.balancer_delete, name="balancer_delete"),
     path("balancers/<slug:name>/ipvsadm/", tables.balancer_list, name="balancer_list"),
     path("balancers/<slug:name>/backup/", clusters.balancer_backup, name="balancer_backup"),
+    path("balancers/<slug:name>/key/", clusters.balancer_key, name="balancer_key"),
+    path("balancers/<slug:name>/key/revoke/", clusters.balancer_key_revoke, name="balancer_key_revoke"),
     # backups (lvsadmin/web/views/backups.py)
     path("balancers/<slug:name>/backups/", backups.balancer_backups, name="balancer_backups"),
     path("balancers/<slug:name>/backups/upload/", backups.backup_upload, name="backup_upload"),

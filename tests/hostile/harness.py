@@ -35,7 +35,7 @@ FINGERPRINTED = (Cluster, Balancer, VirtualService, RealServer, Backup, BackupPo
 NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
 # (The users page shows its Unlock forms only while someone is locked out.)
-FORMLESS = {"logout", "balancer_backup", "real_server_weight", "real_server_state", "users"}
+FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "real_server_weight", "real_server_state", "users"}
 # A failed sign-in is audited by design: the login form's 4xx may add that record and nothing else.
 AUDITED_REFUSALS = {"login": (ChangeRecord.Action.LOGIN_FAILED,)}
 
@@ -107,6 +107,7 @@ def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
         "cluster_schedule": {"every_seconds": ["3600"], "keep_last": ["5"], "keep_days": ["30"]},
         "user_create": {"username": ["mallory"], "password1": [NEW_PASSWORD], "password2": [NEW_PASSWORD]},
         "real_server_weight": {"weight": ["5"]},
+        "balancer_key": {"public_key": ["ed25519:2Xc2fpiu9Sbx7ddm2TyWEHA3S2pKirhkrr9NMP9Yei8="]},
         "real_server_state": {"state": ["draining", "disabled", "active"]},
         "users": {"username": ["vera"], "address": ["127.0.0.1"]},
     }.get(name, {})

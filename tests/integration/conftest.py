@@ -14,7 +14,19 @@ import pytest
 
 from lvsadmin.ipvs import codec
 
-from .harness import Database, Proc, RedisServer, agent_argv, base_env, beat, control_worker, use_broker
+from .harness import (
+    Database,
+    Proc,
+    RedisServer,
+    agent_argv,
+    agent_key,
+    base_env,
+    beat,
+    control_worker,
+    enrol,
+    panel_public_key,
+    use_broker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +59,8 @@ class Agent:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.kernel = FakeKernel(self.dir / "kernel.json")
         self.state_path = self.dir / "state.json"
+        self.key_path = self.dir / "agent_ed25519"
+        self.public_key = agent_key(self.key_path, name)
         self.proc: Proc | None = None
         self.starts = 0
 
@@ -54,8 +68,10 @@ class Agent:
         self.starts += 1
         env = base_env(LVSADMIN_BALANCER=self.name, LVSADMIN_BROKER_URL=self.stack.redis.url,
                        LVSADMIN_AGENT_STATE=self.state_path, HEARTBEAT_SECONDS=HEARTBEAT,
-                       LVSADMIN_AGENT_BACKEND=f"memory:{self.kernel.path}")
+                       LVSADMIN_AGENT_BACKEND=f"memory:{self.kernel.path}", LVSADMIN_AGENT_KEY=self.key_path,
+                       LVSADMIN_PANEL_PUBLIC_KEY=panel_public_key())
         env.pop("DJANGO_SETTINGS_MODULE", None)
+        enrol(self.name, self.public_key)  # when the balancer exists already (else make_cluster enrols it)
         self.proc = Proc(agent_argv(self.name), self.dir / f"agent-{self.starts}.log", env=env,
                          name=f"agent {self.name}").start()
         self.proc.wait_log(r"ready\.", timeout=60)
@@ -75,6 +91,9 @@ class Agent:
 
 
 class Stack:
+    """The processes of one test module. Every agent is enrolled: its key pair made in its directory, its public key
+    registered with its balancer (harness.AGENT_KEYS[name] for a balancer made after the agent started)."""
+
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.redis = RedisServer(workdir / "redis")

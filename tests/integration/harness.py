@@ -246,6 +246,38 @@ def agent_argv(name: str) -> list[str]:
             f"agent-{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
 
 
+def panel_public_key() -> str:
+    """The public key of the panel these tests run (tests/settings.py made its key file), as agents are given it."""
+    from lvsadmin.core import trust
+
+    return trust.panel_public_key()
+
+
+# balancer name -> the public key of its agent in this test run (harness.agent_key): what to enrol it with.
+AGENT_KEYS: dict[str, str] = {}
+
+
+def agent_key(path: Path, name: str) -> str:
+    """Agent `name`'s key pair at `path` (made once); returns its public key, what the balancer is enrolled with."""
+    from lvsadmin import signing
+
+    path = Path(path)
+    key = signing.load_private_key(path) if path.exists() else signing.write_private_key(path)
+    AGENT_KEYS[name] = signing.public_text(key)
+    return AGENT_KEYS[name]
+
+
+def enrol(name: str, public_key: str) -> None:
+    """Register an agent's key for balancer `name` when it exists and holds another (an admin's re-key)."""
+    from lvsadmin.audit.log import Actor
+    from lvsadmin.core import services
+    from lvsadmin.core.models import Balancer
+
+    balancer = Balancer.objects.filter(name=name).first()
+    if balancer is not None and balancer.public_key != public_key:
+        services.set_balancer_key(Actor.system("tests"), balancer, public_key=public_key)
+
+
 def use_broker(url: str) -> None:
     """Point the Django-side Celery app of this (test) process at `url`."""
     from lvsadmin.celery import app

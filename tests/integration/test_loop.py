@@ -14,7 +14,7 @@ import pytest
 from lvsadmin.audit.log import Actor
 from lvsadmin.ipvs.model import Destination, Service
 
-from .harness import REPO, wait_for
+from .harness import AGENT_KEYS, REPO, agent_key, panel_public_key, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def make_cluster(name: str, balancer: str, *, dests=("10.2.0.1", "10.2.0.2"), pr
     from lvsadmin.core import services
 
     cluster = services.create_cluster(ACTOR, name=name, **cluster_kw)
-    services.create_balancer(ACTOR, cluster, name=balancer)
+    services.create_balancer(ACTOR, cluster, name=balancer, public_key=AGENT_KEYS.get(balancer, ""))
     svc = services.create_service(ACTOR, cluster, protocol=protocol, address="10.1.0.1", port=80, scheduler="rr")
     for address in dests:
         services.create_real_server(ACTOR, svc, address=address, port=80, forward="masq")
@@ -64,14 +64,24 @@ def mutations(agent) -> int:
     return int(agent.state().get("mutations", 0))
 
 
-def test_agent_imports_no_django():
+def replay(snapshot: dict, name: str) -> None:
+    """Send an agent an older snapshot the panel signed (a genuine message, replayed)."""
+    from lvsadmin.core import trust
+    from lvsadmin.protocol import RECONCILE_TASK
+
+    trust.send_to_agent(balancer(name), RECONCILE_TASK, snapshot, revision=snapshot["revision"])
+
+
+def test_agent_imports_no_django(tmp_path):
     # kombu's JSON looks for django.utils.functional when Django is installed; nothing else of Django may load:
     # no settings, no apps, no ORM, no database driver.
     code = ("import sys, lvsadmin.agent.app, lvsadmin.agent.core; "
             "bad = sorted(m for m in sys.modules if m.startswith(('django.db', 'django.conf', 'django.apps', "
             "'lvsadmin.core', 'lvsadmin.settings', 'lvsadmin.audit', 'psycopg', 'sqlite3', 'dj_database_url')));"
             "print(bad); sys.exit(1 if bad else 0)")
-    env = {"PATH": "/usr/bin:/bin", "LVSADMIN_BALANCER": "x", "LVSADMIN_AGENT_BACKEND": "memory"}
+    env = {"PATH": "/usr/bin:/bin", "LVSADMIN_BALANCER": "x", "LVSADMIN_AGENT_BACKEND": "memory",
+           "LVSADMIN_AGENT_STATE": str(tmp_path / "state.json"), "LVSADMIN_PANEL_PUBLIC_KEY": panel_public_key()}
+    agent_key(tmp_path / "agent_ed25519", "x")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -145,7 +155,6 @@ def test_same_snapshot_twice_changes_nothing(stack):
 
 
 def test_older_snapshot_after_newer_is_ignored(stack):
-    from lvsadmin.celery import app
     from lvsadmin.core import selectors, services
     from lvsadmin.core.models import ApplyReport
 
@@ -157,7 +166,7 @@ def test_older_snapshot_after_newer_is_ignored(stack):
     b = wait_applied("lb-c", revision)
     assert "10.2.0.9" in kernel_dests(agent)
     before = mutations(agent)
-    app.send_task("lvsadmin.agent.reconcile", args=[old_snapshot], queue="lvs.lb-c")
+    replay(old_snapshot, "lb-c")
     wait_for(lambda: ApplyReport.objects.filter(balancer=b, outcome="stale").exists(), 20, message="stale report")
     assert "10.2.0.9" in kernel_dests(agent) and mutations(agent) == before
     assert balancer("lb-c").applied_revision == revision
@@ -263,7 +272,6 @@ def test_removed_udp_real_server_goes_at_once(stack):
 
 
 def test_restart_remembers_the_revision_and_flushes_nothing(stack):
-    from lvsadmin.celery import app
     from lvsadmin.core import selectors, services
     from lvsadmin.core.models import ApplyReport
 
@@ -283,7 +291,7 @@ def test_restart_remembers_the_revision_and_flushes_nothing(stack):
              > 1, 20, message="the startup resync")
     assert mutations(agent) == before
     assert agent.state()["applied_revision"] == revision
-    app.send_task("lvsadmin.agent.reconcile", args=[old_snapshot], queue="lvs.lb-h")
+    replay(old_snapshot, "lb-h")
     wait_for(lambda: ApplyReport.objects.filter(balancer=b, outcome="stale").exists(), 20, message="stale report")
     assert "10.2.0.7" in kernel_dests(agent) and mutations(agent) == before
 

@@ -6,7 +6,9 @@ DatabaseScheduler). In the IPVS VM: a real agent worker (scripts/run-agent's com
 NAME of the cluster "kern", which reaches the host's Redis through QEMU's gateway 10.0.2.2.
 
 `running(...)` sets it all up for one test module and leaves the session's guest as it found it: no agent,
-no state file, an empty table. The tests drive the kernel with the real `ipvsadm` through `Loop.sh`.
+no state file, no agent key, an empty table. The agent is enrolled: its key pair made in the guest, its public key
+registered with the balancer, the panel's public key given to it. The tests drive the kernel with the real
+`ipvsadm` through `Loop.sh`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tests.integration.harness import (
     base_env,
     beat,
     control_worker,
+    panel_public_key,
     use_broker,
     wait_for,
 )
@@ -36,6 +39,7 @@ from tests.integration.harness import (
 ACTOR = Actor(username="alice", request_id="req-kernel")
 NAME = "kvm1"
 STATE = "/var/lib/lvsadmin-agent/state.json"
+AGENT_KEY = "/var/lib/lvsadmin-agent/agent_ed25519"  # beside the state file: the agent's default
 PIDFILE = "/run/lvsadmin-agent.pid"
 HEARTBEAT = 2
 SLOW = 240  # seconds: Python and Celery start slowly under emulation
@@ -73,10 +77,16 @@ class Loop:
 
     # the agent in the guest
 
+    def enrol_agent(self) -> str:
+        """Make the agent's key pair in the guest (as an operator would on the balancer); returns its public key."""
+        return self.vm.sh(f"mkdir -p /var/lib/lvsadmin-agent; {shlex.quote(sys.executable)} -m lvsadmin.signing "
+                          f"keygen {AGENT_KEY}").strip().splitlines()[-1]
+
     def start_agent(self) -> None:
         self.starts += 1
         env = {"LVSADMIN_BALANCER": NAME, "LVSADMIN_BROKER_URL": f"redis://{self.broker_host}:{self.redis.port}/0",
                "LVSADMIN_AGENT_STATE": STATE, "HEARTBEAT_SECONDS": str(HEARTBEAT),
+               "LVSADMIN_PANEL_PUBLIC_KEY": panel_public_key(),
                # A large apply takes a few seconds (200 operations, a pause, ...): long enough to be killed midway.
                "LVSADMIN_AGENT_APPLY_BATCH": "200", "LVSADMIN_AGENT_APPLY_PAUSE": "0.2"}
         argv = " ".join(shlex.quote(a) for a in agent_argv(NAME))
@@ -140,8 +150,8 @@ def running(ipvs_guest, workdir, django_db_blocker, *, with_beat: bool = False, 
             from lvsadmin.core import services
 
             c = services.create_cluster(ACTOR, name="kern", drain_timeout=30)
-            services.create_balancer(ACTOR, c, name=NAME)
-            vm.sh(f"ipvsadm -C{reset}; rm -f {STATE} /tmp/agent.log")  # the session's guest: start clean
+            vm.sh(f"ipvsadm -C{reset}; rm -f {STATE} {AGENT_KEY} /tmp/agent.log")  # the session's guest: start clean
+            services.create_balancer(ACTOR, c, name=NAME, public_key=lp.enrol_agent())
             lp.start_agent()
             try:
                 wait_for(lambda: balancer().last_seen, SLOW, interval=1, message="the agent's first heartbeat")
@@ -155,7 +165,7 @@ def running(ipvs_guest, workdir, django_db_blocker, *, with_beat: bool = False, 
     finally:
         try:
             # The guest is the session's: leave it as we found it (no agent, an empty table, no state).
-            vm.sh(f"kill -KILL $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE} {STATE}; ipvsadm -C{reset}",
+            vm.sh(f"kill -KILL $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE} {STATE} {AGENT_KEY}*; ipvsadm -C{reset}",
                   check=False)
         finally:
             for proc in (lp.beat, lp.control):

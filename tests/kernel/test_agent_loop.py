@@ -87,10 +87,11 @@ def test_the_same_snapshot_twice_changes_nothing(loop):
     assert loop.agent_state()["mutations"] == before
 
 
-def test_an_older_snapshot_after_a_newer_one_changes_nothing(loop):
+def test_an_older_snapshot_after_a_newer_one_and_a_forged_one_change_nothing(loop):
     from lvsadmin.celery import app
-    from lvsadmin.core import selectors, services
-    from lvsadmin.core.models import ApplyReport, RealServer
+    from lvsadmin.core import selectors, services, trust
+    from lvsadmin.core.models import ApplyReport, RealServer, SecurityEvent
+    from lvsadmin.protocol import RECONCILE_TASK
 
     b = balancer()
     old = dict(selectors.snapshot(cluster()), balancer=NAME)
@@ -99,11 +100,19 @@ def test_an_older_snapshot_after_a_newer_one_changes_nothing(loop):
     wait_applied(revision)
     assert f"-a -t {VIP}:80 -r 10.10.1.1:8080 -m -w 5" in loop.save()
     before, save = loop.agent_state()["mutations"], loop.save()
-    app.send_task("lvsadmin.agent.reconcile", args=[old], queue=b.queue)
+    # A genuine older message replayed (signed by the panel): answered as stale, reported, nothing changed.
+    trust.send_to_agent(b, RECONCILE_TASK, old, revision=old["revision"])
     wait_for(lambda: ApplyReport.objects.filter(balancer=b, outcome="stale", revision=old["revision"]).exists(),
              60, interval=0.5, message="the stale report")
     assert loop.save() == save and loop.agent_state()["mutations"] == before
     assert balancer().applied_revision == revision
+    # A forged one (unsigned: anyone with the broker's URL) empties no table: refused, and a security event.
+    app.send_task(RECONCILE_TASK, args=[dict(old, revision=999, owns_whole_table=True, table={"services": []})],
+                  queue=b.queue)
+    wait_for(lambda: SecurityEvent.objects.filter(source=f"agent:{NAME}", reason="unsigned").exists(), 60,
+             interval=0.5, message="the agent's security event")
+    assert loop.save() == save and loop.agent_state()["mutations"] == before
+    assert loop.agent_state()["applied_revision"] == revision
 
 
 def test_ipvsadm_by_hand_is_drift_and_the_resync_repairs_it(loop):

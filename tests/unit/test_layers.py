@@ -33,20 +33,40 @@ AGENT_FORBIDDEN = ("django.db", "django.conf", "django.apps", "django_celery_bea
                    "dj_database_url")
 
 
-def loaded_above(name: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def loaded_above(name: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = (),
+                 **env) -> subprocess.CompletedProcess:
     code = PROBE.format(name=name, forbidden=forbidden, allowed=allowed)
-    env = {"PATH": "/usr/bin:/bin", "LVSADMIN_BALANCER": "x", "LVSADMIN_AGENT_BACKEND": "memory"}
+    env = {"PATH": "/usr/bin:/bin", "LVSADMIN_BALANCER": "x", "LVSADMIN_AGENT_BACKEND": "memory", **env}
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120)
 
 
-def test_the_agent_imports_no_django_no_orm_and_nothing_of_the_panel():
-    result = loaded_above("lvsadmin.agent", AGENT_FORBIDDEN)
+def agent_keys(tmp_path) -> dict:
+    from lvsadmin import signing
+
+    signing.write_private_key(tmp_path / "agent")
+    signing.write_private_key(tmp_path / "panel")
+    return {"LVSADMIN_AGENT_KEY": str(tmp_path / "agent"), "LVSADMIN_PANEL_PUBLIC_KEY": str(tmp_path / "panel.pub"),
+            "LVSADMIN_AGENT_STATE": str(tmp_path / "state.json")}
+
+
+def test_the_agent_imports_no_django_no_orm_and_nothing_of_the_panel(tmp_path):
+    result = loaded_above("lvsadmin.agent", AGENT_FORBIDDEN, **agent_keys(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("missing", ["LVSADMIN_AGENT_KEY", "LVSADMIN_PANEL_PUBLIC_KEY"])
+def test_the_agent_refuses_to_start_without_its_key_pair_or_the_panels_key(tmp_path, missing):
+    env = agent_keys(tmp_path)
+    env[missing] = str(tmp_path / "nothing-here")
+    result = loaded_above("lvsadmin.agent", AGENT_FORBIDDEN, **env)
+    assert result.returncode == 1 and "lvsadmin agent x refuses to start" in result.stderr
+    assert "nothing-here" in result.stderr
+
+
 @pytest.mark.parametrize(("name", "allowed"), [("lvsadmin.ipvs", ("lvsadmin.ipvs",)),
-                                               ("lvsadmin.protocol", ("lvsadmin.protocol", "lvsadmin.ipvs"))])
+                                               ("lvsadmin.protocol", ("lvsadmin.protocol", "lvsadmin.ipvs")),
+                                               ("lvsadmin.signing", ("lvsadmin.signing",))])
 def test_plain_ipvs_and_the_protocol_import_no_django_no_celery_and_nothing_of_the_project_above_them(name, allowed):
     result = loaded_above(name, ("django", "celery", "lvsadmin."), allowed)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -10,6 +10,7 @@ from django.utils import timezone
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import reports, services
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ServiceSample
+from tests.helpers import from_panel
 
 
 @pytest.fixture
@@ -249,7 +250,8 @@ def test_the_snapshot_names_its_table_and_the_one_the_agent_reported(balancer, e
     from lvsadmin.ipvs import codec
 
     messages = []
-    monkeypatch.setattr(app, "send_task", lambda name, args, queue: messages.append((name, args[0], queue)))
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: messages.append(
+        (name, from_panel(args[0], name, queue), queue)))
     dispatch.send_reconcile(edited.pk)
     (name, snap, queue), = messages
     assert (name, queue) == ("lvsadmin.agent.reconcile", "lvs.lb1")
@@ -322,7 +324,8 @@ def test_sync_settings_go_to_the_agent_with_its_snapshot_and_when_they_change(ba
     from lvsadmin.core import dispatch
 
     messages = []
-    monkeypatch.setattr(app, "send_task", lambda name, args, queue: messages.append((name, args[0])))
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue: messages.append(
+        (name, from_panel(args[0], name, queue))))
     services.update_balancer(actor, balancer, sync_role="master", sync_interface="eth1", sync_id=5)
     assert messages == []  # the agent has applied nothing yet: its first snapshot carries the settings
     dispatch.send_reconcile(edited.pk)
@@ -350,7 +353,8 @@ def test_every_message_to_an_agent_carries_the_audit_chain_head(balancer, edited
     from lvsadmin.core import dispatch
 
     messages = []
-    monkeypatch.setattr(app, "send_task", lambda name, args, queue, **kw: messages.append((name, args[0])))
+    monkeypatch.setattr(app, "send_task", lambda name, args, queue, **kw: messages.append(
+        (name, from_panel(args[0], name, queue))))
     head = current_head()
     assert head["sequence"] == ChangeRecord.objects.count() > 0
     dispatch.send_reconcile(edited.pk)

@@ -10,7 +10,16 @@ functions and nothing else to change the database (users are written by `core.us
     common.py            the fields of each kind of object, audit snapshots, the revision bump
 """
 
-from .clusters import create_balancer, create_cluster, delete_balancer, delete_cluster, update_balancer, update_cluster
+from .clusters import (
+    create_balancer,
+    create_cluster,
+    delete_balancer,
+    delete_cluster,
+    revoke_balancer_key,
+    set_balancer_key,
+    update_balancer,
+    update_cluster,
+)
 from .common import BALANCER_FIELDS, CLUSTER_FIELDS, REAL_SERVER_FIELDS, SERVICE_FIELDS, snapshot
 from .tables import Change, StalePlan, TableChanges, apply_cluster, preview_table, replace_table, replace_table_reviewed
 from .virtual_services import (
@@ -28,6 +37,7 @@ __all__ = [
     "Change", "StalePlan", "TableChanges",
     "apply_cluster", "create_balancer", "create_cluster", "create_real_server", "create_service",
     "delete_balancer", "delete_cluster", "delete_real_server", "delete_service", "preview_table",
+    "revoke_balancer_key", "set_balancer_key",
     "replace_table", "replace_table_reviewed", "set_real_server_state", "snapshot", "update_balancer",
     "update_cluster", "update_real_server", "update_service",
 ]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
+from lvsadmin import signing
 from lvsadmin.audit.log import Actor, record, write
 from lvsadmin.ipvs.validate import timeouts_errors
 
@@ -77,11 +79,14 @@ def delete_cluster(actor: Actor, cluster: Cluster, *, expected_version: str | No
 
 
 @transaction.atomic
-def create_balancer(actor: Actor, cluster: Cluster, **data) -> Balancer:
+def create_balancer(actor: Actor, cluster: Cluster, *, public_key: str = "", **data) -> Balancer:
+    """A new balancer; with `public_key`, its agent's key enrolled at once."""
     balancer = Balancer(cluster=cluster, **{k: v for k, v in data.items() if k in BALANCER_FIELDS})
     balancer.full_clean(exclude=["applied_revision", "status", "facts"])
     balancer.save()
     record(actor, "create", balancer, cluster=cluster, after=snapshot(balancer, BALANCER_FIELDS))
+    if public_key:
+        balancer = set_balancer_key(actor, balancer, public_key=public_key)
     return balancer
 
 
@@ -117,3 +122,44 @@ def delete_balancer(actor: Actor, balancer: Balancer, *, expected_version: str |
     versions.check(expected_version, before, object_type="balancer", object_id=balancer.pk)
     record(actor, "delete", balancer, cluster=balancer.cluster, before=before)
     balancer.delete()
+
+
+# --- a balancer's key: what its agent signs with (lvsadmin.core.trust believes nothing else from it) ----------
+
+def _key_snapshot(balancer: Balancer) -> dict:
+    return {"public_key": balancer.public_key, "key_fingerprint": balancer.key_fingerprint,
+            "key_revoked": balancer.key_revoked}
+
+
+@transaction.atomic
+def set_balancer_key(actor: Actor, balancer: Balancer, *, public_key: str, comment: str = "") -> Balancer:
+    """Enrol or re-key: from now on, only what this key signs is believed from the balancer (audited)."""
+    try:
+        fingerprint = signing.fingerprint(public_key.strip())
+    except ValueError as exc:
+        raise ValidationError({"public_key": f"Not an agent's public key: {exc}."}) from None
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    before = _key_snapshot(balancer)
+    balancer.public_key, balancer.key_fingerprint = public_key.strip(), fingerprint
+    balancer.key_revoked, balancer.key_changed = False, timezone.now()
+    after = _key_snapshot(balancer)
+    if before == after:
+        return balancer
+    balancer.save(update_fields=["public_key", "key_fingerprint", "key_revoked", "key_changed", "updated"])
+    record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=after,
+           comment=comment or ("agent key re-keyed" if before["public_key"] else "agent key enrolled"))
+    return balancer
+
+
+@transaction.atomic
+def revoke_balancer_key(actor: Actor, balancer: Balancer, *, comment: str = "") -> Balancer:
+    """Believe nothing more from this balancer's agent until it is re-keyed (audited)."""
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    if balancer.key_revoked:
+        return balancer
+    before = _key_snapshot(balancer)
+    balancer.key_revoked, balancer.key_changed = True, timezone.now()
+    balancer.save(update_fields=["key_revoked", "key_changed", "updated"])
+    record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=_key_snapshot(balancer),
+           comment=comment or "agent key revoked")
+    return balancer

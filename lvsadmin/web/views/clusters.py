@@ -13,16 +13,17 @@ from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
 from lvsadmin.core import services, versions
-from lvsadmin.core.models import ApplyReport, Balancer, Cluster, VirtualService
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
 
 from .. import live
-from ..forms import BalancerForm, ClusterForm, ServiceFilterForm, edit_kwargs
+from ..forms import BalancerForm, BalancerKeyForm, ClusterForm, ServiceFilterForm, edit_kwargs
 from ..pages import fragment_name, redirect, render_page
 from ..roles import ADMIN, OPERATOR, policy
 from ..tables import KeysetPage, ServiceTable
 from .common import actor, confirm_delete, form_round_trip
 
 HISTORY_ROWS = 10
+SECURITY_ROWS = 10
 
 
 def _service_count():
@@ -70,6 +71,7 @@ def dashboard(request):
     fragment = fragment_name(request, ("clusters",))
     if fragment is None:
         context["missed_backups"] = missed_by_balancer()
+        context["security_events"] = list(SecurityEvent.objects.select_related("balancer")[:SECURITY_ROWS])
     return render_page(request, "web/dashboard.html", context, fragments=("clusters",), fragment=fragment)
 
 
@@ -186,7 +188,8 @@ def balancer_detail(request, name):
         ApplyReport.objects.filter(balancer=balancer).order_by("-id").first())
     backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5])
     context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
-               "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups}
+               "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups,
+               "security_events": list(balancer.security_events.all()[:5])}
     fragment = fragment_name(request, ("reports",))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)
@@ -208,4 +211,26 @@ def balancer_backup(request, name):
 
     request_backup(actor(request), balancer)
     messages.success(request, f"Backup of {balancer} requested from its agent; it is listed here once taken.")
+    return redirect(request, reverse("balancer", args=[balancer.name]))
+
+
+@policy(read=ADMIN, write=ADMIN)
+def balancer_key(request, name):
+    """Re-key (or enrol) a balancer: the key its agent signs with from now on (audited)."""
+    balancer = get_object_or_404(Balancer.objects.select_related("cluster"), name=name)
+    form = BalancerKeyForm(request.POST or None, initial={"public_key": balancer.public_key})
+    return form_round_trip(
+        request, form,
+        lambda data: services.set_balancer_key(actor(request), balancer, public_key=data["public_key"]),
+        template="web/balancer_key.html", context={"cluster": balancer.cluster, "balancer": balancer},
+        success_url=lambda b: reverse("balancer", args=[b.name]),
+        success_message=lambda b: f"Balancer {b}'s agent key is {b.key_fingerprint}.")
+
+
+@policy(read=ADMIN, write=ADMIN, methods=("POST",))
+def balancer_key_revoke(request, name):
+    """Believe nothing more from the balancer's agent until it is re-keyed (audited)."""
+    balancer = get_object_or_404(Balancer, name=name)
+    services.revoke_balancer_key(actor(request), balancer)
+    messages.success(request, f"Balancer {balancer}'s agent key is revoked: its reports are refused until re-keyed.")
     return redirect(request, reverse("balancer", args=[balancer.name]))
