@@ -13,6 +13,7 @@ test-unit:      ## the fast tier only
 bench:          ## benchmarks: the agent in the IPVS VM against ipvsadm, the pages small vs large
 	scripts/bench
 
-lint:           ## ruff, and the layers of DESIGN.md §8 as import-linter contracts (pyproject.toml)
+lint:           ## ruff, the layers of DESIGN.md §8 as import-linter contracts, djlint on the templates (pyproject.toml)
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports --no-cache --no-logo
+	.venv/bin/djlint templates --check --lint
