@@ -10,9 +10,13 @@ test:           ## every test tier: unit, integration (Redis + Celery), kernel (
 test-unit:      ## the fast tier only
 	scripts/test tests/unit
 
+test-fast:      ## the fast tier's tests that need no database (tests/unit/conftest.py marks the others), in seconds
+	.venv/bin/pytest -q -p no:cacheprovider -m "not database" tests/unit
+
 bench:          ## benchmarks: the agent in the IPVS VM against ipvsadm, the pages small vs large
 	scripts/bench
 
-lint:           ## ruff, and the layers of DESIGN.md §8 as import-linter contracts (pyproject.toml)
+lint:           ## ruff, the layers of DESIGN.md §8 as import-linter contracts, djlint on the templates (pyproject.toml)
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports --no-cache --no-logo
+	.venv/bin/djlint templates --check --lint

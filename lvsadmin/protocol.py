@@ -1,10 +1,10 @@
 """The agent <-> control contract: task and queue names, and the messages' shapes. No Django, no Celery.
 
 Both sides import this module (the agent has no database and imports nothing of the control side). On the wire
-every message is one plain JSON dict, the only argument of its task, as it always was: a newer panel and an
-older agent (or the reverse) still understand each other. So a receiver reads a message with `from_dict`, which
-takes what a peer of any version may send (a key missing, None, the wrong type) without raising where the old
-`dict.get` readers did not, and a sender writes one with `to_dict`.
+every message is one plain JSON dict, the only argument of its task, so that a newer panel and an older agent
+(or the reverse) understand each other. A receiver reads a message with `from_dict`, which takes what a peer of
+any version may send (a key missing, None, the wrong type) without raising, and a sender writes one with
+`to_dict`.
 
 To an agent (queue `lvs.<balancer>`):
 - `RECONCILE_TASK(Snapshot)`: the desired table of a cluster at a revision, addressed to one balancer.

@@ -32,6 +32,7 @@ from lvsadmin.ipvs.model import (
     Stats,
     Table,
 )
+from lvsadmin.ipvs.plan import service_config
 
 # The schedulers Debian's 6.1 kernel ships as modules (ip_vs_twos came with 6.2).
 KERNEL_SCHEDULERS = tuple(s for s in SCHEDULERS if s != "twos")
@@ -275,5 +276,5 @@ def canonical(table: Table) -> list:
     out = []
     for svc in sorted(table.services, key=lambda s: repr(s.key)):
         dests = sorted(((d.key, d.config()) for d in svc.destinations), key=repr)
-        out.append((svc.key, svc.config(), dests))
+        out.append((svc.key, service_config(svc), dests))
     return out

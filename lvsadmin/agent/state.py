@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/var/lib/lvsadmin-agent/state.json"
 FORMAT = "lvsadmin-agent-state/2"
-FORMAT_INLINE = "lvsadmin-agent-state/1"  # every table inline: read, never written
 TABLE_REF = "$table"  # {"$table": "<file name>"} stands for a table kept in a file of its own
 
 
@@ -98,7 +97,7 @@ class StateStore:
             return AgentState()
 
     def _state_from(self, data) -> AgentState:
-        if not isinstance(data, dict) or data.get("format") not in (FORMAT, FORMAT_INLINE):
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise StateUnreadable("unknown format")
         known = {k: v for k, v in data.items() if k in AgentState.__dataclass_fields__}
         for name in ("snapshot", "pending"):
@@ -110,9 +109,7 @@ class StateStore:
 
     def _read_table(self, value: dict) -> dict:
         name = value.get(TABLE_REF) if isinstance(value, dict) else None
-        if name is None:
-            return value  # inline (format 1)
-        if "/" in name or not name.startswith(f"{self.path.name}.table-"):
+        if not isinstance(name, str) or "/" in name or not name.startswith(f"{self.path.name}.table-"):
             raise StateUnreadable(f"bad table file name {name!r}")
         for table, known_name in self._files.values():
             if known_name == name:

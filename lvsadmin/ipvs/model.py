@@ -35,7 +35,7 @@ SCHED_FLAG_NAMES = {
 IPV4_HOST_MASK = 0xFFFFFFFF
 IPV6_HOST_PREFIX = 128
 
-# What the kernel stores for a service besides its identity, in the order of Service.config().
+# What the kernel stores for a service besides its identity (plan.service_config compares them normalised).
 SERVICE_SETTINGS = ("scheduler", "persistent", "timeout", "netmask", "pe_name", "one_packet", "sched_flags")
 # What the kernel stores for a real server besides its identity.
 DEST_SETTINGS = ("forward", "weight", "upper_threshold", "lower_threshold", "tun_type", "tun_port", "tun_csum")
@@ -170,18 +170,6 @@ class Service:
 
     def dest_label(self, dest: Destination) -> str:
         return dest_label(self.label, dest.address, dest.port)
-
-    def config(self) -> tuple:
-        """The service fields the kernel stores (not its destinations)."""
-        return (
-            self.scheduler,
-            self.persistent,
-            self.timeout if self.persistent else 0,
-            self.netmask if self.persistent else None,
-            self.pe_name,
-            self.one_packet,
-            self.sched_flags,
-        )
 
     def destination(self, address: str, port: int) -> Destination | None:
         for dest in self.destinations:

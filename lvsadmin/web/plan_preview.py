@@ -3,8 +3,6 @@
 
 Where a balancer's last reported table comes from (the first that exists):
 - its `ReportedTable`: the table its agent sent with its last apply report;
-- `Balancer.facts["table"]`: a codec dict in its facts (no agent sends one today; kept for tables put there
-  by hand, as the tests do);
 - its newest Backup (`lvsadmin.backups`): the kernel table as it was when the backup was taken.
 When none exists the page says so and the plan assumes an empty table. Also here: a reported table with the
 balancer's latest counters, for the `--stats` and `--rate` listings.
@@ -14,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from django.utils.dateparse import parse_datetime
 
 from lvsadmin.backups.models import Backup
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ReportedTable
@@ -34,7 +30,7 @@ PLAN_LINES_SHOWN = 200
 @dataclass
 class Reported:
     table: ipvs.Table
-    source: str  # "its agent" | "heartbeat" | "backup"
+    source: str  # "its agent" | "backup"
     as_of: datetime | None
 
 
@@ -45,15 +41,6 @@ def reported_table(balancer: Balancer) -> Reported | None:
             return Reported(codec.table_from_dict(reported.table), "its agent", reported.reported_at)
         except (KeyError, TypeError, ValueError):
             pass
-    facts = balancer.facts or {}
-    if isinstance(facts.get("table"), dict):
-        try:
-            table = codec.table_from_dict(facts["table"])
-        except (KeyError, TypeError, ValueError):
-            table = None
-        if table is not None:
-            when = facts.get("table_at") or facts.get("heartbeat_at")
-            return Reported(table, "heartbeat", parse_datetime(when) if isinstance(when, str) else balancer.last_seen)
     backup = Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").first()
     if backup is not None:
         try:

@@ -399,16 +399,6 @@ def test_a_state_whose_table_file_is_gone_is_an_empty_state(make_agent, tmp_path
     assert "is missing" in caplog.text
 
 
-def test_a_state_file_of_the_first_format_is_read(tmp_path):
-    table = snap(3)["table"]
-    (tmp_path / "state.json").write_text(json.dumps({
-        "format": "lvsadmin-agent-state/1", "balancer": "lb1", "cluster": "web", "applied_revision": 3,
-        "snapshot": dict(snap(3)), "pending": None, "applied": table, "drains": {}, "mutations": 3,
-        "reconciles": 1}))
-    state = StateStore(tmp_path / "state.json").load()
-    assert state.applied_revision == 3 and state.applied == table and state.snapshot["table"] == table
-
-
 def test_a_snapshot_with_a_known_digest_is_not_decoded_again(tmp_path, monkeypatch):
     agent = Agent("lb1", MemoryBackend(), StateStore(tmp_path / "state.json"), lambda *a, **k: None)  # no file
     agent.reconcile(dict(snap(1), digest="d1"))

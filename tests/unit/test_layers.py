@@ -3,10 +3,14 @@ a layer, no module of a layer above it is loaded.
 
 import-linter (pyproject.toml, run by `make lint` and scripts/test) checks the same rules on the source; these
 check the running process, where an import made at run time, through a string or a plugin, would show too.
+
+And the rooms of §8 stay of a readable size: no module of `lvsadmin/` over 600 lines, no function over 80
+(migrations are generated, not read).
 """
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +74,28 @@ def test_the_agent_refuses_to_start_without_its_key_pair_or_the_panels_key(tmp_p
 def test_plain_ipvs_and_the_protocol_import_no_django_no_celery_and_nothing_of_the_project_above_them(name, allowed):
     result = loaded_above(name, ("django", "celery", "lvsadmin."), allowed)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def project_modules() -> list[Path]:
+    return sorted(p for p in (REPO / "lvsadmin").rglob("*.py") if "migrations" not in p.parts)
+
+
+def test_no_module_is_over_600_lines():
+    long = {str(p.relative_to(REPO)): n for p in project_modules()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_no_function_is_over_80_lines():
+    long = {}
+    for path in project_modules():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = lines
+    assert long == {}

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from lvsadmin.ipvs import validate
 from lvsadmin.ipvs.model import FWMARK, Table
+from lvsadmin.ipvs.plan import service_config
 from lvsadmin.ipvs.rules import (
     LIST_MODES,
     Command,
@@ -123,7 +124,7 @@ def test_a_printed_command_parses_back_to_the_same_command(cmd):
     assert again.kind == cmd.kind
     assert again.service.key == cmd.service.key
     if cmd.kind in ("add-service", "edit-service"):
-        assert again.service.config() == cmd.service.config()
+        assert service_config(again.service) == service_config(cmd.service)
     if cmd.kind in ("add-server", "edit-server"):
         assert again.destination.key == cmd.destination.key
         assert again.destination.config() == cmd.destination.config()

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from lvsadmin.audit.log import Actor, Entry, write
-from lvsadmin.core.models import ApplyReport, Balancer, RealServer, ServiceSample, VirtualService
+from lvsadmin.core.models import ApplyReport, RealServer, ReportedTable, ServiceSample, VirtualService
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs import model as ipvs
 from tests.helpers import htmx
@@ -66,8 +66,9 @@ def count_queries(client, url, headers) -> tuple[int, list[str]]:
 def test_list_pages_run_a_constant_number_of_queries_at_two_sizes(web, actor, admin, group_admin_client):
     cluster, lb = web["cluster"], web["lb"]
     svc = web["http"].pk
-    Balancer.objects.filter(pk=lb.pk).update(facts={"table": codec.table_to_dict(ipvs.Table(services=[
-        ipvs.Service("tcp", "10.9.9.9", 80)]))})
+    reported = codec.table_to_dict(ipvs.Table(services=[ipvs.Service("tcp", "10.9.9.9", 80)]))
+    ReportedTable.objects.create(balancer=lb, reported_at=timezone.now(), revision=1, table=reported,
+                                 digest=codec.table_digest(reported))
     grow(cluster, lb, services=60, servers_each=2, records=80, reports=30, start=0)
     small = {url: count_queries(group_admin_client, url.format(svc=svc), h)[0] for url, h in PAGES}
     grow(cluster, lb, services=600, servers_each=6, records=3000, reports=300, start=60)

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import dispatch, services
-from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, VirtualService
+from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, ReportedTable, VirtualService
 from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import codec, rules
 from lvsadmin.ipvs import model as ipvs
@@ -17,13 +17,16 @@ pytestmark = pytest.mark.django_db
 
 
 def report_kernel(balancer, table: ipvs.Table, unowned=()):
-    """The balancer reported `table` (and which of its services are not the cluster's)."""
-    Balancer.objects.filter(pk=balancer.pk).update(facts={"table": codec.table_to_dict(table),
-                                                          "heartbeat_at": timezone.now().isoformat()},
-                                                   last_seen=timezone.now())
+    """The balancer reported `table` (and which of its services are not the cluster's), as the control side
+    records an apply report: its ApplyReport and its ReportedTable."""
     now = timezone.now()
+    Balancer.objects.filter(pk=balancer.pk).update(last_seen=now)
     ApplyReport.objects.create(balancer=balancer, revision=1, outcome="ok", started=now, finished=now,
                                unowned=list(unowned))
+    data = codec.table_to_dict(table)
+    ReportedTable.objects.update_or_create(
+        balancer=balancer, defaults={"reported_at": now, "revision": 1, "table": data,
+                                     "digest": codec.table_digest(data)})
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def kernel(web, actor):
 
 def test_the_plan_shows_what_applying_changes_on_each_balancer(kernel, viewer_client):
     html = viewer_client.get("/clusters/web/plan/").content.decode()
-    assert "against its kernel table as reported by heartbeat" in html
+    assert "against its kernel table as reported by its agent" in html
     row = lambda label: html[html.index(f">{label}<") - 120:][:900]  # noqa: E731
     assert "change service" in row("TCP 10.0.0.1:80") and "<del>rr</del> → <ins>wrr</ins>" in row("TCP 10.0.0.1:80")
     assert "add service" in row("UDP 10.0.0.53:53")
@@ -124,7 +127,7 @@ def test_the_desired_state_is_listed_like_ipvsadm_ln(web, viewer_client):
 
 def test_a_balancers_kernel_table_is_listed_or_an_empty_state_shown(kernel, web, actor, viewer_client):
     html = viewer_client.get("/balancers/lb1/ipvsadm/").content.decode()
-    assert "TCP  10.9.9.9:80 wlc" in html and "As last reported (heartbeat" in html
+    assert "TCP  10.9.9.9:80 wlc" in html and "As last reported (its agent" in html
     stats = viewer_client.get("/balancers/lb1/ipvsadm/?show=stats").content.decode()
     assert "InPkts" in stats
     services.create_balancer(actor, web["cluster"], name="lb2")
@@ -218,7 +221,7 @@ def test_a_console_command_the_kernel_would_refuse_names_its_line(web, operator_
     assert response.status_code == 422 and "line 2: No such destination" in response.content.decode()
 
 
-def test_without_a_heartbeat_table_the_plan_uses_the_newest_backup(web, actor, operator_client):
+def test_without_a_reported_table_the_plan_uses_the_newest_backup(web, actor, operator_client):
     from lvsadmin.backups.services import store_backup
     from lvsadmin.ipvs.backup import make_document
 
