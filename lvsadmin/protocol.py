@@ -115,6 +115,7 @@ class Snapshot(TypedDict, total=False):
 
     cluster: str
     revision: int
+    lineage: str  # the cluster's lineage id: another one than the agent holds starts its revisions over
     owns_whole_table: bool
     drain_timeout: int
     table: dict  # lvsadmin.ipvs.codec.table_to_dict
@@ -142,9 +143,10 @@ class ReconvergeRequest:
     audit_head: dict | None = None
     revision: int = 0
     reported_digest: str | None = None
+    lineage: str = ""
 
     def to_dict(self) -> dict:
-        out = {"balancer": self.balancer, "cluster": self.cluster, "trigger": self.trigger}
+        out = {"balancer": self.balancer, "cluster": self.cluster, "trigger": self.trigger, "lineage": self.lineage}
         if self.sync is not None:
             out["sync"] = self.sync
         out["audit_head"] = self.audit_head
@@ -158,7 +160,7 @@ class ReconvergeRequest:
         return cls(balancer=str(d.get("balancer") or ""), cluster=d.get("cluster"),
                    trigger=str(d.get("trigger") or ""), sync=d.get("sync") if "sync" in d else None,
                    audit_head=d.get("audit_head"), revision=int(d.get("revision") or 0),
-                   reported_digest=d.get("reported_digest"))
+                   reported_digest=d.get("reported_digest"), lineage=str(d.get("lineage") or ""))
 
 
 @dataclass
@@ -216,6 +218,7 @@ class Report:
     table: dict | None = None
     table_digest: str | None = None
     needs_snapshot: bool = False
+    lineage: str = ""  # the lineage of the revisions the agent holds (applied_revision's)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -236,6 +239,7 @@ class Report:
             applied_revision=_int_or_zero(d.get("applied_revision")), audit_head=d.get("audit_head"),
             facts=d.get("facts") or None, table=_dict_or_none(d.get("table")),
             table_digest=d.get("table_digest") or None, needs_snapshot=bool(d.get("needs_snapshot")),
+            lineage=str(d.get("lineage") or ""),
         )
 
 
@@ -258,6 +262,7 @@ class Heartbeat:
     drift: list = field(default_factory=list)
     samples: dict | None = None
     keys: list | None = None
+    lineage: str = ""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -273,6 +278,7 @@ class Heartbeat:
             startup=bool(d.get("startup")), busy=bool(d.get("busy")), applied_revision=d.get("applied_revision"),
             audit_head=d.get("audit_head"), facts=dict(d.get("facts") or {}), drift=_list(d.get("drift")),
             samples=(d.get("samples") or {}) if "samples" in d else None, keys=d.get("keys"),
+            lineage=str(d.get("lineage") or ""),
         )
 
 

@@ -117,12 +117,23 @@ class Agent:
         self.witness(snapshot.get("audit_head"))
         revision = int(snapshot["revision"])
         cluster = str(snapshot.get("cluster") or "")
+        lineage = str(snapshot.get("lineage") or "")
         started, t0 = _now_iso(), time.monotonic()
         with self.lock:
             st = self.state
             if st.cluster and cluster != st.cluster:
                 log.warning("balancer moved from cluster %s to %s: revisions start over", st.cluster, cluster)
                 st.applied_revision, st.snapshot = 0, None
+            elif lineage and lineage in st.retired_lineages:
+                log.error("revision %s of lineage %s, which this balancer left: ignored", revision, lineage)
+                return self._send_report(self._report(snapshot, trigger, "stale", started, t0))
+            elif lineage and st.lineage and lineage != st.lineage:
+                # Only the panel signs snapshots: a new lineage is the panel taking this balancer back (after its
+                # database was restored, say). The old lineage is retired: a replay of its messages changes nothing.
+                log.warning("lineage %s replaces %s (revision %s applied): revisions start over", lineage,
+                            st.lineage, st.applied_revision)
+                st.retired_lineages = [*st.retired_lineages, st.lineage][-20:]
+                st.applied_revision, st.snapshot, st.pending = 0, None, None
             elif revision < self.newest_revision():
                 log.info("revision %s is older than revision %s (applied %s): ignored", revision,
                          self.newest_revision(), st.applied_revision)
@@ -133,6 +144,7 @@ class Agent:
                 return self._send_report(self._report(snapshot, trigger, "error", started, t0, errors=[
                     {"op": "snapshot", "error": f"malformed snapshot: {exc}"}]))
             st.cluster = cluster
+            st.lineage = lineage or st.lineage
             if self._already_converged(snapshot, desired):
                 st.reconciles += 1
                 self.store.save(st)  # the counters only: the tables it names are already on disk
@@ -240,7 +252,8 @@ class Agent:
         trigger = request.trigger or "resync"
         with self.lock:
             snap = self.state.pending or self.state.snapshot
-            same_cluster = request.cluster in (None, "", self.state.cluster)
+            same_cluster = request.cluster in (None, "", self.state.cluster) and (
+                request.lineage in ("", self.state.lineage) or not self.state.lineage)
             wanted = request.revision
             if wanted and (snap is None or not same_cluster or int(snap.get("revision") or 0) < wanted):
                 log.info("asked to reconverge to revision %s of %s, which this agent does not hold: asking for it",
@@ -442,6 +455,7 @@ class Agent:
             started=started,
             finished=_now_iso(),
             applied_revision=self.state.applied_revision,
+            lineage=self.state.lineage,
             audit_head=self.state.audit_head,
             facts=self.facts(info),
             table=table,  # the kernel's table after this reconcile (configuration only), when read and new
@@ -506,7 +520,7 @@ class Agent:
             except Exception:
                 log.exception("listing the sync daemons failed")
             beat = Heartbeat(balancer=self.name, cluster=self.state.cluster, sent=_now_iso(), startup=startup,
-                             busy=busy, applied_revision=self.state.applied_revision,
+                             busy=busy, applied_revision=self.state.applied_revision, lineage=self.state.lineage,
                              audit_head=self.state.audit_head, facts=facts, drift=drift)
         finally:
             if not busy:

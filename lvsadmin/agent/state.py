@@ -37,6 +37,11 @@ class AgentState:
     balancer: str = ""
     cluster: str = ""
     applied_revision: int = 0
+    # The lineage of applied_revision (the cluster's id in the panel that sent it) and those it left: a snapshot of
+    # a new lineage starts the revisions over (the panel took the balancer back); one of a retired lineage is a
+    # replay.
+    lineage: str = ""
+    retired_lineages: list = field(default_factory=list)
     # The snapshot of applied_revision (or newer, while applying): what `reconverge` and drains converge to.
     snapshot: dict | None = None
     # A snapshot received but not yet fully applied (the agent died mid-apply): resumed at start.

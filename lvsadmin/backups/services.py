@@ -135,7 +135,7 @@ def apply_retention(actor: Actor, balancer: Balancer, policy: BackupPolicy, now:
 def send_backup_request(balancer: Balancer, trigger: str, requested_by: str) -> None:
     request = BackupRequest(balancer=balancer.name, trigger=trigger, requested_by=requested_by,
                             audit_head=current_head())
-    trust.send_to_agent(balancer, BACKUP_REQUEST_TASK, request.to_dict())
+    trust.send_to_agent(balancer, BACKUP_REQUEST_TASK, request.to_dict(), lineage=balancer.cluster.lineage)
 
 
 def request_backup(actor: Actor, balancer: Balancer, trigger: str = Backup.Trigger.MANUAL) -> None:

@@ -34,7 +34,8 @@ def send_reconcile(cluster_id: int, trigger: str = "apply", balancers=None) -> i
     for balancer in targets:
         message = Snapshot(**snap, trigger=trigger, audit_head=head, balancer=balancer.name,
                            sync=sync_settings(balancer), reported_digest=reported.get(balancer.pk, ""))
-        trust.send_to_agent(balancer, RECONCILE_TASK, message, revision=message["revision"])
+        trust.send_to_agent(balancer, RECONCILE_TASK, message, revision=message["revision"],
+                            lineage=cluster.lineage)
     return len(targets)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -54,6 +55,10 @@ def offline_cutoff(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(seconds=settings.OFFLINE_AFTER_SECONDS)
 
 
+def new_lineage() -> str:
+    return secrets.token_hex(16)
+
+
 class Cluster(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True)
@@ -61,6 +66,10 @@ class Cluster(models.Model):
     tcpfin_timeout = models.PositiveIntegerField(default=120, help_text="seconds; ipvsadm --set tcpfin")
     udp_timeout = models.PositiveIntegerField(default=300, help_text="seconds; ipvsadm --set udp")
     desired_revision = models.PositiveBigIntegerField(default=0)
+    # The cluster's lineage: a random id made with it, carried in every message to and from its agents. An agent
+    # that holds another one (or revisions ahead of this cluster's) was driven by another panel, or by this one
+    # before its database was restored: an error until an admin takes the balancers back (a new lineage).
+    lineage = models.CharField(max_length=32, default=new_lineage, editable=False)
     requested_revision = models.PositiveBigIntegerField(
         default=0, help_text="The newest revision an operator applied (written by apply; the resync reads it)."
     )
@@ -114,6 +123,9 @@ class Balancer(models.Model):
     key_fingerprint = models.CharField(max_length=64, blank=True, default="")
     key_revoked = models.BooleanField(default=False)
     key_changed = models.DateTimeField(null=True, blank=True)
+    # A one-time enrolment token (services.issue_enrolment_token): its SHA-256 only, and when it expires.
+    enrol_token_hash = models.CharField(max_length=64, blank=True, default="")
+    enrol_token_expires = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -76,8 +76,28 @@ def _describe_errors(errors: list) -> str:
     return "; ".join(parts[:MAX_DETAIL_ITEMS]) + more
 
 
+AHEAD_PREFIXES = ("its agent holds revision", "ahead of the panel")
+
+
+def ahead(cluster: Cluster, agent_revision, lineage: str) -> str:
+    """Why a balancer whose agent holds `agent_revision` of `lineage` is not this cluster's to drive ("" if it is).
+
+    An agent ahead of the panel (or of another lineage) was driven by another panel, by this one before its
+    database was restored, or by a forged snapshot: never "in sync". An admin takes it back (services.take_back).
+    """
+    if lineage and lineage != cluster.lineage:
+        return (f"its agent holds revision {agent_revision} of another lineage ({lineage[:8]}…, this cluster's is "
+                f"{cluster.lineage[:8]}…): not this panel's to drive until an admin takes it back")
+    if isinstance(agent_revision, int) and agent_revision > cluster.desired_revision:
+        return (f"ahead of the panel: its agent applied revision {agent_revision}, the desired state is at "
+                f"{cluster.desired_revision} (a panel restored from an older database?): an admin takes it back")
+    return ""
+
+
 def _settled_status(balancer: Balancer, cluster: Cluster) -> tuple[str, str]:
     """in_sync or pending, from the revisions alone."""
+    if balancer.applied_revision > cluster.desired_revision:
+        return Balancer.Status.ERROR, ahead(cluster, balancer.applied_revision, "")
     if balancer.applied_revision < cluster.desired_revision:
         return (Balancer.Status.PENDING,
                 f"revision {balancer.applied_revision} applied, the desired state is at {cluster.desired_revision}")
@@ -106,6 +126,11 @@ def record_report(message: dict) -> ApplyReport | None:
     if report.cluster not in (None, cluster.name):
         # The balancer moved to another cluster since the snapshot was sent: this report is about the old table.
         log.info("report for cluster %s from %s, now in %s: ignored", report.cluster, balancer, cluster)
+        outcome = ApplyReport.Outcome.STALE
+    elif report.lineage and report.lineage != cluster.lineage and outcome != ApplyReport.Outcome.STALE:
+        # About revisions of another lineage (sent before an admin took the balancer back): not this cluster's.
+        log.info("report of lineage %s from %s, the cluster's is %s: stale", report.lineage, balancer,
+                 cluster.lineage)
         outcome = ApplyReport.Outcome.STALE
 
     previous = balancer.applied_revision
@@ -153,6 +178,8 @@ def record_report(message: dict) -> ApplyReport | None:
 def _status_after(report: Report, outcome: str, balancer: Balancer, cluster: Cluster, now) -> dict:
     """The balancer's status and its detail after this report (nothing, for a stale one)."""
     revision, errors, drift = report.revision, report.errors, report.drift
+    if outcome == ApplyReport.Outcome.STALE and (why := ahead(cluster, report.applied_revision, report.lineage)):
+        return {"status": Balancer.Status.ERROR, "status_detail": why}  # it refused the panel's revision
     if outcome == ApplyReport.Outcome.STALE:
         return {}  # says nothing about the current state
     if errors or outcome == ApplyReport.Outcome.ERROR:
@@ -227,13 +254,16 @@ def record_heartbeat(message: dict) -> Balancer | None:
     fields: dict = {"last_seen": now, "facts": facts}
 
     drift = beat.drift if beat.cluster in (None, cluster.name) else []
-    if drift and not beat.busy:
+    why = ahead(cluster, beat.applied_revision, beat.lineage) if beat.cluster in (None, cluster.name) else ""
+    if why:
+        fields["status"], fields["status_detail"] = Balancer.Status.ERROR, why
+    elif drift and not beat.busy:
         detail = f"the kernel differs from revision {beat.applied_revision}: {describe_drift(drift)}"
         if balancer.status != Balancer.Status.DRIFT or balancer.status_detail != detail:
             record(agent_actor(balancer), "drift", balancer, cluster=cluster, before={"drift": drift[:100]},
                    after={"revision": beat.applied_revision, "repaired": False, "count": len(drift)})
         fields["status"], fields["status_detail"] = Balancer.Status.DRIFT, detail
-    elif balancer.status == Balancer.Status.OFFLINE or (
+    elif balancer.status == Balancer.Status.OFFLINE or balancer.status_detail.startswith(AHEAD_PREFIXES) or (
             not beat.busy and balancer.status in (Balancer.Status.DRIFT, Balancer.Status.PENDING,
                                                   Balancer.Status.IN_SYNC)):
         # An error stays until a reconcile succeeds; drift clears when the kernel matches again. The detail of
@@ -295,8 +325,10 @@ def send_reconverge(balancer: Balancer, trigger: str = "resync", revision: int =
     """
     request = ReconvergeRequest(balancer=balancer.name, cluster=balancer.cluster.name, trigger=trigger,
                                 sync=dispatch.sync_settings(balancer), audit_head=current_head(),
-                                revision=revision, reported_digest=reported_digest)
-    trust.send_to_agent(balancer, RECONVERGE_TASK, request.to_dict(), revision=revision)
+                                revision=revision, reported_digest=reported_digest,
+                                lineage=balancer.cluster.lineage)
+    trust.send_to_agent(balancer, RECONVERGE_TASK, request.to_dict(), revision=revision,
+                        lineage=balancer.cluster.lineage)
 
 
 def resync_cluster(cluster: Cluster, trigger: str = "resync", balancers=None) -> int:

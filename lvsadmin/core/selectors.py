@@ -34,6 +34,7 @@ def snapshot(cluster: Cluster) -> dict:
     return {
         "cluster": cluster.name,
         "revision": cluster.desired_revision,
+        "lineage": cluster.lineage,
         "owns_whole_table": cluster.owns_whole_table,
         "drain_timeout": cluster.drain_timeout,
         "table": table,

@@ -43,15 +43,17 @@ def panel_public_key() -> str:
     return signing.public_text(signer().public)
 
 
-def seal_for(balancer: Balancer, task: str, body: dict, *, revision: int = 0) -> dict:
+def seal_for(balancer: Balancer, task: str, body: dict, *, revision: int = 0, lineage: str = "") -> dict:
     """`body` for `task`, signed by the panel for `balancer`'s agent."""
-    return signer().seal(task, body, to=balancer.name, revision=revision, ttl=settings.PANEL_MESSAGE_TTL)
+    return signer().seal(task, body, to=balancer.name, revision=revision, lineage=lineage,
+                         ttl=settings.PANEL_MESSAGE_TTL)
 
 
-def send_to_agent(balancer: Balancer, task: str, body: dict, *, revision: int = 0) -> None:
+def send_to_agent(balancer: Balancer, task: str, body: dict, *, revision: int = 0, lineage: str = "") -> None:
     from lvsadmin.celery import app
 
-    app.send_task(task, args=[seal_for(balancer, task, body, revision=revision)], queue=balancer.queue)
+    message = seal_for(balancer, task, body, revision=revision, lineage=lineage)
+    app.send_task(task, args=[message], queue=balancer.queue)
 
 
 # --- what agents send ------------------------------------------------------------------------------------

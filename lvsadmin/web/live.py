@@ -21,6 +21,8 @@ def effective_status(balancer: Balancer, desired_revision: int, now: datetime | 
         return "offline"
     if balancer.status in ("error", "drift"):
         return balancer.status
+    if balancer.applied_revision > desired_revision:
+        return "error"  # ahead of the panel: never "in sync" (core.reports.ahead)
     if balancer.applied_revision < desired_revision:
         return "pending"
     return balancer.status if balancer.status in STATUS_LABELS else "pending"

@@ -16,6 +16,7 @@ urlpatterns = [
     path("clusters/<slug:name>/services/new/", services.service_create, name="service_create"),
     path("clusters/<slug:name>/ipvsadm/", tables.cluster_list, name="cluster_list"),
     path("clusters/<slug:name>/plan/", tables.plan, name="plan"),
+    path("clusters/<slug:name>/take-back/", tables.take_back, name="take_back"),
     path("clusters/<slug:name>/import/", tables.import_table, name="import"),
     path("clusters/<slug:name>/export/", tables.export_table, name="export"),
     path("clusters/<slug:name>/console/", tables.console, name="console"),

@@ -126,3 +126,31 @@ def test_a_revoked_balancers_reports_are_refused(stack):
              message="more refusals")
     assert balancer("lb-t3").last_seen == seen
     assert ApplyReport.objects.filter(balancer=balancer("lb-t3")).count() == reports
+
+
+def test_a_panel_restored_from_an_older_database_takes_its_balancers_back_after_an_admin_confirms(stack):
+    from lvsadmin.core import services
+    from lvsadmin.core.models import Balancer, Cluster, RealServer, VirtualService
+
+    agent = stack.agent("lb-t4")
+    cluster = make_cluster("trust-4", "lb-t4")
+    old = applied(stack, "lb-t4", cluster)
+    services.create_real_server(ACTOR, VirtualService.objects.get(cluster=cluster), address="10.2.0.2", port=80,
+                                forward="masq")
+    newer = applied(stack, "lb-t4", cluster)
+    # The database restored from a backup taken at `old`: the real server added since, the cluster's counter and
+    # the balancer's row go back.
+    RealServer.objects.filter(service__cluster=cluster, address="10.2.0.2").delete()
+    Cluster.objects.filter(pk=cluster.pk).update(desired_revision=old, requested_revision=old)
+    Balancer.objects.filter(name="lb-t4").update(applied_revision=old)
+    b = wait_for(lambda: balancer("lb-t4").status == "error" and balancer("lb-t4"), 20,
+                 message="the balancer ahead of the panel shown as an error")
+    assert f"applied revision {newer}" in b.status_detail
+    cluster.refresh_from_db()
+    services.take_back(ACTOR, cluster, cluster.desired_revision)
+    wait_for(lambda: agent.state().get("lineage") == Cluster.objects.get(pk=cluster.pk).lineage
+             and agent.state().get("applied_revision") == old, 30, message="the agent taken back")
+    wait_for(lambda: balancer("lb-t4").status == "in_sync", 20, message="in sync at the panel's revision")
+    # The server the older database does not have drains (weight 0), then goes: the kernel follows the panel.
+    wait_for(lambda: {d.address: d.weight for d in agent.kernel.table().services[0].destinations}.get("10.2.0.2", 0)
+             == 0, 20, message="the kernel as the restored panel has it")

@@ -30,7 +30,7 @@ def test_the_pages_only_admins_may_open_are_these():
     admin_only = {name for _, name, callback in walk() if callback.lvs_policy.get("read") == ADMIN}
     assert admin_only == {
         "cluster_create", "cluster_edit", "cluster_delete", "balancer_create", "balancer_edit", "balancer_delete",
-        "balancer_key", "balancer_key_revoke",
+        "balancer_key", "balancer_key_revoke", "take_back",
         "balancer_schedule", "balancer_schedule_delete", "cluster_schedule", "cluster_schedule_delete",
         "audit_verify", "users", "user_create", "user_edit",
     }

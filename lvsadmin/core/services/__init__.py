@@ -15,13 +15,24 @@ from .clusters import (
     create_cluster,
     delete_balancer,
     delete_cluster,
+    enrol_with_token,
+    issue_enrolment_token,
     revoke_balancer_key,
     set_balancer_key,
     update_balancer,
     update_cluster,
 )
 from .common import BALANCER_FIELDS, CLUSTER_FIELDS, REAL_SERVER_FIELDS, SERVICE_FIELDS, snapshot
-from .tables import Change, StalePlan, TableChanges, apply_cluster, preview_table, replace_table, replace_table_reviewed
+from .tables import (
+    Change,
+    StalePlan,
+    TableChanges,
+    apply_cluster,
+    preview_table,
+    replace_table,
+    replace_table_reviewed,
+    take_back,
+)
 from .virtual_services import (
     create_real_server,
     create_service,
@@ -37,7 +48,7 @@ __all__ = [
     "Change", "StalePlan", "TableChanges",
     "apply_cluster", "create_balancer", "create_cluster", "create_real_server", "create_service",
     "delete_balancer", "delete_cluster", "delete_real_server", "delete_service", "preview_table",
-    "revoke_balancer_key", "set_balancer_key",
+    "enrol_with_token", "issue_enrolment_token", "revoke_balancer_key", "set_balancer_key", "take_back",
     "replace_table", "replace_table_reviewed", "set_real_server_state", "snapshot", "update_balancer",
     "update_cluster", "update_real_server", "update_service",
 ]

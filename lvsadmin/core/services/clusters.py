@@ -6,6 +6,11 @@ balancer's sync settings have no revision and reach its agent with a reconverge.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -163,3 +168,45 @@ def revoke_balancer_key(actor: Actor, balancer: Balancer, *, comment: str = "") 
     record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=_key_snapshot(balancer),
            comment=comment or "agent key revoked")
     return balancer
+
+
+# --- enrolment: a one-time token an agent exchanges for the panel's key, registering its own -------------------
+
+ENROL_TOKEN_HOURS = 24
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def issue_enrolment_token(actor: Actor, balancer: Balancer) -> str:
+    """A new one-time token for enrolling the balancer's agent (the previous one no longer works); audited, the token
+    itself is shown once and only its hash kept."""
+    token = secrets.token_urlsafe(24)
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    balancer.enrol_token_hash = _token_hash(token)
+    balancer.enrol_token_expires = timezone.now() + timedelta(hours=ENROL_TOKEN_HOURS)
+    balancer.save(update_fields=["enrol_token_hash", "enrol_token_expires", "updated"])
+    record(actor, "update", balancer, cluster=balancer.cluster,
+           after={"enrolment_token_expires": balancer.enrol_token_expires.isoformat()},
+           comment="enrolment token issued")
+    return token
+
+
+@transaction.atomic
+def enrol_with_token(*, balancer_name: str, token: str, public_key: str) -> Balancer:
+    """An agent's enrolment: the token issued for `balancer_name` (once, before it expires) registers its public
+    key. ValidationError, and nothing changed, for anything else."""
+    balancer = Balancer.objects.select_for_update().select_related("cluster").filter(name=balancer_name).first()
+    refused = ValidationError("No such balancer, or an enrolment token that is wrong, used or expired: issue a "
+                              "new one on the balancer's page or with `manage.py enrol NAME`.")
+    if balancer is None or not balancer.enrol_token_hash or balancer.enrol_token_expires is None:
+        raise refused
+    if balancer.enrol_token_expires < timezone.now() or not hmac.compare_digest(
+            balancer.enrol_token_hash, _token_hash(token)):
+        raise refused
+    balancer.enrol_token_hash, balancer.enrol_token_expires = "", None
+    balancer.save(update_fields=["enrol_token_hash", "enrol_token_expires", "updated"])
+    return set_balancer_key(Actor.system(f"enrolment:{balancer.name}"), balancer, public_key=public_key,
+                            comment="agent key enrolled with a one-time token")

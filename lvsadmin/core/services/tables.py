@@ -19,7 +19,7 @@ from lvsadmin.ipvs import model as ipvs
 from lvsadmin.ipvs.validate import table_errors
 
 from .. import dispatch
-from ..models import Cluster, RealServer, VirtualService, format_netmask
+from ..models import Balancer, Cluster, RealServer, VirtualService, format_netmask, new_lineage
 from .common import bump
 from .virtual_services import real_server_entry, real_server_snapshot, service_entry, service_snapshot
 
@@ -290,3 +290,26 @@ def replace_table_reviewed(actor: Actor, cluster: Cluster, table: ipvs.Table, re
         raise StalePlan(reviewed_revision, current.desired_revision)
     return replace_table(actor, current, table, action=action, source=source)
 
+
+
+@transaction.atomic
+def take_back(actor: Actor, cluster: Cluster, reviewed_revision: int | None, comment: str = "") -> int:
+    """Take the cluster's balancers back: a new lineage, and the desired state at the reviewed revision applied.
+
+    For balancers whose agents hold revisions this panel does not know (another lineage, or ahead of the desired
+    revision: a panel restored from an older database). Their agents see the new lineage in the signed snapshot,
+    retire the old one (a replay of its messages changes nothing) and converge to this revision. Audited.
+    """
+    current = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    if reviewed_revision != current.desired_revision:
+        raise StalePlan(reviewed_revision, current.desired_revision)
+    before = current.lineage
+    current.lineage = new_lineage()
+    current.save(update_fields=["lineage"])
+    names = list(current.balancers.values_list("name", flat=True))
+    current.balancers.update(applied_revision=0, status=Balancer.Status.PENDING,
+                             status_detail=f"taken back at revision {current.desired_revision}: waiting for its agent")
+    record(actor, "update", current, cluster=current, before={"lineage": before},
+           after={"lineage": current.lineage, "balancers": names, "revision": current.desired_revision},
+           comment=comment or "balancers taken back: a new lineage")
+    return apply_cluster(actor, current, reviewed_revision=reviewed_revision, comment="taken back")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
-from lvsadmin.core import services, versions
+from lvsadmin.core import reports, services, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
 
 from .. import live
@@ -96,6 +96,9 @@ def cluster_detail(request, name):
     else:
         balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
         context["balancers"] = _with_status(balancers, {cluster.pk: cluster})
+        # Agents ahead of the panel or of another lineage: an admin may take them back (tables.take_back).
+        context["taken_elsewhere"] = any(b.applied_revision > cluster.desired_revision
+                                         or b.status_detail.startswith(reports.AHEAD_PREFIXES) for b in balancers)
     if fragment is None:
         context["backup_info"] = backup_info(cluster)
     return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment)

@@ -17,7 +17,7 @@ from lvsadmin.ipvs import rules
 from .. import live, plan_preview
 from ..forms import ApplyForm, TableTextForm
 from ..pages import render_page
-from ..roles import OPERATOR, policy
+from ..roles import ADMIN, OPERATOR, policy
 from .common import actor, review_round_trip
 
 
@@ -56,6 +56,23 @@ def plan(request, name):
         context={"cluster": cluster, "show_all": show_all, "thresholds": thresholds}, fragments=("plan",),
         success_url=reverse("plan", args=[cluster.name]),
         missing="The plan's revision is missing: reload the plan and apply again.")
+
+
+@policy(read=ADMIN, write=ADMIN)
+def take_back(request, name):
+    """Take back balancers driven by another lineage or ahead of the panel: the plan, then a new lineage and apply."""
+    cluster = _cluster(name)
+    form = ApplyForm(request.POST or None)
+
+    def commit(data, shown):
+        revision = services.take_back(actor(request), cluster, data["revision"], comment=data.get("comment") or "")
+        messages.success(request, f"Balancers of {cluster} taken back: revision {revision} sent under a new lineage.")
+
+    return review_round_trip(
+        request, cluster, form, preview=lambda data: {"plan": plan_preview.cluster_plan(cluster)}, commit=commit,
+        confirm=request.method == "POST", initial=lambda data: {"revision": cluster.desired_revision},
+        template="web/take_back.html", context={"cluster": cluster}, success_url=reverse("cluster", args=[name]),
+        missing="The plan's revision is missing: reload the page and confirm again.")
 
 
 # --- listings -------------------------------------------------------------------------------------------
