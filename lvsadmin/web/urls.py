@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import audit, auth, backups, clusters, services, tables, users
+from .views import audit, auth, backups, clusters, enrol, services, tables, users
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -28,6 +28,8 @@ urlpatterns = [
     path("balancers/<slug:name>/backup/", clusters.balancer_backup, name="balancer_backup"),
     path("balancers/<slug:name>/key/", clusters.balancer_key, name="balancer_key"),
     path("balancers/<slug:name>/key/revoke/", clusters.balancer_key_revoke, name="balancer_key_revoke"),
+    path("balancers/<slug:name>/enrolment-token/", enrol.enrolment_token, name="enrolment_token"),
+    path("enrol/", enrol.enrol, name="enrol"),
     # backups (lvsadmin/web/views/backups.py)
     path("balancers/<slug:name>/backups/", backups.balancer_backups, name="balancer_backups"),
     path("balancers/<slug:name>/backups/upload/", backups.backup_upload, name="backup_upload"),

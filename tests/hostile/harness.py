@@ -35,7 +35,10 @@ FINGERPRINTED = (Cluster, Balancer, VirtualService, RealServer, Backup, BackupPo
 NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
 # (The users page shows its Unlock forms only while someone is locked out.)
-FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "real_server_weight", "real_server_state", "users"}
+FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "enrolment_token", "enrol", "real_server_weight",
+            "real_server_state", "users"}
+# Endpoints that no request can pass untouched: an agent's enrolment needs a one-time token issued just before.
+TOKEN_GUARDED = {"enrol"}
 # A failed sign-in is audited by design: the login form's 4xx may add that record and nothing else.
 AUDITED_REFUSALS = {"login": (ChangeRecord.Action.LOGIN_FAILED,)}
 
@@ -119,7 +122,7 @@ def endpoint(name: str, objects: dict, admin) -> tuple[str, Form, dict[str, list
     url = url_of(route, objects)
     client = admin_client(admin)
     form, blocked = page_form(Client() if name == "login" else client, name, url)
-    return url, form, overrides(name, objects, client), blocked
+    return url, form, overrides(name, objects, client), blocked or name in TOKEN_GUARDED
 
 
 def baseline(form: Form, fixed: dict[str, list[str]]) -> dict[str, list[str]]:

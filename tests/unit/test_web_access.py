@@ -30,15 +30,16 @@ def test_the_pages_only_admins_may_open_are_these():
     admin_only = {name for _, name, callback in walk() if callback.lvs_policy.get("read") == ADMIN}
     assert admin_only == {
         "cluster_create", "cluster_edit", "cluster_delete", "balancer_create", "balancer_edit", "balancer_delete",
-        "balancer_key", "balancer_key_revoke", "take_back",
+        "balancer_key", "balancer_key_revoke", "take_back", "enrolment_token",
         "balancer_schedule", "balancer_schedule_delete", "cluster_schedule", "cluster_schedule_delete",
         "audit_verify", "users", "user_create", "user_edit",
     }
 
 
-def test_no_view_is_exempt_from_csrf():
+def test_no_view_is_exempt_from_csrf_but_the_agents_enrolment():
+    # An agent's enrolment is a machine's request carrying its own credential (a one-time token), not a browser's.
     exempt = [route for route, _, callback in walk() if getattr(callback, "csrf_exempt", False)]
-    assert exempt == []
+    assert exempt == ["enrol/"]
 
 
 def _allowed(policy: dict, role: str | None, method: str) -> bool:
@@ -117,7 +118,9 @@ def test_csrf_is_required_on_every_unsafe_request_htmx_included(objects, operato
     for user in (operator, admin):
         client = Client(enforce_csrf_checks=True)
         client.force_login(user)
-        for route, _, _callback in walk():
+        for route, _, callback in walk():
+            if getattr(callback, "csrf_exempt", False):
+                continue  # the agents' enrolment (above), which carries a one-time token instead
             url = concrete(route, objects)
             for method in UNSAFE_METHODS:
                 for headers in ({}, htmx("form")):
