@@ -15,7 +15,7 @@ RUN pip install -r requirements.txt
 COPY . .
 RUN DEBUG=1 python manage.py collectstatic --no-input -v 0 \
  && useradd --system --home-dir /app --shell /usr/sbin/nologin lvsadmin \
- && mkdir -p /app/var/log /var/lib/lvsadmin-agent \
+ && mkdir -p /app/var/log /app/var/keys /var/lib/lvsadmin-agent \
  && chown -R lvsadmin /app/var
 
 # The web, control worker and beat run unprivileged; the agent service runs as root with NET_ADMIN.
