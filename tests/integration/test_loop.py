@@ -1,10 +1,12 @@
 """The control loop with real Redis and real Celery workers: service layer → snapshot → agent → report → database.
 
-The agent runs the real agent code in a real worker process, over the fake kernel (a JSON file).
+The agent runs the real agent code in a real worker process, over the fake kernel (a JSON file). The scenarios
+the kernel tier runs too (tests/loop_scenarios.py) run here on the fake kernel, each with an agent of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 
 from lvsadmin.audit.log import Actor
 from lvsadmin.ipvs.model import Destination, Service
+from tests import loop_scenarios as scenarios
 
 from .harness import AGENT_KEYS, REPO, agent_key, panel_public_key, wait_for
 
@@ -64,6 +67,71 @@ def mutations(agent) -> int:
     return int(agent.state().get("mutations", 0))
 
 
+class OnTheFakeKernel:
+    """A loop_scenarios.Loop over one agent of the stack: its kernel is a JSON file the test edits by hand."""
+
+    slow = 1
+    start_timeout = 20
+
+    def __init__(self, agent):
+        self.agent = agent
+        self.name = agent.name
+
+    def kernel(self):
+        return self.agent.kernel.table()
+
+    def _edit(self, change) -> None:
+        table = self.kernel()
+        change(table)
+        self.agent.kernel.set_table(table)
+
+    def add_service_by_hand(self, svc) -> None:
+        self._edit(lambda table: table.services.append(svc))
+
+    def delete_service_by_hand(self, svc) -> None:
+        self._edit(lambda table: setattr(table, "services", [s for s in table.services if s.key != svc.key]))
+
+    def delete_dest_by_hand(self, svc, address, port) -> None:
+        def change(table):
+            mine = table.by_key()[svc.key]
+            mine.destinations = [d for d in mine.destinations if (d.address, d.port) != (address, port)]
+
+        self._edit(change)
+
+    @contextlib.contextmanager
+    def resync(self):
+        """Beat runs the resync job (made with RESYNC_SECONDS, an hour); an operator shortens its interval."""
+        from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+        from lvsadmin.core import reports
+
+        task = PeriodicTask.objects.get(name=reports.RESYNC_TASK_NAME)
+        task.interval, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+        task.save()
+        try:
+            yield
+        finally:
+            task.interval, _ = IntervalSchedule.objects.get_or_create(every=3600, period=IntervalSchedule.SECONDS)
+            task.save()
+
+    def agent_state(self) -> dict:
+        return self.agent.state()
+
+    def stop_agent(self) -> None:
+        self.agent.stop()
+
+    def start_agent(self) -> None:
+        self.agent.start()
+
+
+def applied_loop(stack, name: str, cluster_name: str, **kw) -> OnTheFakeKernel:
+    """A cluster with one service applied by the agent `name`, as a scenario's Loop."""
+    agent = stack.agent(name)
+    cluster, _ = make_cluster(cluster_name, name, **kw)
+    wait_applied(name, apply(cluster))
+    return OnTheFakeKernel(agent)
+
+
 def replay(snapshot: dict, name: str) -> None:
     """Send an agent an older snapshot the panel signed (a genuine message, replayed)."""
     from lvsadmin.core import trust
@@ -101,28 +169,15 @@ def test_periodic_jobs_exist(stack):
 
 
 def test_edit_applies_reports_and_audits(stack):
-    from lvsadmin.audit.models import ChangeRecord
-    from lvsadmin.core.models import ApplyReport, Balancer, ServiceSample
+    from lvsadmin.core.models import ApplyReport, Balancer
 
     agent = stack.agent("lb-a")
     cluster, svc = make_cluster("loop-a", "lb-a")
-    revision = apply(cluster)
-    b = wait_applied("lb-a", revision)
-    assert kernel_dests(agent) == {"10.2.0.1": 1, "10.2.0.2": 1}
+    report = scenarios.an_edit_reaches_the_kernel_and_the_report_comes_back(
+        OnTheFakeKernel(agent), svc, {"10.2.0.1:80": 1, "10.2.0.2:80": 1})
     # (The agent's start-up resync may have carried the snapshot first: either way one report applied it.)
-    report = ApplyReport.objects.get(balancer=b, outcome="ok")
-    assert report.revision == revision and report.applied == 3
+    assert ApplyReport.objects.get(balancer=report.balancer, outcome="ok") == report and report.applied == 3
     assert report.operations[0].startswith("-A -t 10.1.0.1:80 -s rr")
-    assert {"dump", "plan", "apply", "verify", "total"} <= set(report.durations)
-    audit = ChangeRecord.objects.filter(action="apply", object_type="balancer", object_id=b.pk).first()
-    assert audit is not None and audit.username == "agent:lb-a" and audit.after["revision"] == revision
-    wait_for(lambda: balancer("lb-a").status == Balancer.Status.IN_SYNC, 10, message="in sync")
-    # The heartbeat: alive, kernel facts, the latest counters of the service.
-    b = wait_for(lambda: balancer("lb-a").facts.get("heartbeat_at") and balancer("lb-a"), 10, message="heartbeat")
-    assert b.last_seen is not None and b.facts["ipvs_version"] == "1.2.1" and b.facts["hostname"]
-    sample = wait_for(lambda: ServiceSample.objects.filter(balancer=b, service_key=svc.key_text).first(), 10,
-                      message="a service sample")
-    assert set(sample.data["dests"]) == {"10.2.0.1|80", "10.2.0.2|80"}
 
     # An edit that nobody applied yet: the balancer is pending, the kernel unchanged.
     from lvsadmin.core import services
@@ -137,39 +192,18 @@ def test_edit_applies_reports_and_audits(stack):
 
 
 def test_same_snapshot_twice_changes_nothing(stack):
-    from lvsadmin.core import dispatch
-    from lvsadmin.core.models import ApplyReport
-
-    agent = stack.agent("lb-b")
-    cluster, _ = make_cluster("loop-b", "lb-b")
-    revision = apply(cluster)
-    b = wait_applied("lb-b", revision)
-    before = mutations(agent)
-    reports = ApplyReport.objects.filter(balancer=b).count()
-    dispatch.send_reconcile(cluster.pk)
-    dispatch.send_reconcile(cluster.pk)
-    wait_for(lambda: ApplyReport.objects.filter(balancer=b).count() >= reports + 2, 20, message="two reports")
-    latest = list(ApplyReport.objects.filter(balancer=b).order_by("-id")[:2])
-    assert [r.outcome for r in latest] == ["noop", "noop"] and [r.applied for r in latest] == [0, 0]
-    assert mutations(agent) == before
+    scenarios.the_same_snapshot_twice_changes_nothing(applied_loop(stack, "lb-b", "loop-b"))
 
 
 def test_older_snapshot_after_newer_is_ignored(stack):
-    from lvsadmin.core import selectors, services
-    from lvsadmin.core.models import ApplyReport
+    from lvsadmin.core import services
 
     agent = stack.agent("lb-c")
     cluster, svc = make_cluster("loop-c", "lb-c")
-    old_snapshot = dict(selectors.snapshot(cluster), balancer="lb-c")
-    services.create_real_server(ACTOR, svc, address="10.2.0.9", port=80, forward="masq")
-    revision = apply(cluster)
-    b = wait_applied("lb-c", revision)
-    assert "10.2.0.9" in kernel_dests(agent)
-    before = mutations(agent)
-    replay(old_snapshot, "lb-c")
-    wait_for(lambda: ApplyReport.objects.filter(balancer=b, outcome="stale").exists(), 20, message="stale report")
-    assert "10.2.0.9" in kernel_dests(agent) and mutations(agent) == before
-    assert balancer("lb-c").applied_revision == revision
+    revision = scenarios.an_older_snapshot_after_a_newer_one_changes_nothing(
+        OnTheFakeKernel(agent),
+        edit=lambda: services.create_real_server(ACTOR, svc, address="10.2.0.9", port=80, forward="masq"),
+        edited=lambda: "10.2.0.9" in kernel_dests(agent))
     # A late report of an older revision cannot move applied_revision back (compare-and-swap).
     from lvsadmin.core import reports
 
@@ -179,58 +213,15 @@ def test_older_snapshot_after_newer_is_ignored(stack):
 
 
 def test_drift_reported_then_repaired_by_the_scheduled_resync(stack):
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    from lvsadmin.audit.models import ChangeRecord
-    from lvsadmin.core import reports
-    from lvsadmin.core.models import Balancer
-
-    agent = stack.agent("lb-d")
-    cluster, _ = make_cluster("loop-d", "lb-d")
-    revision = apply(cluster)
-    b = wait_applied("lb-d", revision)
-    wait_for(lambda: agent.state().get("applied"), 10, message="the agent's applied state")
-    # An operator runs `ipvsadm -d` behind the panel's back.
-    table = agent.kernel.table()
-    table.services[0].destinations = [d for d in table.services[0].destinations if d.address != "10.2.0.2"]
-    agent.kernel.set_table(table)
-    b = wait_for(lambda: balancer("lb-d").status == Balancer.Status.DRIFT and balancer("lb-d"), 15,
-                 message="drift status")
-    assert "10.2.0.2" in b.status_detail
-    drift = ChangeRecord.objects.filter(action="drift", object_type="balancer", object_id=b.pk).first()
-    assert drift is not None and drift.before["drift"][0]["kind"] == "dest-missing"
-    # Beat runs the resync job (made with RESYNC_SECONDS); an operator shortens its interval in the panel.
-    task = PeriodicTask.objects.get(name=reports.RESYNC_TASK_NAME)
-    task.interval, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
-    task.save()
-    try:
-        wait_for(lambda: "10.2.0.2" in kernel_dests(agent), 40, message="the resync to repair the kernel")
-        wait_for(lambda: balancer("lb-d").status == Balancer.Status.IN_SYNC, 15, message="in sync after repair")
-    finally:
-        task.interval, _ = IntervalSchedule.objects.get_or_create(every=3600, period=IntervalSchedule.SECONDS)
-        task.save()
-    assert ChangeRecord.objects.filter(action="drift", object_id=b.pk, after__repaired=True).exists()
+    scenarios.a_real_server_deleted_by_hand_is_drift_and_the_resync_repairs_it(
+        applied_loop(stack, "lb-d", "loop-d"), ("tcp", "10.1.0.1", 80), "10.2.0.2", 80)
 
 
 def test_unowned_service_is_reported_and_left_alone(stack):
-    from lvsadmin.core import dispatch
-    from lvsadmin.core.models import ApplyReport
-
-    agent = stack.agent("lb-e")
-    cluster, _ = make_cluster("loop-e", "lb-e")
-    revision = apply(cluster)
-    b = wait_applied("lb-e", revision)
-    table = agent.kernel.table()
-    table.services.append(Service(protocol="udp", address="10.9.9.9", port=53, scheduler="wlc",
-                                  destinations=[Destination(address="10.9.9.10", port=53, forward="masq")]))
-    agent.kernel.set_table(table)
-    count = ApplyReport.objects.filter(balancer=b).count()
-    dispatch.send_reconcile(cluster.pk)
-    report = wait_for(lambda: ApplyReport.objects.filter(balancer=b).count() > count and
-                      ApplyReport.objects.filter(balancer=b).order_by("-id").first(), 20, message="a report")
-    assert report.unowned == ["udp|10.9.9.9|53"] and report.applied == 0
-    assert ("udp", "10.9.9.9", 53) in agent.kernel.table().by_key()
-    assert "not managed" in balancer("lb-e").status_detail
+    scenarios.a_service_added_by_hand_is_reported_and_left_alone(
+        applied_loop(stack, "lb-e", "loop-e"),
+        Service(protocol="udp", address="10.9.9.9", port=53, scheduler="wlc",
+                destinations=[Destination(address="10.9.9.10", port=53, forward="masq")]))
 
 
 def test_removed_tcp_real_server_drains_then_goes(stack):
@@ -281,16 +272,9 @@ def test_restart_remembers_the_revision_and_flushes_nothing(stack):
     services.create_real_server(ACTOR, svc, address="10.2.0.7", port=80, forward="masq")
     revision = apply(cluster)
     b = wait_applied("lb-h", revision)
-    kernel_before = json.loads(agent.kernel.path.read_text())
-    agent.stop()
-    assert json.loads(agent.kernel.path.read_text()) == kernel_before  # nothing flushed on stop
-    before = mutations(agent)
-    agent.start()
-    # The restarted agent says hello; the control side sends it its snapshot; nothing needs changing.
-    wait_for(lambda: ApplyReport.objects.filter(balancer=b).count() >= 1 and agent.state().get("reconciles", 0)
-             > 1, 20, message="the startup resync")
-    assert mutations(agent) == before
+    scenarios.a_stopped_and_restarted_agent_flushes_nothing_and_changes_nothing(OnTheFakeKernel(agent))
     assert agent.state()["applied_revision"] == revision
+    before = mutations(agent)
     replay(old_snapshot, "lb-h")
     wait_for(lambda: ApplyReport.objects.filter(balancer=b, outcome="stale").exists(), 20, message="stale report")
     assert "10.2.0.7" in kernel_dests(agent) and mutations(agent) == before

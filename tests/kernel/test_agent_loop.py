@@ -5,15 +5,21 @@ free loopback port, a database of its own (SQLite file, or PostgreSQL when DATAB
 control worker; in the IPVS VM a real agent worker (scripts/run-agent's command line) that reaches the host's
 Redis through QEMU's gateway 10.0.2.2. The kernel is checked with the real `ipvsadm -S -n` in the guest.
 
-The tests of this module run in order and share the guest, the agent and the cluster "kern".
+The tests of this module run in order and share the guest, the agent and the cluster "kern". The scenarios the
+integration tier runs too (tests/loop_scenarios.py) run here on the real kernel, edited by hand with `ipvsadm`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
 
+from lvsadmin.ipvs import rules
+from lvsadmin.ipvs.model import Destination, Service, Table
+from lvsadmin.ipvs.rules import Command, format_command
+from tests import loop_scenarios as scenarios
 from tests.integration.harness import wait_for
 from tests.kernel.kernel_loop import ACTOR, HEARTBEAT, NAME, PIDFILE, SLOW, balancer, cluster, running, wait_applied
 
@@ -28,6 +34,50 @@ def loop(ipvs_guest, tmp_path_factory, django_db_blocker):
         yield lp
 
 
+class InTheGuest:
+    """A loop_scenarios.Loop over the agent in the guest: its kernel read with `ipvsadm -S -n`, edited with
+    ipvsadm by hand."""
+
+    name = NAME
+    slow = 4
+    start_timeout = SLOW
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def kernel(self) -> Table:
+        return rules.parse_save(self.loop.save())
+
+    def ipvsadm(self, *commands: Command) -> None:
+        self.loop.vm.sh(" && ".join(f"ipvsadm {format_command(c)}" for c in commands))
+
+    def add_service_by_hand(self, svc: Service) -> None:
+        self.ipvsadm(Command("add-service", service=svc),
+                     *(Command("add-server", service=svc, destination=d) for d in svc.destinations))
+
+    def delete_service_by_hand(self, svc: Service) -> None:
+        self.ipvsadm(Command("delete-service", service=svc))
+
+    def delete_dest_by_hand(self, svc: Service, address: str, port: int) -> None:
+        self.ipvsadm(Command("delete-server", service=svc, destination=Destination(address, port)))
+
+    @contextlib.contextmanager
+    def resync(self):
+        from lvsadmin.celery import app
+
+        app.send_task("lvsadmin.core.resync", queue="control")  # what beat runs every RESYNC_SECONDS
+        yield
+
+    def agent_state(self) -> dict:
+        return self.loop.agent_state()
+
+    def stop_agent(self) -> None:
+        self.loop.stop_agent()
+
+    def start_agent(self) -> None:
+        self.loop.start_agent()
+
+
 def apply() -> int:
     from lvsadmin.core import services
 
@@ -40,127 +90,54 @@ def lines(save: str, prefix: str = "") -> set[str]:
 
 
 def test_edit_reaches_the_kernel_and_the_report_comes_back(loop):
-    from lvsadmin.audit.models import ChangeRecord
     from lvsadmin.core import services
-    from lvsadmin.core.models import ApplyReport, Balancer
 
     svc = services.create_service(ACTOR, cluster(), protocol="tcp", address=VIP, port=80, scheduler="wrr")
     for i in (1, 2):
         services.create_real_server(ACTOR, svc, address=f"10.10.1.{i}", port=8080, forward="masq", weight=i)
-    revision = apply()
-    b = wait_applied(revision)
+    scenarios.an_edit_reaches_the_kernel_and_the_report_comes_back(
+        InTheGuest(loop), svc, {"10.10.1.1:8080": 1, "10.10.1.2:8080": 2})
     assert lines(loop.save(), f"-A -t {VIP}") | lines(loop.save(), f"-a -t {VIP}") == {
         f"-A -t {VIP}:80 -s wrr",
         f"-a -t {VIP}:80 -r 10.10.1.1:8080 -m -w 1",
         f"-a -t {VIP}:80 -r 10.10.1.2:8080 -m -w 2",
     }
-    report = ApplyReport.objects.filter(balancer=b, revision=revision, outcome="ok").first()
-    assert report is not None and report.applied >= 3 and not report.errors
-    assert ChangeRecord.objects.filter(action="apply", object_type="balancer", object_id=b.pk,
-                                       after__revision=revision).exists()
-    b = wait_for(lambda: balancer().status == Balancer.Status.IN_SYNC and balancer(), 30, message="in sync")
-    facts = b.facts
+    facts = balancer().facts
     assert facts["ipvs_version"] == "1.2.1" and facts["conn_tab_size"] == 4096
     assert facts["kernel_release"].startswith("6.1.") and facts["hostname"] == "ipvs-vm"
     assert {"rr", "wrr", "wlc", "sh", "mh"} <= set(facts["schedulers"])
-    from lvsadmin.core.models import ServiceSample
-
-    sample = wait_for(lambda: ServiceSample.objects.filter(balancer=b, service_key=svc.key_text).first(), 30,
-                      message="the service's counters")
-    assert set(sample.data["dests"]) == {"10.10.1.1|8080", "10.10.1.2|8080"}
-    assert sample.data["dests"]["10.10.1.2|8080"]["weight"] == 2
 
 
 def test_the_same_snapshot_twice_changes_nothing(loop):
-    from lvsadmin.core import dispatch
-    from lvsadmin.core.models import ApplyReport
-
-    b = balancer()
-    before = loop.agent_state()["mutations"]
-    count = ApplyReport.objects.filter(balancer=b).count()
-    dispatch.send_reconcile(b.cluster_id)
-    dispatch.send_reconcile(b.cluster_id)
-    wait_for(lambda: ApplyReport.objects.filter(balancer=b).count() >= count + 2, 60, interval=0.5,
-             message="two reports")
-    latest = list(ApplyReport.objects.filter(balancer=b).order_by("-id")[:2])
-    assert [(r.outcome, r.applied, r.operations) for r in latest] == [("noop", 0, []), ("noop", 0, [])]
-    assert loop.agent_state()["mutations"] == before
+    scenarios.the_same_snapshot_twice_changes_nothing(InTheGuest(loop))
 
 
-def test_an_older_snapshot_after_a_newer_one_and_a_forged_one_change_nothing(loop):
-    from lvsadmin.celery import app
-    from lvsadmin.core import selectors, services, trust
-    from lvsadmin.core.models import ApplyReport, RealServer, SecurityEvent
-    from lvsadmin.protocol import RECONCILE_TASK
+def test_an_older_snapshot_after_a_newer_one_changes_nothing(loop):
+    from lvsadmin.core import services
+    from lvsadmin.core.models import RealServer
 
-    b = balancer()
-    old = dict(selectors.snapshot(cluster()), balancer=NAME)
-    services.update_real_server(ACTOR, RealServer.objects.get(address="10.10.1.1"), weight=5)
-    revision = apply()
-    wait_applied(revision)
-    assert f"-a -t {VIP}:80 -r 10.10.1.1:8080 -m -w 5" in loop.save()
-    before, save = loop.agent_state()["mutations"], loop.save()
-    # A genuine older message replayed (signed by the panel): answered as stale, reported, nothing changed.
-    trust.send_to_agent(b, RECONCILE_TASK, old, revision=old["revision"])
-    wait_for(lambda: ApplyReport.objects.filter(balancer=b, outcome="stale", revision=old["revision"]).exists(),
-             60, interval=0.5, message="the stale report")
-    assert loop.save() == save and loop.agent_state()["mutations"] == before
-    assert balancer().applied_revision == revision
-    # A forged one (unsigned: anyone with the broker's URL) empties no table: refused, and a security event.
-    app.send_task(RECONCILE_TASK, args=[dict(old, revision=999, owns_whole_table=True, table={"services": []})],
-                  queue=b.queue)
-    wait_for(lambda: SecurityEvent.objects.filter(source=f"agent:{NAME}", reason="unsigned").exists(), 60,
-             interval=0.5, message="the agent's security event")
-    assert loop.save() == save and loop.agent_state()["mutations"] == before
-    assert loop.agent_state()["applied_revision"] == revision
+    scenarios.an_older_snapshot_after_a_newer_one_changes_nothing(
+        InTheGuest(loop),
+        edit=lambda: services.update_real_server(ACTOR, RealServer.objects.get(address="10.10.1.1"), weight=5),
+        edited=lambda: f"-a -t {VIP}:80 -r 10.10.1.1:8080 -m -w 5" in loop.save())
 
 
 def test_ipvsadm_by_hand_is_drift_and_the_resync_repairs_it(loop):
-    from lvsadmin.audit.models import ChangeRecord
-    from lvsadmin.celery import app
-    from lvsadmin.core.models import Balancer
-
-    loop.vm.sh(f"ipvsadm -d -t {VIP}:80 -r 10.10.1.2:8080")
-    b = wait_for(lambda: balancer().status == Balancer.Status.DRIFT and balancer(), 60, interval=0.5,
-                 message="drift")
-    assert "10.10.1.2:8080 is gone" in b.status_detail
-    assert ChangeRecord.objects.filter(action="drift", object_id=b.pk, after__repaired=False).exists()
-    app.send_task("lvsadmin.core.resync", queue="control")  # what beat runs every RESYNC_SECONDS
-    wait_for(lambda: f"-a -t {VIP}:80 -r 10.10.1.2:8080 -m -w 2" in loop.save(), 60, interval=1,
-             message="the repair")
-    wait_for(lambda: balancer().status == Balancer.Status.IN_SYNC, 60, interval=0.5, message="in sync again")
-    assert ChangeRecord.objects.filter(action="drift", object_id=b.pk, after__repaired=True).exists()
+    scenarios.a_real_server_deleted_by_hand_is_drift_and_the_resync_repairs_it(
+        InTheGuest(loop), ("tcp", VIP, 80), "10.10.1.2", 8080)
+    assert f"-a -t {VIP}:80 -r 10.10.1.2:8080 -m -w 2" in loop.save()
 
 
 def test_a_service_added_by_hand_is_reported_and_left_alone(loop):
-    from lvsadmin.core import dispatch
-    from lvsadmin.core.models import ApplyReport
-
-    loop.vm.sh("ipvsadm -A -u 10.99.0.1:53 -s rr && ipvsadm -a -u 10.99.0.1:53 -r 10.99.0.2:53 -m")
-    b = balancer()
-    count = ApplyReport.objects.filter(balancer=b).count()
-    dispatch.send_reconcile(b.cluster_id)
-    report = wait_for(lambda: ApplyReport.objects.filter(balancer=b).count() > count
-                      and ApplyReport.objects.filter(balancer=b).order_by("-id").first(), 60, interval=0.5,
-                      message="a report")
-    assert report.unowned == ["udp|10.99.0.1|53"] and report.applied == 0
-    assert "-A -u 10.99.0.1:53 -s rr" in loop.save()
-    wait_for(lambda: balancer().facts.get("unowned_services") == ["udp|10.99.0.1|53"], 30, message="facts")
-    loop.vm.sh("ipvsadm -D -u 10.99.0.1:53")
+    scenarios.a_service_added_by_hand_is_reported_and_left_alone(
+        InTheGuest(loop), Service(protocol="udp", address="10.99.0.1", port=53, scheduler="rr",
+                                  destinations=[Destination(address="10.99.0.2", port=53, forward="masq")]))
 
 
 def test_a_stopped_and_restarted_agent_flushes_nothing_and_changes_nothing(loop):
     save = loop.save()
-    before = loop.agent_state()
-    seen = balancer().last_seen
-    loop.stop_agent()
+    scenarios.a_stopped_and_restarted_agent_flushes_nothing_and_changes_nothing(InTheGuest(loop))
     assert loop.save() == save
-    loop.start_agent()
-    wait_for(lambda: balancer().last_seen > seen and loop.agent_state()["reconciles"] > before["reconciles"],
-             SLOW, interval=1, message="the restarted agent's heartbeat and start-up resync")
-    assert loop.save() == save
-    state = loop.agent_state()
-    assert state["mutations"] == before["mutations"] and state["applied_revision"] == before["applied_revision"]
 
 
 def test_sigkill_during_a_large_apply_then_restart_converges(loop):
