@@ -12,7 +12,9 @@ For a table of SERVICES x DESTS real servers it times, in the same guest run:
   * `ipvsadm -S -n` of the full table  vs  the agent's no-op reconcile as the periodic resync runs it (a
     small reconverge request for the revision it holds: the kernel read and compared, nothing to do, the
     report without the table the control side already holds)  ->  `noop-reconcile/ipvsadm-Sn`; and the
-    same with the whole 11,000-object snapshot delivered again (a duplicate message)  ->  `noop-resend`.
+    same with the whole 11,000-object snapshot delivered again (a duplicate message)  ->  `noop-resend`;
+  * the agent's bulk apply with signing on (the panel's envelope verified, the report signed: what the Celery
+    task does in lvsadmin.agent.app) over the same without  ->  `signing-overhead` (target <= 1.05).
 
 For information it also times one real server's weight changed (a new revision: the full path), the first
 resync of a restarted agent (state file read back, caches cold but for its warm-up), and the netlink layer alone
@@ -196,6 +198,43 @@ def main() -> int:
             ipvs.flush()
 
     agent_apply, agent_noop, agent_resend, agent_edit, agent_restarted, agent_warmup = [], [], [], [], [], []
+    agent_apply_signed = []
+
+    def signed_bulk(rep: int, snapshot: dict, first_body: str) -> None:
+        """The same bulk apply with signing on, as the agent's Celery task runs it (lvsadmin.agent.app): the
+        panel's envelope decoded from JSON and verified (lvsadmin.agent.trust.Gate), the reconcile, the report
+        signed by the agent's key and encoded. The panel signs before it sends: not the agent's time."""
+        import json
+        import tempfile
+
+        from lvsadmin import signing
+        from lvsadmin.agent.backend import NetlinkBackend
+        from lvsadmin.agent.core import Agent
+        from lvsadmin.agent.state import StateStore
+        from lvsadmin.agent.trust import AgentKeys, Gate
+        from lvsadmin.protocol import RECONCILE_TASK
+
+        panel, own = signing.Signer(signing.generate()), signing.Signer(signing.generate())
+        gate = Gate("bench", AgentKeys(signer=own, panel={panel.fingerprint: panel.public}), lambda *a, **k: None)
+        body = json.dumps([[panel.seal(RECONCILE_TASK, snapshot, to="bench", revision=snapshot["revision"])], {}, {}])
+        sent = []
+
+        def send(task, payload, expires=None):
+            sent.append(json.dumps(gate.seal(task, payload, ttl=expires)))
+
+        def task(agent):
+            (args, _kwargs, _embed) = json.loads(body)
+            opened = gate.open(RECONCILE_TASK, args[0], agent.newest_revision)
+            return agent.reconcile(opened)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            agent = Agent("bench", NetlinkBackend(), StateStore(f"{tmp}/state.json"), send)
+            cold()
+            reports = []
+            agent_apply_signed.append(timed(lambda: reports.append(task(agent))))
+            if reports[0]["outcome"] != "ok" or reports[0]["errors"] or len(sent) != 1:
+                raise SystemExit(f"signed bulk apply: {reports[0]['outcome']} {reports[0]['errors'][:3]}")
+            netlink.IPVS().flush()
 
     def agent_side(rep: int) -> None:
         """The agent itself (lvsadmin.agent.core.Agent over the netlink backend), as its Celery task runs it:
@@ -231,6 +270,8 @@ def main() -> int:
             (args, _kwargs, _embed) = json.loads(body)
             return method(*args)
 
+        if rep % 2:  # signed and unsigned bulk applies in turn first, each into an empty table
+            signed_bulk(rep, snapshot, first_body)
         with tempfile.TemporaryDirectory() as tmp:
             agent = Agent("bench", NetlinkBackend(), StateStore(f"{tmp}/state.json"), send)
             cold()
@@ -273,12 +314,15 @@ def main() -> int:
             if reports[-1]["outcome"] != "noop":
                 raise SystemExit(f"restarted agent's resync: {reports[-1]['outcome']}")
             netlink.IPVS().flush()
+        if not rep % 2:
+            signed_bulk(rep, snapshot, first_body)
 
     for rep in range(args.repeat):
         for side in ((ipvsadm_side, our_side, agent_side) if rep % 2 == 0 else (agent_side, our_side, ipvsadm_side)):
             side(rep)
             gc.collect()
         print(f"run {rep + 1}: ipvsadm -R {restore[-1]:.3f}s, agent bulk {agent_apply[-1]:.3f}s "
+              f"(signed {agent_apply_signed[-1]:.3f}s) "
               f"(netlink layer {ours_apply[-1]:.3f}s); "
               f"ipvsadm -S -n {' '.join(f'{x:.3f}' for x in save[-args.pairs:])}s, "
               f"agent resync {' '.join(f'{x:.3f}' for x in agent_noop[-args.pairs:])}s, "
@@ -310,6 +354,9 @@ def main() -> int:
     print(f"minimums: ipvsadm -R {min(restore):.3f}s, agent bulk {min(agent_apply):.3f}s; ipvsadm -S -n "
           f"{min(save):.3f}s, agent resync {min(agent_noop):.3f}s, snapshot again {min(agent_resend):.3f}s")
     print(f"bulk-apply/ipvsadm-R = {med(agent_apply) / med(restore):.2f}")
+    print(f"agent bulk apply with signing on (the panel's envelope verified, the report signed) "
+          f"{med(agent_apply_signed):.3f}s, without {med(agent_apply):.3f}s")
+    print(f"signing-overhead = {med(agent_apply_signed) / med(agent_apply):.2f}")
     print(f"noop-reconcile/ipvsadm-Sn = {med(agent_noop) / med(save):.2f}")
     print(f"(the whole snapshot delivered again: noop-resend/ipvsadm-Sn = {med(agent_resend) / med(save):.2f})")
     print(f"(netlink layer: bulk {med(ours_apply) / med(restore):.2f}, no-op {med(ours_noop) / med(save):.2f}, "
