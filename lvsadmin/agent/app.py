@@ -134,7 +134,7 @@ def get_agent() -> Agent:
 @app.task(name=RECONCILE_TASK, acks_late=True, reject_on_worker_lost=True)
 def reconcile(message: dict) -> dict | None:
     agent = get_agent()
-    snapshot = GATE.open(RECONCILE_TASK, message, agent.newest_revision)
+    snapshot = GATE.open(RECONCILE_TASK, message, agent.newest_revision, lambda: agent.state.lineage)
     return None if snapshot is None else _summary(agent.reconcile(snapshot))
 
 

@@ -84,11 +84,13 @@ class Gate:
         self._reported: dict[str, float] = {}  # reason -> when it was last reported
         self._unreported: dict[str, int] = {}  # reason -> refusals since then
 
-    def open(self, task: str, message, newest_revision: Callable[[], int] | None = None) -> dict | None:
+    def open(self, task: str, message, newest_revision: Callable[[], int] | None = None,
+             lineage: Callable[[], str] | None = None) -> dict | None:
         """The body of a message the panel signed for this balancer; None (reported) for anything else.
 
-        newest_revision: the revision the agent holds; a reconcile older than it is a replay: reported, and its
-        body still returned so that the agent answers it as stale, changing nothing.
+        newest_revision: the revision the agent holds (of `lineage()`); a reconcile of that lineage older than it
+        is a replay: reported, and its body still returned so that the agent answers it as stale, changing
+        nothing. (One of a new lineage is the panel taking the balancer back: the agent starts over.)
         """
         now = self.clock()
         try:
@@ -104,7 +106,10 @@ class Gate:
             log.error("refused a %s message: %s", task, refused)
             self.refused(refused, task)
             return None
-        if task == RECONCILE_TASK and newest_revision is not None and opened.revision < newest_revision():
+        held = lineage() if lineage is not None else ""
+        same_lineage = not opened.lineage or not held or opened.lineage == held
+        if task == RECONCILE_TASK and newest_revision is not None and same_lineage and \
+                opened.revision < newest_revision():
             self.refused(signing.Refused(signing.REPLAYED, f"revision {opened.revision}, older than revision "
                                                            f"{newest_revision()} held"), task)
         return body

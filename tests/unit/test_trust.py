@@ -183,3 +183,11 @@ def test_an_older_snapshot_than_the_agent_holds_is_reported_and_answered_as_stal
     assert gate.open(RECONCILE_TASK, panel_seal(gate, body), lambda: 999) == body  # the agent reports it stale
     (event,) = reported(gate)
     assert event["reason"] == "replayed" and "older than revision 999" in event["detail"]
+
+
+def test_an_older_revision_of_a_new_lineage_is_no_replay(gate):
+    body = {"balancer": "lb1", "revision": 3, "lineage": "new", "table": {"services": []}}
+    message = trust.signer().seal(RECONCILE_TASK, body, to="lb1", revision=3, lineage="new", ttl=60,
+                                  now=gate.clock_.now)
+    assert gate.open(RECONCILE_TASK, message, lambda: 999, lambda: "old") == body  # the panel took it back
+    assert gate.sent == []
