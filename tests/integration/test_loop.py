@@ -174,7 +174,7 @@ def test_edit_applies_reports_and_audits(stack):
     agent = stack.agent("lb-a")
     cluster, svc = make_cluster("loop-a", "lb-a")
     report = scenarios.an_edit_reaches_the_kernel_and_the_report_comes_back(
-        OnTheFakeKernel(agent), svc, {"10.2.0.1:80": 1, "10.2.0.2:80": 1})
+        OnTheFakeKernel(agent), svc, {("10.2.0.1", 80): 1, ("10.2.0.2", 80): 1})
     # (The agent's start-up resync may have carried the snapshot first: either way one report applied it.)
     assert ApplyReport.objects.get(balancer=report.balancer, outcome="ok") == report and report.applied == 3
     assert report.operations[0].startswith("-A -t 10.1.0.1:80 -s rr")

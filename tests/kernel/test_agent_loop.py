@@ -96,7 +96,7 @@ def test_edit_reaches_the_kernel_and_the_report_comes_back(loop):
     for i in (1, 2):
         services.create_real_server(ACTOR, svc, address=f"10.10.1.{i}", port=8080, forward="masq", weight=i)
     scenarios.an_edit_reaches_the_kernel_and_the_report_comes_back(
-        InTheGuest(loop), svc, {"10.10.1.1:8080": 1, "10.10.1.2:8080": 2})
+        InTheGuest(loop), svc, {("10.10.1.1", 8080): 1, ("10.10.1.2", 8080): 2})
     assert lines(loop.save(), f"-A -t {VIP}") | lines(loop.save(), f"-a -t {VIP}") == {
         f"-A -t {VIP}:80 -s wrr",
         f"-a -t {VIP}:80 -r 10.10.1.1:8080 -m -w 1",
