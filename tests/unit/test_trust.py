@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.utils import timezone
 
@@ -48,7 +50,7 @@ def test_a_report_signed_by_the_balancer_is_recorded(balancer, cluster):
 @pytest.mark.parametrize(("forge", "reason"), [
     (lambda body: body, signing.UNSIGNED),
     (lambda body: from_agent(body, signer=ROGUE), signing.UNKNOWN_KEY),
-    (lambda body: {**from_agent(body), "body": {**body, "revision": 1000}}, signing.BAD_SIGNATURE),
+    (lambda body: {**from_agent(body), "body": json.dumps({**body, "revision": 1000})}, signing.BAD_SIGNATURE),
     (lambda body: from_agent(body, task=HEARTBEAT_TASK), signing.WRONG_TASK),
     (lambda body: from_agent(body, ttl=-1), signing.EXPIRED),
 ])
