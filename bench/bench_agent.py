@@ -214,6 +214,7 @@ def main() -> int:
         from lvsadmin.agent.trust import AgentKeys, Gate
         from lvsadmin.protocol import RECONCILE_TASK
 
+        fresh_netns()  # like the unsigned apply: no destination trash of an earlier apply in this namespace
         panel, own = signing.Signer(signing.generate()), signing.Signer(signing.generate())
         gate = Gate("bench", AgentKeys(signer=own, panel={panel.fingerprint: panel.public}), lambda *a, **k: None)
         body = json.dumps([[panel.seal(RECONCILE_TASK, snapshot, to="bench", revision=snapshot["revision"])], {}, {}])
@@ -270,8 +271,9 @@ def main() -> int:
             (args, _kwargs, _embed) = json.loads(body)
             return method(*args)
 
-        if rep % 2:  # signed and unsigned bulk applies in turn first, each into an empty table
+        if rep % 2:  # signed and unsigned bulk applies in turn first, each into an empty table of a fresh namespace
             signed_bulk(rep, snapshot, first_body)
+            fresh_netns()
         with tempfile.TemporaryDirectory() as tmp:
             agent = Agent("bench", NetlinkBackend(), StateStore(f"{tmp}/state.json"), send)
             cold()
