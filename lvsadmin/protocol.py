@@ -13,7 +13,8 @@ To an agent (queue `lvs.<balancer>`):
 To the control side (queue `control`):
 - `REPORT_TASK(Report)`: what one reconcile did; `HEARTBEAT_TASK(Heartbeat)`: alive, facts, drift, counters;
   `BACKUP_RESULT_TASK(BackupResult)`: the table a backup request asked for; `SECURITY_EVENT_TASK(SecurityReport)`:
-  a message the agent refused.
+  a message the agent refused; `REKEY_TASK`: the agent's new public key, signed by its current one (answered with
+  `REKEYED_TASK` on the agent's queue once the panel holds the new key).
 
 Every message travels signed (lvsadmin.signing): in an envelope signed by the panel's key and addressed to one
 balancer, or by the key of the balancer it comes from. The bodies below are what the envelopes carry.
@@ -38,6 +39,10 @@ REPORT_TASK = "lvsadmin.core.record_report"
 HEARTBEAT_TASK = "lvsadmin.core.record_heartbeat"
 BACKUP_RESULT_TASK = "lvsadmin.backups.record_backup"
 SECURITY_EVENT_TASK = "lvsadmin.core.record_security_event"
+# An agent rotating its own key: {"balancer", "public_key": the new one}, signed by its current key (to control);
+# the panel's confirmation {"balancer", "fingerprint": of the new key}, signed by the panel (to the agent).
+REKEY_TASK = "lvsadmin.core.rekey"
+REKEYED_TASK = "lvsadmin.agent.rekeyed"
 
 CONTROL_QUEUE = "control"
 

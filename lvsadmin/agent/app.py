@@ -17,12 +17,12 @@ Environment:
   LVSADMIN_AGENT_APPLY_BATCH, LVSADMIN_AGENT_APPLY_PAUSE
                              tests only: apply N operations at a time with a pause between (to kill it midway)
 
-Tasks (queue lvs.<name>): protocol.RECONCILE_TASK(Snapshot), RECONVERGE_TASK(ReconvergeRequest) and
-BACKUP_REQUEST_TASK(BackupRequest), each in an envelope signed by the panel (lvsadmin.agent.trust opens it, or
-refuses and reports it); what goes back to the control queue is lvsadmin.protocol's too, signed by this agent. The
-heartbeat is a thread started by a worker bootstep: it needs no message to keep itself going, so no lost or
-duplicated message can stop or double it. It also follows draining real servers up and, at start, resumes a
-snapshot that a killed predecessor left half applied.
+Tasks (queue lvs.<name>): protocol.RECONCILE_TASK(Snapshot), RECONVERGE_TASK(ReconvergeRequest),
+BACKUP_REQUEST_TASK(BackupRequest) and REKEYED_TASK (the panel holds the key `lvsadmin.agent.rekey` made), each in
+an envelope signed by the panel (lvsadmin.agent.trust opens it, or refuses and reports it); what goes back to the
+control queue is lvsadmin.protocol's too, signed by this agent. The heartbeat is a thread started by a worker
+bootstep: it needs no message to keep itself going, so no lost or duplicated message can stop or double it. It also
+follows draining real servers up and, at start, resumes a snapshot that a killed predecessor left half applied.
 
 The pool is `solo`: tasks run in the worker process itself, where the heartbeat thread shares the agent's
 lock and memory. Nothing is flushed when the worker stops or starts.
@@ -44,6 +44,7 @@ from lvsadmin.protocol import (
     CONTROL_QUEUE,
     RECONCILE_TASK,
     RECONVERGE_TASK,
+    REKEYED_TASK,
     agent_queue,
 )
 from lvsadmin.signing import KeyFileError
@@ -149,6 +150,13 @@ def backup(message: dict) -> None:
     request = GATE.open(BACKUP_REQUEST_TASK, message)  # addressed to this balancer, or refused
     if request is not None:
         get_agent().backup(request)
+
+
+@app.task(name=REKEYED_TASK)
+def rekeyed(message: dict) -> bool:
+    """The panel holds this agent's new key (its `python -m lvsadmin.agent.rekey`): switch to it."""
+    body = GATE.open(REKEYED_TASK, message)
+    return body is not None and GATE.switch_key(str(body.get("fingerprint") or ""))
 
 
 def _summary(report: dict | None) -> dict | None:

@@ -39,6 +39,12 @@ DEFAULT_TTL = 900.0
 class AgentKeys:
     signer: signing.Signer
     panel: dict  # {fingerprint: the panel's public key}
+    path: Path | None = None  # this agent's key file (its rotation: `pending_path`)
+
+
+def pending_path(key_path: str | os.PathLike) -> Path:
+    """Where `python -m lvsadmin.agent.rekey` keeps the new key until the panel confirms it."""
+    return Path(f"{key_path}.new")
 
 
 def key_paths(state_path: str | os.PathLike) -> tuple[Path, str]:
@@ -65,7 +71,7 @@ def load_keys(state_path: str | os.PathLike) -> AgentKeys:
         raise signing.KeyFileError(
             f"{exc}. The agent needs the panel's public key (LVSADMIN_PANEL_PUBLIC_KEY: the key's text or a "
             "file holding it; the panel's is var/panel_ed25519.pub where scripts/setup ran)") from None
-    return AgentKeys(signer=signer, panel={signing.fingerprint(public): public})
+    return AgentKeys(signer=signer, panel={signing.fingerprint(public): public}, path=own)
 
 
 def message_ttl() -> float:
@@ -131,6 +137,31 @@ class Gate:
             self.send(SECURITY_EVENT_TASK, self.seal(SECURITY_EVENT_TASK, report.to_dict()))
         except Exception:
             log.exception("could not report a refused message")
+
+    def switch_key(self, fingerprint: str) -> bool:
+        """The panel confirmed this agent's new key (`fingerprint`): sign with it from now on, and keep it as this
+        agent's key file. False (nothing changes) when no pending key of that fingerprint is here."""
+        if self.keys.path is None:
+            return False
+        pending = pending_path(self.keys.path)
+        with self._lock:
+            if self.keys.signer.fingerprint == fingerprint:
+                return True
+            try:
+                key = signing.load_private_key(pending)
+            except signing.KeyFileError:
+                log.error("the panel confirmed key %s, but no new key is pending at %s", fingerprint, pending)
+                return False
+            if signing.fingerprint(key) != fingerprint:
+                log.error("the panel confirmed key %s, not the pending one (%s)", fingerprint,
+                          signing.fingerprint(key))
+                return False
+            os.replace(pending, self.keys.path)
+            Path(f"{self.keys.path}.pub").write_text(signing.public_text(key) + "\n")
+            Path(f"{pending}.pub").unlink(missing_ok=True)
+            self.keys.signer = signing.Signer(key)
+        log.warning("this agent now signs with its new key %s", fingerprint)
+        return True
 
     def seal(self, task: str, body: dict, ttl: float | None = None) -> dict:
         """`body` signed by this agent, from this balancer."""

@@ -123,6 +123,11 @@ class Balancer(models.Model):
     key_fingerprint = models.CharField(max_length=64, blank=True, default="")
     key_revoked = models.BooleanField(default=False)
     key_changed = models.DateTimeField(null=True, blank=True)
+    # The key an agent rotated away from (its `rekey`, lvsadmin.core.trust.rekey): still believed until the first
+    # message signed by the new key, or until `previous_key_until` (PANEL_MESSAGE_TTL after the rotation).
+    previous_public_key = models.CharField(max_length=100, blank=True, default="")
+    previous_key_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    previous_key_until = models.DateTimeField(null=True, blank=True)
     # A one-time enrolment token (services.issue_enrolment_token): its SHA-256 only, and when it expires.
     enrol_token_hash = models.CharField(max_length=64, blank=True, default="")
     enrol_token_expires = models.DateTimeField(null=True, blank=True)
@@ -349,3 +354,14 @@ class SecurityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} ({self.source})"
+
+
+class SeenNonce(models.Model):
+    """The nonce of a report, heartbeat, backup or rekey the control side believed, kept until its message
+    expires: the same message again is a replay (lvsadmin.core.trust.accept). Pruned as messages expire."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    expires = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.nonce

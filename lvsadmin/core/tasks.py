@@ -14,7 +14,7 @@ import logging
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
 
-from lvsadmin.protocol import HEARTBEAT_TASK, REPORT_TASK, SECURITY_EVENT_TASK
+from lvsadmin.protocol import HEARTBEAT_TASK, REKEY_TASK, REPORT_TASK, SECURITY_EVENT_TASK
 
 from . import reports, trust
 
@@ -40,6 +40,13 @@ def record_security_event(message: dict) -> int | None:
     """A message an agent refused, as that agent reports it."""
     event = trust.record_agent_report(message)
     return event.pk if event is not None else None
+
+
+@shared_task(name=REKEY_TASK)
+def rekey(message: dict) -> str | None:
+    """An agent rotating its own key, signed by its current one (lvsadmin.core.trust.rekey)."""
+    balancer = trust.rekey(message)
+    return balancer.key_fingerprint if balancer is not None else None
 
 
 @shared_task(name="lvsadmin.core.resync")

@@ -4,24 +4,26 @@ Every message to an agent leaves here, signed with the panel's key (settings.PAN
 the database) and addressed to one balancer with its revision, the cluster's lineage and an expiry
 (lvsadmin.signing). Every report, heartbeat, backup and security report an agent sends is believed only when
 signed by the key registered for the balancer it names (`Balancer.public_key`, set when the balancer is
-enrolled, re-keyed or revoked by an admin: lvsadmin.core.services.keys); anything else is dropped and recorded as
-a `SecurityEvent`, which the dashboard shows.
+enrolled, re-keyed or revoked by an admin: lvsadmin.core.services; or rotated by the agent itself, `rekey`, the
+old key believed for a short grace); anything else is dropped and recorded as a `SecurityEvent`, which the
+dashboard shows, and so is a message seen before (its nonce is remembered until it expires: `replayed`).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from lvsadmin import signing
-from lvsadmin.protocol import SECURITY_EVENT_TASK, SecurityReport
+from lvsadmin.protocol import REKEY_TASK, REKEYED_TASK, SECURITY_EVENT_TASK, SecurityReport
 
-from .models import Balancer, SecurityEvent
+from .models import Balancer, SecurityEvent, SeenNonce
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,16 @@ def send_to_agent(balancer: Balancer, task: str, body: dict, *, revision: int = 
 # --- what agents send ------------------------------------------------------------------------------------
 
 
-def accept(task: str, message) -> dict | None:
-    """The body of a message signed by the balancer it names; None (and a SecurityEvent) for anything else."""
+def accept(task: str, message, *, current_key_only: bool = False) -> dict | None:
+    """The body of a message signed by the balancer it names; None (and a SecurityEvent) for anything else.
+
+    Believed keys: the balancer's, and the one it rotated away from while its grace lasts (not for
+    `current_key_only`: a rekey). A message seen before (its nonce, remembered until it expires) is a replay.
+    """
     claimed = signing.peek_origin(message)
-    balancer = Balancer.objects.filter(name=claimed).only("pk", "name", "public_key", "key_fingerprint",
-                                                          "key_revoked").first() if claimed else None
+    balancer = Balancer.objects.filter(name=claimed).only(
+        "pk", "name", "public_key", "key_fingerprint", "key_revoked", "previous_public_key",
+        "previous_key_fingerprint", "previous_key_until").first() if claimed else None
     try:
         if not signing.is_envelope(message):
             raise signing.Refused(signing.UNSIGNED, f"an unsigned {task} message")
@@ -74,17 +81,84 @@ def accept(task: str, message) -> dict | None:
         keys = {}
         if balancer.public_key:
             keys[balancer.key_fingerprint] = signing.parse_public(balancer.public_key)
+        if in_grace(balancer) and not current_key_only:
+            keys[balancer.previous_key_fingerprint] = signing.parse_public(balancer.previous_public_key)
         opened = signing.open_envelope(message, keys, task=task)
         body = opened.body
         if opened.origin != balancer.name or body.get("balancer") not in (None, balancer.name):
             raise signing.Refused(signing.WRONG_BALANCER, f"signed by {balancer.name} for {opened.origin!r} "
                                                           f"about {body.get('balancer')!r}")
+        remember_nonce(opened)
     except signing.Refused as refused:
         log.warning("dropped a %s message naming %r: %s", task, claimed, refused)
         record_event(source="control", reason=refused.reason, task=task, claimed=claimed, balancer=balancer,
                      detail=refused.detail)
         return None
+    if balancer.previous_key_fingerprint and opened.key == balancer.key_fingerprint:
+        end_grace(balancer)  # the first message signed by the new key: the old one is believed no more
     return body
+
+
+def in_grace(balancer: Balancer, now=None) -> bool:
+    """Whether the key `balancer` rotated away from is still believed."""
+    return bool(balancer.previous_key_fingerprint and balancer.previous_public_key and
+                balancer.previous_key_until and balancer.previous_key_until > (now or timezone.now()))
+
+
+def end_grace(balancer: Balancer) -> None:
+    Balancer.objects.filter(pk=balancer.pk, previous_key_fingerprint=balancer.previous_key_fingerprint).update(
+        previous_public_key="", previous_key_fingerprint="", previous_key_until=None)
+
+
+NONCE_PRUNE_EVERY = 200
+_nonces_since_prune = 0
+
+
+def remember_nonce(opened: signing.Opened) -> None:
+    """Keep `opened`'s nonce until it expires; Refused(REPLAYED) when it was kept already."""
+    global _nonces_since_prune
+    now = timezone.now()
+    expires = datetime.fromtimestamp(opened.expires, tz=UTC)
+    try:
+        with transaction.atomic():
+            SeenNonce.objects.create(nonce=opened.nonce[:64], expires=expires)
+    except IntegrityError:
+        raise signing.Refused(signing.REPLAYED, f"a {opened.task} message seen before "
+                                                f"(nonce {opened.nonce[:12]})") from None
+    _nonces_since_prune += 1
+    if _nonces_since_prune >= NONCE_PRUNE_EVERY:
+        _nonces_since_prune = 0
+        prune_nonces(now)
+
+
+def prune_nonces(now=None) -> int:
+    """Forget the nonces of messages that expired (they would be refused as expired anyway)."""
+    dropped, _ = SeenNonce.objects.filter(expires__lt=now or timezone.now()).delete()
+    return dropped
+
+
+def rekey(message) -> Balancer | None:
+    """An agent's own key rotation: its new public key, signed by its current key (not revoked, not the one in
+    grace). The new key becomes the balancer's, the old one stays believed as `previous` until the first message
+    signed by the new one or PANEL_MESSAGE_TTL (audited); the agent is told, signed, and switches."""
+    from lvsadmin.audit.log import Actor
+
+    from . import services
+
+    body = accept(REKEY_TASK, message, current_key_only=True)
+    if body is None:
+        return None
+    balancer = Balancer.objects.get(name=signing.peek_origin(message))
+    try:
+        balancer = services.rotate_balancer_key(Actor.system(f"agent:{balancer.name}"), balancer,
+                                                public_key=str(body.get("public_key") or ""))
+    except ValidationError as exc:
+        log.warning("refused %s's rekey: %s", balancer.name, exc)
+        record_event(source="control", reason=signing.UNKNOWN_KEY, task=REKEY_TASK, claimed=balancer.name,
+                     balancer=balancer, detail=f"a rekey with no valid new key: {exc}")
+        return None
+    send_to_agent(balancer, REKEYED_TASK, {"balancer": balancer.name, "fingerprint": balancer.key_fingerprint})
+    return balancer
 
 
 def record_agent_report(message) -> SecurityEvent | None:

@@ -18,6 +18,7 @@ from .clusters import (
     enrol_with_token,
     issue_enrolment_token,
     revoke_balancer_key,
+    rotate_balancer_key,
     set_balancer_key,
     update_balancer,
     update_cluster,
@@ -48,7 +49,8 @@ __all__ = [
     "Change", "StalePlan", "TableChanges",
     "apply_cluster", "create_balancer", "create_cluster", "create_real_server", "create_service",
     "delete_balancer", "delete_cluster", "delete_real_server", "delete_service", "preview_table",
-    "enrol_with_token", "issue_enrolment_token", "revoke_balancer_key", "set_balancer_key", "take_back",
+    "enrol_with_token", "issue_enrolment_token", "revoke_balancer_key", "rotate_balancer_key", "set_balancer_key",
+    "take_back",
     "replace_table", "replace_table_reviewed", "set_real_server_state", "snapshot", "update_balancer",
     "update_cluster", "update_real_server", "update_service",
 ]

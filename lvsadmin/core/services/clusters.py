@@ -11,6 +11,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -150,9 +151,37 @@ def set_balancer_key(actor: Actor, balancer: Balancer, *, public_key: str, comme
     after = _key_snapshot(balancer)
     if before == after:
         return balancer
-    balancer.save(update_fields=["public_key", "key_fingerprint", "key_revoked", "key_changed", "updated"])
+    # An admin's re-key ends any grace of a key the agent rotated away from.
+    balancer.previous_public_key, balancer.previous_key_fingerprint, balancer.previous_key_until = "", "", None
+    balancer.save(update_fields=["public_key", "key_fingerprint", "key_revoked", "key_changed", "previous_public_key",
+                                 "previous_key_fingerprint", "previous_key_until", "updated"])
     record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=after,
            comment=comment or ("agent key re-keyed" if before["public_key"] else "agent key enrolled"))
+    return balancer
+
+
+@transaction.atomic
+def rotate_balancer_key(actor: Actor, balancer: Balancer, *, public_key: str) -> Balancer:
+    """The agent's own rotation (lvsadmin.core.trust.rekey, which checked that its current key signed it): the new
+    key becomes the balancer's; the old one stays believed as `previous` until the first message signed by the
+    new one, or PANEL_MESSAGE_TTL (audited)."""
+    try:
+        fingerprint = signing.fingerprint(public_key.strip())
+    except ValueError as exc:
+        raise ValidationError({"public_key": f"Not an agent's public key: {exc}."}) from None
+    balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
+    if balancer.key_fingerprint == fingerprint or balancer.key_revoked or not balancer.public_key:
+        return balancer  # the same rekey again (its confirmation lost): nothing changes, the agent is told again
+    before = _key_snapshot(balancer)
+    now = timezone.now()
+    balancer.previous_public_key, balancer.previous_key_fingerprint = balancer.public_key, balancer.key_fingerprint
+    balancer.previous_key_until = now + timedelta(seconds=settings.PANEL_MESSAGE_TTL)
+    balancer.public_key, balancer.key_fingerprint, balancer.key_changed = public_key.strip(), fingerprint, now
+    balancer.save(update_fields=["public_key", "key_fingerprint", "key_changed", "previous_public_key",
+                                 "previous_key_fingerprint", "previous_key_until", "updated"])
+    record(actor, "update", balancer, cluster=balancer.cluster, before=before, after=_key_snapshot(balancer),
+           comment=f"agent key rotated by its agent (the old key {before['key_fingerprint']} believed until the "
+                   f"first message signed by the new one, at most {settings.PANEL_MESSAGE_TTL} s)")
     return balancer
 
 
