@@ -97,6 +97,9 @@ def read_panel_signing_key():
 PANEL_SIGNING_KEY = read_panel_signing_key()
 # Seconds a message to an agent stays valid (a snapshot queued longer is refused; the resync sends a new one).
 PANEL_MESSAGE_TTL = int(os.environ.get("PANEL_MESSAGE_TTL", "3600"))
+# After an agent rotated its key, its old key is still believed this many seconds past the first message signed by
+# the new one: messages it signed before the switch may still be on the control queue, handled out of order.
+KEY_ROTATION_OVERLAP_SECONDS = int(os.environ.get("KEY_ROTATION_OVERLAP_SECONDS", "10"))
 SECURITY_EVENT_RETENTION_DAYS = int(os.environ.get("SECURITY_EVENT_RETENTION_DAYS", "90"))
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

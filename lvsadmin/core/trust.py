@@ -95,7 +95,7 @@ def accept(task: str, message, *, current_key_only: bool = False) -> dict | None
                      detail=refused.detail)
         return None
     if balancer.previous_key_fingerprint and opened.key == balancer.key_fingerprint:
-        end_grace(balancer)  # the first message signed by the new key: the old one is believed no more
+        end_grace(balancer)  # the first message signed by the new key: the old one is believed no more (soon)
     return body
 
 
@@ -106,8 +106,13 @@ def in_grace(balancer: Balancer, now=None) -> bool:
 
 
 def end_grace(balancer: Balancer) -> None:
-    Balancer.objects.filter(pk=balancer.pk, previous_key_fingerprint=balancer.previous_key_fingerprint).update(
-        previous_public_key="", previous_key_fingerprint="", previous_key_until=None)
+    """The agent signs with its new key: believe the old one only KEY_ROTATION_OVERLAP_SECONDS more (for what it
+    signed before the switch and is still on the queue), then no more."""
+    until = timezone.now() + timedelta(seconds=settings.KEY_ROTATION_OVERLAP_SECONDS)
+    if balancer.previous_key_until is None or balancer.previous_key_until <= until:
+        return
+    Balancer.objects.filter(pk=balancer.pk, previous_key_fingerprint=balancer.previous_key_fingerprint,
+                            previous_key_until__gt=until).update(previous_key_until=until)
 
 
 NONCE_PRUNE_EVERY = 200

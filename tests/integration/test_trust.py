@@ -154,3 +154,108 @@ def test_a_panel_restored_from_an_older_database_takes_its_balancers_back_after_
     # The server the older database does not have drains (weight 0), then goes: the kernel follows the panel.
     wait_for(lambda: {d.address: d.weight for d in agent.kernel.table().services[0].destinations}.get("10.2.0.2", 0)
              == 0, 20, message="the kernel as the restored panel has it")
+
+
+def send_control(task: str, message: dict) -> None:
+    """Put a message on the control queue from this test process (the broker of the stack)."""
+    from lvsadmin.celery import app
+
+    app.send_task(task, args=[message], queue="control")
+
+
+def test_key_rotation_of_a_balancer_without_losing_a_heartbeat(stack):
+    import time
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from lvsadmin import signing
+    from lvsadmin.core.models import SecurityEvent
+    from lvsadmin.protocol import HEARTBEAT_TASK, REKEY_TASK
+
+    from .harness import VENV_BIN, base_env, panel_public_key
+
+    agent = stack.agent("lb-t5")
+    cluster = make_cluster("trust-5", "lb-t5")
+    revision = applied(stack, "lb-t5", cluster)
+    old = signing.Signer(signing.load_private_key(agent.key_path))
+    wait_for(lambda: not balancer("lb-t5").is_offline(), 20, message="lb-t5 online")
+    env = base_env(LVSADMIN_BALANCER="lb-t5", LVSADMIN_BROKER_URL=stack.redis.url,
+                   LVSADMIN_AGENT_STATE=agent.state_path, LVSADMIN_AGENT_KEY=agent.key_path,
+                   LVSADMIN_PANEL_PUBLIC_KEY=panel_public_key())
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    started = timezone.now()
+    result = subprocess.run([str(VENV_BIN / "python"), "-m", "lvsadmin.agent.rekey"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # Watch the balancer through the rotation: never offline, never a security event, heartbeats still counted,
+    # until the old key's grace is over (cut short by the first heartbeat signed by the new key).
+    switched_at, seen = None, []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        b = balancer("lb-t5")
+        seen.append((b.is_offline(), b.status, b.last_seen))
+        if switched_at is None and b.key_fingerprint != old.fingerprint and b.previous_key_until and \
+                b.previous_key_until <= timezone.now() + timedelta(seconds=settings.KEY_ROTATION_OVERLAP_SECONDS):
+            switched_at = b.last_seen
+        if switched_at is not None and b.last_seen > switched_at and b.previous_key_until < timezone.now():
+            break
+        time.sleep(0.2)
+    assert switched_at is not None, stack.logs()
+    new = signing.Signer(signing.load_private_key(agent.key_path))
+    AGENT_KEYS["lb-t5"] = signing.public_text(new.public)
+    b = balancer("lb-t5")
+    assert b.key_fingerprint == new.fingerprint != old.fingerprint and b.last_seen > switched_at
+    assert not any(offline for offline, _, _ in seen) and {status for _, status, _ in seen} == {"in_sync"}
+    assert not SecurityEvent.objects.filter(claimed="lb-t5", last_seen__gte=started).exists()
+    assert agent.state()["applied_revision"] == revision
+    # After the grace: the old key is refused.
+    send_control(HEARTBEAT_TASK, old.seal(HEARTBEAT_TASK, {"balancer": "lb-t5", "applied_revision": revision},
+                                          origin="lb-t5"))
+    wait_for(lambda: ("control", "unknown-key") in events(claimed="lb-t5"), 20, message="the old key refused")
+    # A rekey signed by an unknown key, then by the revoked one: refused and recorded, the key unchanged.
+    rogue_key, other = signing.Signer(signing.generate()), signing.public_text(signing.generate())
+    send_control(REKEY_TASK, rogue_key.seal(REKEY_TASK, {"balancer": "lb-t5", "public_key": other}, origin="lb-t5"))
+    wait_for(lambda: ("control", "unknown-key") in events(claimed="lb-t5", task=REKEY_TASK), 20,
+             message="the unknown key's rekey refused")
+    from lvsadmin.core import services
+
+    services.revoke_balancer_key(ACTOR, balancer("lb-t5"))
+    send_control(REKEY_TASK, new.seal(REKEY_TASK, {"balancer": "lb-t5", "public_key": other}, origin="lb-t5"))
+    wait_for(lambda: ("control", "revoked") in events(claimed="lb-t5", task=REKEY_TASK), 20,
+             message="the revoked key's rekey refused")
+    b = balancer("lb-t5")
+    assert b.key_fingerprint == new.fingerprint and b.key_revoked
+
+
+def test_a_replayed_heartbeat_or_report_is_refused_as_replayed(stack):
+    from lvsadmin import signing
+    from lvsadmin.core.models import ApplyReport
+    from lvsadmin.protocol import HEARTBEAT_TASK, REPORT_TASK
+
+    agent = stack.agent("lb-t6")
+    cluster = make_cluster("trust-6", "lb-t6")
+    revision = applied(stack, "lb-t6", cluster)
+    key = signing.Signer(signing.load_private_key(agent.key_path))
+    beat = key.seal(HEARTBEAT_TASK, {"balancer": "lb-t6", "applied_revision": revision}, origin="lb-t6")
+    send_control(HEARTBEAT_TASK, beat)
+    send_control(HEARTBEAT_TASK, beat)
+    wait_for(lambda: ("control", "replayed") in events(claimed="lb-t6", task=HEARTBEAT_TASK), 20,
+             message="the replayed heartbeat refused")
+    # A report the agent sent, captured off the broker's queue by a rogue and put back: refused, not counted again.
+    from django.utils import timezone
+
+    now = timezone.now().isoformat()
+    body = {"balancer": "lb-t6", "cluster": "trust-6", "revision": revision, "trigger": "apply", "outcome": "ok",
+            "operations": [], "applied": 0, "errors": [], "drift": [], "unowned": [], "durations": {},
+            "started": now, "finished": now}
+    message = key.seal(REPORT_TASK, body, origin="lb-t6", revision=revision)
+    before = ApplyReport.objects.filter(balancer=balancer("lb-t6")).count()
+    send_control(REPORT_TASK, message)
+    wait_for(lambda: ApplyReport.objects.filter(balancer=balancer("lb-t6")).count() == before + 1, 20,
+             message="the report recorded once")
+    send_control(REPORT_TASK, message)
+    wait_for(lambda: ("control", "replayed") in events(claimed="lb-t6", task=REPORT_TASK), 20,
+             message="the replayed report refused")
+    assert ApplyReport.objects.filter(balancer=balancer("lb-t6")).count() == before + 1

@@ -51,7 +51,8 @@ def reasons(**kw):
 
 
 def test_a_rekey_signed_by_the_current_key_rotates_it_keeping_the_old_one_until_the_new_one_signs(balancer,
-                                                                                                 confirmations):
+                                                                                                 confirmations,
+                                                                                                 settings):
     assert trust.accept(HEARTBEAT_TASK, beat()) is not None
     assert trust.rekey(rekey_message()) is not None
     b = Balancer.objects.get(pk=balancer.pk)
@@ -62,9 +63,14 @@ def test_a_rekey_signed_by_the_current_key_rotates_it_keeping_the_old_one_until_
     assert "rotated by its agent" in rec.comment and rec.username == "agent:lb1"
     # The agent has not switched yet: what its old key signs is still believed (no heartbeat lost) ...
     assert trust.accept(HEARTBEAT_TASK, beat(OLD)) is not None
-    # ... until the first message signed by the new key; then the old key is believed no more.
+    # ... until the first message signed by the new key; then the old key is believed only for what is still on
+    # the queue (KEY_ROTATION_OVERLAP_SECONDS), then no more.
     assert trust.accept(HEARTBEAT_TASK, beat(NEW)) is not None
-    assert Balancer.objects.get(pk=b.pk).previous_key_fingerprint == ""
+    until = Balancer.objects.get(pk=b.pk).previous_key_until
+    assert until <= timezone.now() + timedelta(seconds=settings.KEY_ROTATION_OVERLAP_SECONDS)
+    assert trust.accept(HEARTBEAT_TASK, beat(OLD)) is not None
+    settings.KEY_ROTATION_OVERLAP_SECONDS = 0
+    assert trust.accept(HEARTBEAT_TASK, beat(NEW)) is not None
     assert trust.accept(HEARTBEAT_TASK, beat(OLD)) is None
     assert reasons(claimed="lb1") == [signing.UNKNOWN_KEY]
 
