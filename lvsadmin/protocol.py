@@ -13,7 +13,8 @@ To an agent (queue `lvs.<balancer>`):
 To the control side (queue `control`):
 - `REPORT_TASK(Report)`: what one reconcile did; `HEARTBEAT_TASK(Heartbeat)`: alive, facts, drift, counters;
   `BACKUP_RESULT_TASK(BackupResult)`: the table a backup request asked for; `SECURITY_EVENT_TASK(SecurityReport)`:
-  a message the agent refused; `REKEY_TASK`: the agent's new public key, signed by its current one (answered with
+  a message the agent refused; `HEALTH_TASK(HealthReport)`: health transitions, batched within a second;
+  `REKEY_TASK`: the agent's new public key, signed by its current one (answered with
   `REKEYED_TASK` on the agent's queue once the panel holds the new key).
 
 Every message travels signed (lvsadmin.signing): in an envelope signed by the panel's key and addressed to one
@@ -39,6 +40,7 @@ REPORT_TASK = "lvsadmin.core.record_report"
 HEARTBEAT_TASK = "lvsadmin.core.record_heartbeat"
 BACKUP_RESULT_TASK = "lvsadmin.backups.record_backup"
 SECURITY_EVENT_TASK = "lvsadmin.core.record_security_event"
+HEALTH_TASK = "lvsadmin.core.record_health"
 # An agent rotating its own key: {"balancer", "public_key": the new one}, signed by its current key (to control);
 # the panel's confirmation {"balancer", "fingerprint": of the new key}, signed by the panel (to the agent).
 REKEY_TASK = "lvsadmin.core.rekey"
@@ -126,6 +128,7 @@ class Snapshot(TypedDict, total=False):
     table: dict  # lvsadmin.ipvs.codec.table_to_dict
     digest: str  # codec.table_digest of `table`
     sync: SyncSettings
+    health: dict  # {service key text: lvsadmin.health.spec.ServiceHealth.to_dict()}, services with checks only
     # This delivery only:
     balancer: str
     trigger: str  # apply | resync | startup | drain | …
@@ -260,6 +263,7 @@ class Heartbeat:
 
     samples: {service key text: counters}, only those changed since the previous heartbeat (None: none sent);
     keys: every service key the kernel has, on a full heartbeat or when the set changed (None: not sent).
+    health: the checker's whole state (None: this agent checks nothing), as HealthState describes it.
     """
 
     balancer: str = ""
@@ -274,10 +278,11 @@ class Heartbeat:
     samples: dict | None = None
     keys: list | None = None
     lineage: str = ""
+    health: dict | None = None
 
     def to_dict(self) -> dict:
         out = shallow_dict(self)
-        for optional in ("samples", "keys"):
+        for optional in ("samples", "keys", "health"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -289,8 +294,63 @@ class Heartbeat:
             startup=bool(d.get("startup")), busy=bool(d.get("busy")), applied_revision=d.get("applied_revision"),
             audit_head=d.get("audit_head"), facts=dict(d.get("facts") or {}), drift=_list(d.get("drift")),
             samples=(d.get("samples") or {}) if "samples" in d else None, keys=d.get("keys"),
-            lineage=str(d.get("lineage") or ""),
+            lineage=str(d.get("lineage") or ""), health=_dict_or_none(d.get("health")),
         )
+
+
+class HealthState(TypedDict, total=False):
+    """An agent's checker as its heartbeat carries it.
+
+    checker: {"running": bool, "stalled": bool (the watchdog saw no probe finish for 3 intervals), "probes":
+    how many distinct probes run, "last_round": ISO time a probe last finished};
+    servers: {service key text: {server text ("address|port"): ServerHealth}};
+    services: {service key text: {"quorum": "ok" | "lost" | None, "fail_open": bool (more servers are
+    failing than the policy lets down: some are kept in), "sorry": bool (the sorry server is in the table)}}.
+    """
+
+    checker: dict
+    servers: dict
+    services: dict
+
+
+class ServerHealth(TypedDict, total=False):
+    """One real server's health on one balancer: state "up" | "down"; since (ISO time of the last transition);
+    reason (the last result: "HTTP 503", "connect refused", "timeout after 2.0 s", "ok"); latency (seconds of
+    the last probe, None on a timeout); checked (ISO time of the last probe); weight (the effective weight the
+    kernel holds: desired × health × slow-start ramp, or a MISC check's dynamic weight); held (bool: health keeps
+    it below its desired weight, or out of the table)."""
+
+    state: str
+    since: str
+    reason: str
+    latency: float | None
+    checked: str
+    weight: int
+    held: bool
+
+
+@dataclass
+class HealthReport:
+    """Health transitions an agent saw, sent at once, batched within a second (`HEALTH_TASK`).
+
+    transitions: [{"at": ISO time, "service": key text, "server": server text or "" for a service-wide event,
+    "from": state, "to": state, "reason": "HTTP 503" | "connect refused" | "quorum lost" | …}], oldest first.
+    """
+
+    balancer: str = ""
+    cluster: str | None = None
+    transitions: list = field(default_factory=list)
+    audit_head: dict | None = None
+
+    def to_dict(self) -> dict:
+        return shallow_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> HealthReport:
+        d = d or {}
+        return cls(balancer=str(d.get("balancer") or "")[:100], cluster=_str_or_none(d.get("cluster")),
+                   transitions=[t for t in _list(d.get("transitions")) if isinstance(t, dict)],
+                   audit_head=d.get("audit_head"))
 
 
 @dataclass
