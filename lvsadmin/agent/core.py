@@ -23,15 +23,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from lvsadmin.ipvs import codec
-from lvsadmin.ipvs.model import Table, key_text
+from lvsadmin.ipvs.model import Table
 from lvsadmin.ipvs.plan import DELETE_DEST, SetTimeouts, service_key
 from lvsadmin.protocol import (
     BACKUP_RESULT_TASK,
     DELIVERY_KEYS,
+    HEALTH_TASK,
     HEARTBEAT_TASK,
     REPORT_TASK,
     BackupRequest,
-    Heartbeat,
+    HealthReport,
     ReconvergeRequest,
     Report,
     newest,
@@ -40,15 +41,16 @@ from lvsadmin.protocol import (
 from . import daemons, planning
 from . import facts as facts_mod
 from .backend import Backend
+from .beat import Beats
 from .capture import backup_payload
 from .converge import Convergence, failure
+from .health.monitor import HealthMonitor
 from .state import AgentState, StateStore
 from .tables import Decoded, KeysOf, OwnedKeys, decode_reusing, same_table
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_OPERATIONS = 2000
-FULL_SAMPLE_EVERY = 12  # heartbeats: every 12th carries every service's counters, the others only changes
 
 Sender = Callable[..., None]
 
@@ -85,14 +87,15 @@ class Agent:
                         store.path, self.state.balancer, name)
             self.state = AgentState()
         self.state.balancer = name
-        self._beats = 0
-        self._last_samples: dict[str, dict] = {}
+        self._beats = Beats()
         self._facts_cache: dict | None = None
         # Worked out once per version: the last snapshot's table, its keys, the applied table, the keys owned.
         self._desired_cache: Decoded | None = None
         self._desired_keys_cache: KeysOf | None = None
         self._applied_cache: Decoded | None = None
         self._owned_cache: OwnedKeys | None = None
+        self._target_cache: tuple | None = None  # (target Table, its dict, its digest) when health holds servers
+        self.health = HealthMonitor(act=self.act_on_health, send=self._send_health)
 
     @property
     def backend(self) -> Backend:
@@ -139,7 +142,7 @@ class Agent:
                          self.newest_revision(), st.applied_revision)
                 return self._send_report(self._report(snapshot, trigger, "stale", started, t0))
             try:
-                desired = self._desired_table(snapshot)
+                desired = self._target(snapshot, self._desired_table(snapshot))
             except (KeyError, TypeError, ValueError) as exc:
                 return self._send_report(self._report(snapshot, trigger, "error", started, t0, errors=[
                     {"op": "snapshot", "error": f"malformed snapshot: {exc}"}]))
@@ -148,10 +151,11 @@ class Agent:
             if self._already_converged(snapshot, desired):
                 st.reconciles += 1
                 self.store.save(st)  # the counters only: the tables it names are already on disk
-                # The kernel holds exactly the snapshot's table: that is the table to report.
+                # The kernel holds exactly the snapshot's table (under health's overlay): the table to report.
+                table, digest = self._table_of(snapshot, desired)
                 return self._send_report(self._report(
-                    snapshot, trigger, "noop", started, t0, table=snapshot.get("table"),
-                    table_digest=snapshot.get("digest"), durations={"noop_check": time.monotonic() - t0}))
+                    snapshot, trigger, "noop", started, t0, table=table, table_digest=digest,
+                    durations={"noop_check": time.monotonic() - t0}))
             st.pending = _kept(snapshot)
             self.store.save(st)
             return self._send_report(self._converge(snapshot, desired, trigger, started, t0))
@@ -235,6 +239,36 @@ class Agent:
         self._desired_cache = Decoded(digest, table, decoded)
         return decoded
 
+    # --- health: an overlay on the desired table (lvsadmin.agent.health.monitor) -----------------
+
+    def _target(self, snapshot: dict, desired: Table) -> Table:
+        """What the kernel should hold for `snapshot`: its table, with what health holds back (effective weight
+        = desired weight × health × slow-start ramp); the snapshot's own decoded table when health holds nothing."""
+        self.health.configure(snapshot, desired)
+        return self.health.overlay(desired)
+
+    def _table_of(self, snapshot: dict, target: Table) -> tuple[dict, str | None]:
+        """`target` as a table dict and its digest: the snapshot's own unless health changed it."""
+        if target is self._desired_table(snapshot):
+            return snapshot["table"], snapshot.get("digest")
+        cached = self._target_cache
+        if cached is None or cached[0] is not target:
+            data = codec.table_to_dict(target)
+            cached = self._target_cache = (target, data, codec.table_digest(data))
+        return cached[1], cached[2]
+
+    def act_on_health(self) -> None:
+        """Converge the kernel to the health overlay now: the health monitor's thread calls this on a transition
+        (under the lock: never interleaved with a reconcile)."""
+        with self.lock:
+            snap = self.state.pending or self.state.snapshot
+            if snap is not None:
+                self.reconcile(dict(snap, balancer=self.name), trigger="health")
+
+    def _send_health(self, transitions: list) -> None:
+        self._send(HEALTH_TASK, HealthReport(balancer=self.name, cluster=self.state.cluster, transitions=transitions,
+                                             audit_head=self.state.audit_head).to_dict())
+
     def newest_revision(self) -> int:
         """Revisions only move forward: older than the applied one, or than one being applied, is stale."""
         pending = int(self.state.pending.get("revision") or 0) if self.state.pending else 0
@@ -284,7 +318,7 @@ class Agent:
             if snap is None:
                 return
             try:
-                desired = self._desired_table(snap)
+                desired = self._target(snap, self._desired_table(snap))  # starts the health checks, too
                 self._applied_table()
                 self.backend.prepare(desired)
             except Exception:  # a bad state file is the reconcile's to report
@@ -389,11 +423,12 @@ class Agent:
         st.reconciles += 1
         table, table_digest = None, None
         if run.as_desired:
-            # The kernel's owned services are the snapshot's: that is the applied configuration, as it came.
-            st.applied, st.drains = snapshot["table"], {}
+            # The kernel's owned services are the snapshot's (under health's overlay): the applied configuration.
+            data, digest = self._table_of(snapshot, desired)
+            st.applied, st.drains = data, {}
             self._applied_cache = Decoded(None, st.applied, desired)
             if not run.plan.unowned:
-                table, table_digest = snapshot["table"], snapshot.get("digest")
+                table, table_digest = data, digest
             else:  # the report shows the whole kernel table, someone else's services included
                 try:
                     table = codec.table_to_dict(self.backend.dump(counters=False))
@@ -478,7 +513,8 @@ class Agent:
             snap = self.state.snapshot
             if not self.state.drains:
                 return None
-            plan_probe = self._plan(snap, self._desired_table(snap), self.backend.dump(counters=False))
+            plan_probe = self._plan(snap, self._target(snap, self._desired_table(snap)),
+                                    self.backend.dump(counters=False))
             due = [op for op in plan_probe.operations if op.kind == DELETE_DEST]
             if not due and plan_probe.drains == self.state.drains:
                 return None
@@ -502,39 +538,8 @@ class Agent:
 
     def heartbeat(self, startup: bool = False) -> dict:
         """Build one heartbeat (a protocol.Heartbeat): facts, drift since the last apply, the counters that
-        changed."""
-        self._beats += 1
-        full = startup or self._beats % FULL_SAMPLE_EVERY == 1
-        busy = not self.lock.acquire(blocking=False)
-        try:
-            table = self.backend.dump(counters=True)
-            drift = [] if busy else planning.drift(self._applied_table(), table)
-            facts = self.facts(table.info) if startup else self.facts()
-            # Services in the kernel that this agent neither carries nor carried: someone else's.
-            mine = self._owned_keys()
-            facts["unowned_services"] = [key_text(service_key(s)) for s in table.services
-                                         if service_key(s) not in mine]
-            try:
-                facts["sync_daemons"] = [{"state": d.state, "interface": d.mcast_ifn, "syncid": d.syncid}
-                                         for d in self.backend.daemons()]
-            except Exception:
-                log.exception("listing the sync daemons failed")
-            beat = Heartbeat(balancer=self.name, cluster=self.state.cluster, sent=_now_iso(), startup=startup,
-                             busy=busy, applied_revision=self.state.applied_revision, lineage=self.state.lineage,
-                             audit_head=self.state.audit_head, facts=facts, drift=drift)
-        finally:
-            if not busy:
-                self.lock.release()
-        samples = {key_text(service_key(svc)): facts_mod.service_sample(svc)
-                   for svc in table.services}
-        if full:
-            beat.samples, beat.keys = samples, list(samples)
-        else:
-            beat.samples = {k: v for k, v in samples.items() if self._last_samples.get(k) != v}
-            if set(samples) != set(self._last_samples):
-                beat.keys = list(samples)
-        self._last_samples = samples
-        return beat.to_dict()
+        changed, the health checker's state."""
+        return self._beats.build(self, startup)
 
     def _owned_keys(self) -> set:
         """Keys of the services this agent applied or is to carry (cached per state version)."""

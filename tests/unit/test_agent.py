@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lvsadmin.agent.core import FULL_SAMPLE_EVERY, Agent
+from lvsadmin.agent.beat import FULL_SAMPLE_EVERY
+from lvsadmin.agent.core import Agent
 from lvsadmin.agent.kernel import MemoryBackend
 from lvsadmin.agent.state import StateStore
 from lvsadmin.ipvs import codec
