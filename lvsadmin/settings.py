@@ -101,6 +101,8 @@ PANEL_MESSAGE_TTL = int(os.environ.get("PANEL_MESSAGE_TTL", "3600"))
 # the new one: messages it signed before the switch may still be on the control queue, handled out of order.
 KEY_ROTATION_OVERLAP_SECONDS = int(os.environ.get("KEY_ROTATION_OVERLAP_SECONDS", "10"))
 SECURITY_EVENT_RETENTION_DAYS = int(os.environ.get("SECURITY_EVENT_RETENTION_DAYS", "90"))
+# Health events (real servers up and down, quorum lost) are kept this many days (and at most 100,000 rows).
+HEALTH_EVENT_RETENTION_DAYS = int(os.environ.get("HEALTH_EVENT_RETENTION_DAYS", "30"))
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_NAME = os.environ.get("SITE_NAME", "lvsadmin")
@@ -120,6 +122,7 @@ INSTALLED_APPS = [
     "lvsadmin.core",
     "lvsadmin.audit",
     "lvsadmin.backups",
+    "lvsadmin.monitoring",
     "lvsadmin.web",
 ]
 
@@ -258,7 +261,8 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a broker outage is waited out
 # A task whose broker connection drops is given back (acks_late) rather than finished unacknowledged.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Control-side tasks run on the control queue; agents' tasks are sent to lvs.<balancer> explicitly.
-CELERY_TASK_ROUTES = {"lvsadmin.core.*": {"queue": "control"}, "lvsadmin.backups.*": {"queue": "control"}}
+CELERY_TASK_ROUTES = {"lvsadmin.core.*": {"queue": "control"}, "lvsadmin.backups.*": {"queue": "control"},
+                      "lvsadmin.monitoring.*": {"queue": "control"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -34,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.ipvs.codec import table_digest
+from lvsadmin.monitoring import services as monitoring
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
 from . import dispatch, trust
@@ -155,9 +156,10 @@ def record_report(message: dict) -> ApplyReport | None:
         transaction.on_commit(lambda: dispatch.send_reconcile(cluster.pk, report.trigger or "resync",
                                                               balancers=[balancer]))
 
-    # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones.
-    worth_keeping = moved or errors or drift or applied or outcome == ApplyReport.Outcome.ERROR or (
-        report.trigger not in ("resync", "drain", "startup"))
+    # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones. What
+    # health checks did is not an apply of anyone's change: it goes to the health event log, not the audit chain.
+    worth_keeping = moved or errors or drift or (applied and report.trigger != "health") or (
+        outcome == ApplyReport.Outcome.ERROR) or report.trigger not in ("resync", "drain", "startup", "health")
     if not worth_keeping:
         return None
     stored = _store_report(balancer, report, outcome, now)
@@ -273,6 +275,8 @@ def record_heartbeat(message: dict) -> Balancer | None:
             fields["status"], fields["status_detail"] = status, detail
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
     witness.saw(f"balancer {balancer.name}", beat.audit_head)
+    if beat.cluster in (None, cluster.name):
+        monitoring.record_health_state(balancer, beat.health)  # its checker's whole state (None: it checks nothing)
 
     if beat.samples is not None:
         # Received now: the balancer's clock may differ from ours, and pages compare sampled_at with our clock.

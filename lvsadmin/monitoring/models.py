@@ -1,0 +1,58 @@
+"""What the control side keeps of the balancers' health checks: the transitions, and each balancer's live state.
+
+Health events are not in the audit chain (lvsadmin.audit), which is for changes people make: a flapping server
+would bury them. They carry the names of what they are about as text (balancer, service, server), so that they
+read the same after the balancer or the service is gone; kept HEALTH_EVENT_RETENTION_DAYS and at most
+HEALTH_EVENT_MAX_ROWS (lvsadmin.monitoring.services.prune).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from lvsadmin.core.models import Balancer, Cluster
+
+
+class HealthEvent(models.Model):
+    """One transition a balancer's checker saw: a real server up → down, or a service's quorum lost."""
+
+    at = models.DateTimeField(default=timezone.now, help_text="When the balancer saw it (its clock).")
+    balancer = models.ForeignKey(Balancer, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="health_events")
+    balancer_name = models.CharField(max_length=100)
+    cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="health_events")
+    service = models.CharField(max_length=80, help_text="The service's key text, e.g. tcp|10.0.0.1|80.")
+    service_label = models.CharField(max_length=100)
+    server = models.CharField(max_length=80, blank=True, help_text="address|port; empty for a service-wide event.")
+    server_label = models.CharField(max_length=100, blank=True)
+    from_state = models.CharField("from", max_length=16)
+    to_state = models.CharField("to", max_length=16)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        # The log pages newest first by id (keyset), under one of its filters.
+        indexes = [
+            models.Index(fields=["cluster", "-id"]),
+            models.Index(fields=["balancer", "-id"]),
+            models.Index(fields=["service", "-id"]),
+            models.Index(fields=["to_state", "-id"]),
+            models.Index(fields=["at"]),
+        ]
+
+    def __str__(self) -> str:
+        what = self.server_label or self.service_label
+        return f"{what} on {self.balancer_name}: {self.from_state} → {self.to_state}"
+
+
+class BalancerHealth(models.Model):
+    """A balancer's checker as its last heartbeat carried it (protocol.HealthState), transitions applied since."""
+
+    balancer = models.OneToOneField(Balancer, on_delete=models.CASCADE, related_name="health_state")
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"health of {self.balancer_id}"
