@@ -158,8 +158,9 @@ def record_report(message: dict) -> ApplyReport | None:
 
     # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones. What
     # health checks did is not an apply of anyone's change: it goes to the health event log, not the audit chain.
-    worth_keeping = moved or errors or drift or (applied and report.trigger != "health") or (
-        outcome == ApplyReport.Outcome.ERROR) or report.trigger not in ("resync", "drain", "startup", "health")
+    configured = applied if report.trigger != "health" else 0
+    worth_keeping = moved or errors or drift or configured or outcome == ApplyReport.Outcome.ERROR or (
+        report.trigger not in ("resync", "drain", "startup", "health"))
     if not worth_keeping:
         return None
     stored = _store_report(balancer, report, outcome, now)
@@ -168,7 +169,7 @@ def record_report(message: dict) -> ApplyReport | None:
         record(actor, "drift", balancer, cluster=cluster, before={"drift": drift[:MAX_DETAIL_ITEMS * 20]},
                after={"revision": revision, "repaired": not errors and not report.remaining,
                       "report": stored.pk, "count": len(drift)})
-    if moved or applied or errors:
+    if moved or configured or errors:
         record(actor, "apply", balancer, cluster=cluster,
                before={"applied_revision": previous},
                after={"revision": revision, "outcome": stored.outcome, "trigger": stored.trigger,

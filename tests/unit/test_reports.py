@@ -77,6 +77,18 @@ def test_periodic_noop_reports_are_not_kept(balancer, edited):
     assert reports.record_report(report(edited.desired_revision, outcome="noop", applied=0, operations=[]))
 
 
+def test_what_health_checks_did_to_the_kernel_is_neither_an_apply_report_nor_audited(balancer, edited):
+    reports.record_report(report(edited.desired_revision))
+    reports_before, audit_before = ApplyReport.objects.count(), ChangeRecord.objects.count()
+    held = {"services": [{"protocol": "tcp", "address": "10.1.0.1", "port": 80, "destinations": [
+        {"address": "10.2.0.1", "port": 80, "weight": 0}]}]}
+    assert reports.record_report(report(edited.desired_revision, trigger="health", operations=[
+        "-e -t 10.1.0.1:80 -r 10.2.0.1:80 -w 0"], table=held)) is None
+    assert ApplyReport.objects.count() == reports_before and ChangeRecord.objects.count() == audit_before
+    b = Balancer.objects.get(pk=balancer.pk)
+    assert b.status == "in_sync" and b.reported.table == held
+
+
 def test_a_stale_report_is_kept_but_changes_nothing(balancer, edited):
     reports.record_report(report(edited.desired_revision))
     stored = reports.record_report(report(1, outcome="stale", applied=0, operations=[]))
