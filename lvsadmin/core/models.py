@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+from dataclasses import fields
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from lvsadmin.health import spec as health
 from lvsadmin.ipvs import model as ipvs
 from lvsadmin.ipvs import validate
 from lvsadmin.protocol import agent_queue
@@ -179,6 +181,15 @@ class VirtualService(models.Model):
     name = models.CharField(max_length=128, blank=True)
     description = models.TextField(blank=True)
     position = models.PositiveIntegerField(default=0, help_text="Order in the table, as ipvsadm lists it.")
+    # Its health policy (lvsadmin.health.spec.Policy, validated by lvsadmin.health.validate.clean_policy).
+    health_on_failure = models.CharField(max_length=8, default=health.Policy.on_failure)
+    health_quorum = models.PositiveBigIntegerField(default=health.Policy.quorum)
+    health_hysteresis = models.PositiveBigIntegerField(default=health.Policy.hysteresis)
+    health_sorry_server = models.CharField(max_length=60, blank=True, default=health.Policy.sorry_server)
+    health_sorry_forward = models.CharField(max_length=8, default=health.Policy.sorry_forward)
+    health_max_down_share = models.FloatField(default=health.Policy.max_down_share)
+    health_slow_start = models.PositiveIntegerField(default=health.Policy.slow_start)
+    health_start_down = models.BooleanField(default=health.Policy.start_down)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -229,6 +240,13 @@ class VirtualService(models.Model):
             destinations=destinations if destinations is not None else [],
         )
 
+    def to_policy(self) -> health.Policy:
+        return health.Policy(**{name: getattr(self, f"health_{name}") for name in HEALTH_POLICY_FIELDS})
+
+
+HEALTH_POLICY_FIELDS = tuple(f.name for f in fields(health.Policy))
+HEALTH_CHECK_FIELDS = tuple(f.name for f in fields(health.Check))
+
 
 class RealServer(models.Model):
     class State(models.TextChoices):
@@ -274,6 +292,51 @@ class RealServer(models.Model):
             tun_port=self.tun_port,
             tun_csum=self.tun_csum,
         )
+
+
+class HealthCheck(models.Model):
+    """A service's health check (real_server None), or one real server's override of it: its own check, or
+    `enabled` False for no check of that server. Fields as lvsadmin.health.spec.Check; written only by
+    core.services.health, which validates them with lvsadmin.health.validate."""
+
+    service = models.ForeignKey(VirtualService, on_delete=models.CASCADE, related_name="health_checks")
+    real_server = models.ForeignKey(RealServer, null=True, blank=True, on_delete=models.CASCADE,
+                                    related_name="health_overrides")
+    enabled = models.BooleanField(default=True, help_text="False on an override: no check for this server.")
+    kind = models.CharField(max_length=8, choices=[(k, k) for k in health.KINDS], default=health.Check.kind)
+    port = models.PositiveIntegerField(default=health.Check.port)
+    interval = models.FloatField(default=health.Check.interval)
+    timeout = models.FloatField(default=health.Check.timeout)
+    fall = models.PositiveSmallIntegerField(default=health.Check.fall)
+    rise = models.PositiveSmallIntegerField(default=health.Check.rise)
+    source = models.CharField(max_length=45, blank=True, default=health.Check.source)
+    method = models.CharField(max_length=8, default=health.Check.method)
+    path = models.CharField(max_length=2048, default=health.Check.path)
+    host = models.CharField(max_length=253, blank=True, default=health.Check.host)
+    expect = models.CharField(max_length=200, default=health.Check.expect)
+    body = models.CharField(max_length=1000, blank=True, default=health.Check.body)
+    verify_tls = models.BooleanField(default=health.Check.verify_tls)
+    query = models.CharField(max_length=253, blank=True, default=health.Check.query)
+    qtype = models.CharField(max_length=8, default=health.Check.qtype)
+    command = models.CharField(max_length=1000, blank=True, default=health.Check.command)
+    dynamic = models.BooleanField(default=health.Check.dynamic)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "real_server"], name="unique_health_check_per_server"),
+            # NULLs are distinct in the constraint above: one service-wide check needs its own.
+            models.UniqueConstraint(fields=["service"], condition=models.Q(real_server__isnull=True),
+                                    name="unique_health_check_per_service"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} check of {self.real_server_id or 'every server'} in service {self.service_id}"
+
+    def to_check(self) -> health.Check | None:
+        """The spec Check, None for an override that turns the check off."""
+        if not self.enabled:
+            return None
+        return health.Check(**{name: getattr(self, name) for name in HEALTH_CHECK_FIELDS})
 
 
 class ApplyReport(models.Model):
