@@ -17,15 +17,15 @@ with its line number; values then go through lvsadmin.health.validate like a for
 
 from __future__ import annotations
 
-import math
 import shlex
-from dataclasses import fields, replace
+from dataclasses import fields
 
 from lvsadmin.ipvs import rules
 from lvsadmin.ipvs.model import Service, Table, key_text
 from lvsadmin.ipvs.rules import Command, ParseError
 
 from .spec import KINDS, NO_CHECK, Check, Policy, ServiceHealth, server_text
+from .validate import HealthError, clean_check, clean_policy
 
 CHECK = "check"
 POLICY = "policy"
@@ -143,11 +143,11 @@ def parse_health(text: str, table: Table, *, resolver: rules.Resolver | None = N
             raise LineError(number, f"a second {what} line for {_where(svc, dest)} (the first is line {seen[target]})")
         seen[target] = number
         if what == POLICY:
-            policies[key] = _read_policy(number, rest)
+            policies[key] = _read_policy(number, rest, svc)
         elif dest is None:
-            checks[key] = _read_check(number, rest)
+            checks[key] = _read_check(number, rest, svc)
         else:
-            overrides.setdefault(key, {})[target[1]] = _read_check(number, rest)
+            overrides.setdefault(key, {})[target[1]] = _read_check(number, rest, svc)
     result = {}
     for svc in table.services:  # the table's order, so equal texts give equal dicts whatever their line order
         key = key_text(svc.key)
@@ -194,7 +194,7 @@ def _read_head(number: int, words: list[str], services: dict, resolver) -> tuple
     return svc, dest, what, rest
 
 
-def _read_check(number: int, words: list[str]) -> Check | None:
+def _read_check(number: int, words: list[str], svc: Service) -> Check | None:
     if not words:
         raise LineError(number, f"'check' needs a kind: {', '.join(KINDS)} or {NO_CHECK}")
     kind, rest = words[0], words[1:]
@@ -205,14 +205,22 @@ def _read_check(number: int, words: list[str]) -> Check | None:
     if kind not in KINDS:
         raise LineError(number, f"unknown check kind {kind!r}: use {', '.join(KINDS)} or {NO_CHECK}")
     values = _read_options(number, rest, _DEFAULT_CHECK, _CHECK_OPTIONS)
-    return replace(Check(kind=kind), **values)
+    try:
+        return clean_check({"kind": kind, **values}, protocol=svc.protocol)
+    except HealthError as exc:
+        raise LineError(number, str(exc)) from None
 
 
-def _read_policy(number: int, words: list[str]) -> Policy:
-    return replace(Policy(), **_read_options(number, words, _DEFAULT_POLICY, _POLICY_OPTIONS))
+def _read_policy(number: int, words: list[str], svc: Service) -> Policy:
+    values = _read_options(number, words, _DEFAULT_POLICY, _POLICY_OPTIONS)
+    try:
+        return clean_policy(values, family=svc.family)
+    except HealthError as exc:
+        raise LineError(number, str(exc)) from None
 
 
 def _read_options(number: int, words: list[str], default, options: dict[str, str]) -> dict:
+    """{field: text} of `--option value` words (or `--option=value`); a flag's field gets its bool."""
     by_option = {option: name for name, option in options.items()}
     flags = {_NEGATED.get(name, option): name for name, option in options.items()
              if isinstance(getattr(default, name), bool)}
@@ -220,7 +228,7 @@ def _read_options(number: int, words: list[str], default, options: dict[str, str
     index = 0
     while index < len(words):
         word = words[index]
-        option, _eq, glued = word.partition("=")
+        option, eq, glued = word.partition("=")
         index += 1
         name = flags.get(option) or by_option.get(option)
         if name is None:
@@ -229,32 +237,13 @@ def _read_options(number: int, words: list[str], default, options: dict[str, str
         if name in values:
             raise LineError(number, f"{option} given twice")
         if option in flags:
-            if _eq:
+            if eq:
                 raise LineError(number, f"{option} takes no value")
             values[name] = option not in _NEGATED.values()
-            continue
-        if _eq:
-            text = glued
+        elif eq:
+            values[name] = glued
         elif index < len(words):
-            text, index = words[index], index + 1
+            values[name], index = words[index], index + 1
         else:
             raise LineError(number, f"{option} needs a value")
-        values[name] = _convert(number, option, text, getattr(default, name))
     return values
-
-
-def _convert(number: int, option: str, text: str, default):
-    if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise LineError(number, f"{option} wants a whole number, not {text!r}") from None
-    if isinstance(default, float):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise LineError(number, f"{option} wants a number, not {text!r}")
-        return value
-    return text
