@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from lvsadmin.health import overlay as overlay_mod
 from lvsadmin.health.spec import Check, ServiceHealth, health_from_snapshot, server_text
+from lvsadmin.health.state import ServerState
 from lvsadmin.ipvs.model import Destination, Table, key_text
-
-# TEMPORARY lazy imports (state, overlay, runner land in parallel commits); moved up once they exist.
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,19 @@ class HealthMonitor:
     overlay now; `send(transitions)` hands a batch of transitions to the control side."""
 
     def __init__(self, *, act: Callable[[], None], send: Callable[[list], None], clock: Callable[[], float] = time.time,
-                 runner_factory: Callable | None = None):
+                 runner_factory: Callable | None = None, background: bool = True):
+        """background=False: no thread of this monitor's own (a test calls act() and flush() itself)."""
         self.act, self.send, self.clock = act, send, clock
+        self.background = background
         self._runner_factory = runner_factory
         self._runner = None
         self.lock = threading.Lock()
         self.health: dict[str, ServiceHealth] = {}
-        self.states: dict = {}  # by probe key: one state however many services use it
+        self.states: dict[tuple, ServerState] = {}  # by probe key: one state however many services use it
         self.uses: dict[tuple, list[tuple[str, str]]] = {}  # probe key → (service text, server text) using it
         self.key_of: dict[tuple[str, str], tuple] = {}
         self.quorum: dict[str, bool] = {}
-        self.last = None  # the last overlay.Overlay
+        self.last: overlay_mod.Overlay | None = None
         self._transitions: list[dict] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -68,9 +70,8 @@ class HealthMonitor:
         raw = snapshot.get("health") if isinstance(snapshot, dict) else None
         if (raw is self._raw_health and desired is self._configured_table) or (not raw and not self.states):
             return
-        from lvsadmin.health.state import ServerState
+        from .runner import Job  # TEMPORARY: the runner lands in a parallel commit
 
-        from .runner import Job
         health = health_from_snapshot(snapshot)
         jobs: dict[tuple, Job] = {}
         uses: dict[tuple, list[tuple[str, str]]] = {}
@@ -106,7 +107,7 @@ class HealthMonitor:
             self._runner = (self._runner_factory or Runner)(self.on_results)
             self._runner.start()
         self._runner.update(jobs)
-        if self._thread is None:
+        if self._thread is None and self.background:
             self._thread = threading.Thread(target=self._loop, name="lvsadmin-health", daemon=True)
             self._thread.start()
 
@@ -146,20 +147,21 @@ class HealthMonitor:
         if not self.states and not self.quorum:
             self.last = None
             return desired
-        from lvsadmin.health import overlay as overlay_mod
         with self.lock:
-            result = overlay_mod.effective_table(desired, self.health, self._state_of, self.quorum, self.clock())
+            previous = self.last.services if self.last is not None else None
+            result = overlay_mod.effective_table(desired, self.health, self._state_of, self.quorum, self.clock(),
+                                                 previous=previous)
             self.quorum = dict(result.quorum)
             at = iso(self.clock())
-            for service, previous, now in result.events:
-                self._transitions.append({"at": at, "service": service, "server": "", "from": previous, "to": now,
-                                          "reason": _service_reason(previous, now)})
+            for service, was, now, reason in result.events:
+                self._transitions.append({"at": at, "service": service, "server": "", "from": was, "to": now,
+                                          "reason": reason})
             self.last = result
         if result.events:
             self._wake.set()
         return result.table
 
-    def _state_of(self, service_text: str, dest: Destination):
+    def _state_of(self, service_text: str, dest: Destination) -> ServerState | None:
         key = self.key_of.get((service_text, server_text(dest.address, dest.port)))
         return self.states.get(key) if key is not None else None
 
@@ -215,7 +217,7 @@ class HealthMonitor:
                 services = {k: {"quorum": s.quorum, "fail_open": s.fail_open, "sorry": s.sorry}
                             for k, s in last.services.items()}
         status = self._runner.status() if self._runner is not None else {"running": False, "stalled": False}
-        thread_alive = self._thread is not None and self._thread.is_alive()
+        thread_alive = not self.background or (self._thread is not None and self._thread.is_alive())
         checker = {**status, "last_round": iso(status.get("last_round")),
                    "stalled": bool(status.get("stalled")) or not thread_alive}
         return {"checker": checker, "servers": servers, "services": services}
@@ -224,10 +226,3 @@ class HealthMonitor:
         with self.lock:
             return {key: state.check for key, state in self.states.items()}
 
-
-def _service_reason(previous: str, now: str) -> str:
-    if now == "lost":
-        return "quorum lost"
-    if previous == "lost":
-        return "quorum regained"
-    return f"{previous} → {now}"
