@@ -121,9 +121,9 @@ def _service(svc: Service, text: str, health: ServiceHealth, state_of: StateOf, 
         else:
             destinations.append(server.dest)
     if policy.quorum > 0:
-        held = _quorum(servers, policy, had_quorum, text, overlay)
-        status.quorum = OK if held else LOST
-        sorry = None if held else _sorry_server(policy, svc.family)
+        has_quorum = _quorum(servers, policy, had_quorum, text, overlay)
+        status.quorum = OK if has_quorum else LOST
+        sorry = None if has_quorum else _sorry_server(policy, svc.family)
         if sorry is not None:
             status.sorry = True
             if not any(d.key == sorry.key for d in destinations):  # a real server that is also the sorry one
