@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.db.models import Q
+
+from lvsadmin.health.spec import Policy, ServiceHealth, server_text
 from lvsadmin.ipvs import model as ipvs
 from lvsadmin.ipvs.codec import table_digest, table_to_dict
 
-from .models import Cluster, RealServer, VirtualService
+from .models import HEALTH_POLICY_FIELDS, Cluster, HealthCheck, RealServer, VirtualService
 
 
 def desired_table(cluster: Cluster, *, include_disabled: bool = False) -> ipvs.Table:
@@ -39,4 +42,24 @@ def snapshot(cluster: Cluster) -> dict:
         "drain_timeout": cluster.drain_timeout,
         "table": table,
         "digest": table_digest(table),
+        "health": {key: health.to_dict() for key, health in health_definitions(cluster).items()},
     }
+
+
+def health_definitions(cluster: Cluster) -> dict[str, ServiceHealth]:
+    """{service key text: ServiceHealth} of the services with a check, an override or a policy of their own, in
+    table order. Two queries whatever the size."""
+    default = Policy()
+    found: dict[int, tuple[VirtualService, dict]] = {}
+    for row in (HealthCheck.objects.filter(service__cluster=cluster).select_related("service", "real_server")
+                .order_by("service__position", "service_id", "real_server__position", "real_server_id")):
+        _, parts = found.setdefault(row.service_id, (row.service, {"overrides": {}}))
+        if row.real_server is None:
+            parts["check"] = row.to_check()
+        else:
+            parts["overrides"][server_text(row.real_server.address, row.real_server.port)] = row.to_check()
+    own_policy = ~Q(**{f"health_{name}": getattr(default, name) for name in HEALTH_POLICY_FIELDS})
+    for svc in VirtualService.objects.filter(Q(cluster=cluster) & own_policy):
+        found.setdefault(svc.pk, (svc, {"overrides": {}}))[1]["policy"] = svc.to_policy()
+    ordered = sorted(found.values(), key=lambda item: (item[0].position, item[0].pk))
+    return {svc.key_text: ServiceHealth(**parts) for svc, parts in ordered}
