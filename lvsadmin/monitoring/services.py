@@ -125,8 +125,12 @@ def _apply_transitions(balancer: Balancer, events: list[HealthEvent], now) -> No
                 # Held until the next heartbeat says more (a ramp, fail-open keeping it in).
                 entry.update(state=e.to_state, since=since, reason=e.reason, checked=since,
                              held=e.to_state == "down")
-        elif e.to_state in ("ok", "lost"):
-            services.setdefault(e.service, {})["quorum"] = e.to_state
+        elif isinstance(status := services.setdefault(e.service, {}), dict):
+            # Service-wide: quorum ok ↔ lost, ok ↔ fail-open (lvsadmin.health.overlay's events).
+            if "lost" in (e.from_state, e.to_state):
+                status["quorum"] = e.to_state if e.to_state in ("ok", "lost") else status.get("quorum")
+            if "fail-open" in (e.from_state, e.to_state):
+                status["fail_open"] = e.to_state == "fail-open"
     BalancerHealth.objects.filter(pk=row.pk).update(state=state, updated_at=now)
 
 

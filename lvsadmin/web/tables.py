@@ -27,8 +27,8 @@ class ServiceTable:
     # (sort key or None, label, numeric)
     columns = (("protocol", "Prot", False), ("address", "Virtual address", False), ("port", "Port", True),
                ("scheduler", "Sched", False), (None, "Flags", False), ("name", "Name", False),
-               ("servers", "Servers", True), (None, "ActiveConn", True), (None, "InActConn", True),
-               (None, "Conn/s", True), (None, "Bytes/s", True))
+               ("servers", "Servers", True), (None, "Health", False), (None, "ActiveConn", True),
+               (None, "InActConn", True), (None, "Conn/s", True), (None, "Bytes/s", True))
 
     def __init__(self, cluster: Cluster, form, per_page: int | None = None):
         self.cluster = cluster

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import audit, auth, backups, clusters, enrol, services, tables, users
+from .views import audit, auth, backups, clusters, enrol, monitoring, services, tables, users
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -54,6 +54,9 @@ urlpatterns = [
     path("servers/<int:pk>/delete/", services.real_server_delete, name="real_server_delete"),
     path("servers/<int:pk>/weight/", services.real_server_weight, name="real_server_weight"),
     path("servers/<int:pk>/state/", services.real_server_state, name="real_server_state"),
+    # health events (lvsadmin/web/views/monitoring.py)
+    path("health/events/", monitoring.health_events, name="health_events"),
+    path("clusters/<slug:name>/health/events/", monitoring.health_events, name="cluster_health_events"),
     # audit
     path("audit/", audit.audit_log, name="audit"),
     path("audit/export.csv", audit.audit_csv, name="audit_csv"),

@@ -14,6 +14,7 @@ from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
 from lvsadmin.core import reports, services, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
+from lvsadmin.monitoring import selectors as health
 
 from .. import live
 from ..forms import BalancerForm, BalancerKeyForm, ClusterForm, ServiceFilterForm, edit_kwargs
@@ -67,7 +68,7 @@ def dashboard(request):
     summary = {}
     for b in balancers:
         summary[b.effective_status] = summary.get(b.effective_status, 0) + 1
-    context = {"clusters": clusters, "summary": sorted(summary.items())}
+    context = {"clusters": clusters, "summary": sorted(summary.items()), "fleet": health.fleet_health()}
     fragment = fragment_name(request, ("clusters",))
     if fragment is None:
         context["missed_backups"] = missed_by_balancer()
@@ -88,7 +89,8 @@ def cluster_detail(request, name):
     table.page()
     counters = table.counters()
     context = {"cluster": cluster, "form": form, "table": table, "counters": counters,
-               "totals": live.cluster_totals(counters), "oob": False}
+               "totals": live.cluster_totals(counters), "oob": False,
+               "service_health": health.service_health(cluster.pk, table.rows)}
     fragments = ("services", "counters")
     fragment = fragment_name(request, fragments)
     if fragment == "counters":
@@ -192,7 +194,7 @@ def balancer_detail(request, name):
     backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5])
     context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups,
-               "security_events": list(balancer.security_events.all()[:5])}
+               "security_events": list(balancer.security_events.all()[:5]), "checker": health.checker(balancer)}
     fragment = fragment_name(request, ("reports",))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)

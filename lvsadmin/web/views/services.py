@@ -14,10 +14,11 @@ from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import Cluster, RealServer, VirtualService
 from lvsadmin.core.versions import StaleEdit, version_of
+from lvsadmin.monitoring import selectors as health
 
 from .. import live
 from ..forms import RealServerForm, ServiceForm, StateForm, WeightForm, bind_errors, edit_kwargs
-from ..pages import render_page
+from ..pages import fragment_name, render_page
 from ..roles import OPERATOR, policy
 from .common import actor, confirm_delete, form_round_trip
 
@@ -41,16 +42,21 @@ def service_detail(request, pk):
     page_obj = page.get_page(request.GET.get("page"))
     servers = list(page_obj.object_list)
     counters = live.service_counters(svc.cluster_id, [svc], destinations=True)[svc.pk]
+    server_health = health.server_health(svc.cluster_id, svc, servers)
     for rs in servers:
         rs.counters = counters.for_destination(rs.address, rs.port)
+        rs.health = server_health.get(rs.pk)
     states = dict(RealServer.objects.filter(service=svc).order_by().values_list("state").annotate(n=Count("pk")))
     # The service's own history and its real servers' (both found through the object index).
     mine = Q(object_type="virtualservice", object_id=svc.pk) | Q(
         object_type="realserver", object_id__in=RealServer.objects.filter(service=svc).values("pk"))
     history = list(ChangeRecord.objects.filter(mine).order_by("-id")[:HISTORY_ROWS])
+    fragments = ("servers", "svc-health")
+    fragment = fragment_name(request, fragments)
     context = {"svc": svc, "cluster": svc.cluster, "servers": servers, "page_obj": page_obj, "counters": counters,
-               "states": states, "history": history}
-    return render_page(request, "web/service.html", context, fragments=("servers",))
+               "states": states, "history": history, "oob": fragment == "svc-health",
+               "service_health": health.service_health(svc.cluster_id, [svc])[svc.pk]}
+    return render_page(request, "web/service.html", context, fragments=fragments, fragment=fragment)
 
 
 @policy(read=OPERATOR, write=OPERATOR)
@@ -126,6 +132,7 @@ def _row(request, rs, *, form=None, status=200, stale="", state_error=""):
     svc = rs.service
     rs.counters = live.service_counters(svc.cluster_id, [svc], destinations=True)[svc.pk].for_destination(
         rs.address, rs.port)
+    rs.health = health.server_health(svc.cluster_id, svc, [rs]).get(rs.pk)
     return render_page(request, "web/service.html", {"svc": svc, "cluster": svc.cluster, "rs": rs,
                                                      "weight_form": form, "stale": stale, "state_error": state_error},
                        fragment="rs-row", status=status)

@@ -13,6 +13,7 @@ from lvsadmin.core import services
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import rules
+from lvsadmin.monitoring import selectors as health
 
 from .. import live, plan_preview
 from ..forms import ApplyForm, TableTextForm
@@ -36,7 +37,9 @@ def plan(request, name):
 
     def preview(data):
         limit = None if show_all else plan_preview.PLAN_LINES_SHOWN
-        return {"plan": plan_preview.cluster_plan(cluster, limit=limit)}
+        # Real servers a balancer's health holds at weight 0 or out: marked, not taken for configuration changes.
+        return {"plan": plan_preview.cluster_plan(cluster, limit=limit),
+                "held": health.held_by_health(cluster.pk, cluster.services.all())}
 
     def apply(data, shown):
         # The second confirmation is checked against the plan the operator reviewed, computed again here.
