@@ -1,0 +1,212 @@
+"""The scheduler of the probes: one thread of its own running one asyncio loop for every check of the balancer.
+
+Each job (one check of one ADDRESS:PORT, however many services use it) is a task that sleeps until its next start,
+probes, hands the result over and sleeps again: the interval is from start to start, ± jitter, and the first start
+falls at a random point of the first interval, so that 1,000 checks of the same interval do not beat in step. A
+job is never probed twice at once; a semaphore keeps the sockets open at once under `max_concurrent`.
+
+Results go to `on_results` in batches (whatever finished within BATCH_SECONDS), called in the runner's thread:
+the callee only queues them. The runner decides nothing about up or down.
+
+keepalived's checker is known to stall silently; this one says so: `status()["stalled"]` is True when jobs exist
+and no probe has finished for STALL_INTERVALS × the smallest interval (+ that check's timeout), or the thread
+died. A blocked `on_results` blocks the loop, and shows there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from lvsadmin.agent.health.probes import PROBES
+from lvsadmin.health.spec import Check, Result
+
+log = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.05
+SAFETY_SECONDS = 1.0  # past a check's timeout, the runner cancels a probe that has not ended by itself
+STALL_INTERVALS = 3
+MIN_INTERVAL = 0.1  # an interval of 0 would spin the loop
+
+OnResults = Callable[[list[tuple[tuple, Result, float]]], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    key: tuple  # Check.probe_key(address, port): identical checks are probed once
+    check: Check
+    address: str
+    port: int  # the port to probe (check.port or the server's)
+
+    @classmethod
+    def of(cls, check: Check, address: str, port: int) -> Job:
+        """The job of `check` on a real server at ADDRESS:PORT (its own port, unless the check names another)."""
+        return cls(check.probe_key(address, port), check, address, check.port or port)
+
+
+class Runner:
+    def __init__(self, on_results: OnResults, *, clock: Callable[[], float] = time.time, jitter: float = 0.1,
+                 max_concurrent: int = 256):
+        self._on_results = on_results
+        self._clock = clock
+        self._jitter = jitter
+        self._max_concurrent = max_concurrent
+        self._lock = threading.Lock()  # guards what update(), status() and stop() share with the loop
+        self._wanted: dict[tuple, Job] = {}
+        self._stall_after: float | None = None  # seconds without a finished probe that mean stalled
+        self._counting_from: float | None = None  # clock time of the start, or of the newest job
+        self._last_finished: float | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
+        # The loop's own (touched in the runner thread only):
+        self._tasks: dict[tuple, asyncio.Task] = {}
+        self._pending: list[tuple[tuple, Result, float]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    # --- what other threads call ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopped = False
+            self._counting_from = self._clock()
+            self._thread = threading.Thread(target=self._run, name="lvsadmin-health", daemon=True)
+            self._thread.start()
+
+    def update(self, jobs: Iterable[Job]) -> None:
+        """Probe these jobs from now on: new keys start, removed keys stop, the others keep their schedule."""
+        wanted = {job.key: job for job in jobs}
+        with self._lock:
+            if wanted.keys() - self._wanted.keys():
+                self._counting_from = self._clock()  # a new job's first probe may be an interval away
+            self._wanted = wanted
+            self._stall_after = min((STALL_INTERVALS * max(job.check.interval, MIN_INTERVAL) + job.check.timeout
+                                     for job in wanted.values()), default=None)
+            loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._sync)
+            except RuntimeError:  # the loop closed meanwhile: nothing runs, nothing to tell
+                pass
+
+    def stop(self, timeout: float = 5) -> None:
+        with self._lock:
+            self._stopped = True
+            loop, thread = self._loop, self._thread
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:
+                pass
+        if thread is not None:
+            thread.join(timeout)
+
+    def status(self) -> dict:
+        with self._lock:
+            thread, jobs, stopped = self._thread, len(self._wanted), self._stopped
+            stall_after, counting_from = self._stall_after, self._counting_from
+        last = self._last_finished
+        running = thread is not None and thread.is_alive()
+        stalled = False
+        if jobs and thread is not None and not stopped:
+            since = max(t for t in (last, counting_from) if t is not None)
+            stalled = not running or self._clock() - since > stall_after
+        return {"running": running, "stalled": stalled, "probes": jobs, "last_round": last}
+
+    # --- the runner's thread -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException:  # the thread ends either way (status() reports it stalled): say why
+            log.exception("the health checker stopped on an error")
+        finally:
+            with self._lock:
+                self._loop = None
+            self._tasks.clear()
+            leftover = asyncio.all_tasks(loop)
+            if leftover:  # only when the loop died: _main() ends its tasks itself
+                for task in leftover:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop_event = asyncio.Event()
+        self._semaphore = asyncio.Semaphore(self._max_concurrent)
+        with self._lock:
+            if self._stopped:  # stop() came before the loop was up
+                return
+            self._loop = asyncio.get_running_loop()
+        self._sync()
+        await self._stop_event.wait()
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+
+    def _sync(self) -> None:
+        """Start the tasks of new jobs and cancel those of removed ones (in the loop, after update())."""
+        with self._lock:
+            wanted = self._wanted
+        for key in self._tasks.keys() - wanted.keys():
+            self._tasks.pop(key).cancel()
+        loop = asyncio.get_running_loop()
+        for key in wanted.keys() - self._tasks.keys():
+            self._tasks[key] = loop.create_task(self._every(wanted[key]))
+
+    async def _every(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        interval = max(job.check.interval, MIN_INTERVAL)
+        spread = self._jitter * interval
+        probe = PROBES.get(job.check.kind)
+        next_start = loop.time() + random.uniform(0, interval)
+        while True:
+            await asyncio.sleep(max(0.0, next_start - loop.time()))
+            async with self._semaphore:
+                started = loop.time()
+                result = await self._probe(probe, job)
+            self._finished(job.key, result)
+            next_start = max(started + interval + random.uniform(-spread, spread), loop.time())
+
+    async def _probe(self, probe, job: Job) -> Result:
+        check = job.check
+        if probe is None:
+            return Result(False, f"unknown kind of check {check.kind!r}")
+        try:
+            async with asyncio.timeout(check.timeout + SAFETY_SECONDS):
+                return await probe(check, job.address, job.port)
+        except TimeoutError:
+            return Result(False, f"timeout after {float(check.timeout)} s")
+        except Exception:  # a probe should never raise; if one does, the job goes on
+            log.exception("the %s probe of %s port %s raised", check.kind, job.address, job.port)
+            return Result(False, "checker error")
+
+    def _finished(self, key: tuple, result: Result) -> None:
+        now = self._clock()
+        self._last_finished = now
+        self._pending.append((key, result, now))
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        batch, self._pending = self._pending, []
+        try:
+            self._on_results(batch)
+        except Exception:
+            log.exception("on_results failed: %d health results dropped", len(batch))
