@@ -13,6 +13,8 @@ Environment:
                              this agent's key pair, the panel's public key (lvsadmin.agent.trust): required
   LVSADMIN_AGENT_BACKEND     netlink (default) or memory[:PATH] (a fake kernel, for the host integration tests)
   HEARTBEAT_SECONDS          how often the heartbeat goes out (default 5)
+  LVSADMIN_METRICS_ADDRESS, LVSADMIN_METRICS_PORT
+                             where /metrics listens (lvsadmin.agent.metrics): default 127.0.0.1 and 9114; port 0: off
   CELERY_VISIBILITY_TIMEOUT  seconds before Redis gives an unacknowledged message to another worker (3600)
   LVSADMIN_AGENT_APPLY_BATCH, LVSADMIN_AGENT_APPLY_PAUSE
                              tests only: apply N operations at a time with a pause between (to kill it midway)
@@ -39,6 +41,7 @@ import threading
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
 
+from lvsadmin.ipvs.model import hostport
 from lvsadmin.protocol import (
     BACKUP_REQUEST_TASK,
     CONTROL_QUEUE,
@@ -49,7 +52,7 @@ from lvsadmin.protocol import (
 )
 from lvsadmin.signing import KeyFileError
 
-from . import state
+from . import metrics, state
 from .core import Agent
 from .kernel import make_backend
 from .state import StateStore
@@ -136,13 +139,24 @@ def get_agent() -> Agent:
 def reconcile(message: dict) -> dict | None:
     agent = get_agent()
     snapshot = GATE.open(RECONCILE_TASK, message, agent.newest_revision, lambda: agent.state.lineage)
-    return None if snapshot is None else _summary(agent.reconcile(snapshot))
+    if snapshot is None:
+        return None
+    held = (agent.state.lineage, agent.state.applied_revision)
+    report = agent.reconcile(snapshot)
+    # The network-programming latency is observed once: when the kernel newly holds the snapshot's revision.
+    newly = (agent.state.lineage, agent.state.applied_revision) != held
+    metrics.observe_report(report, snapshot if newly else None)
+    return _summary(report)
 
 
 @app.task(name=RECONVERGE_TASK, acks_late=True, reject_on_worker_lost=True)
 def reconverge(message: dict | None = None) -> dict | None:
     request = GATE.open(RECONVERGE_TASK, message)
-    return None if request is None else _summary(get_agent().reconverge(request))
+    if request is None:
+        return None
+    report = get_agent().reconverge(request)
+    metrics.observe_report(report)
+    return _summary(report)
 
 
 @app.task(name=BACKUP_REQUEST_TASK, acks_late=True, reject_on_worker_lost=True)
@@ -216,7 +230,39 @@ class Heartbeat(bootsteps.StartStopStep):
             self._stop.wait(interval)
 
 
+class Metrics(bootsteps.StartStopStep):
+    """/metrics (lvsadmin.agent.metrics) on LVSADMIN_METRICS_ADDRESS:LVSADMIN_METRICS_PORT (127.0.0.1:9114; port 0:
+    off), in a thread of its own with a kernel backend of its own."""
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.server: metrics.MetricsServer | None = None
+
+    def start(self, worker):
+        try:
+            address, port = metrics.settings(os.environ)
+        except ValueError as exc:
+            raise SystemExit(f"lvsadmin agent {NAME} refuses to start: {exc}") from None
+        if port:
+            metrics.METRICS.revision = lambda: get_agent().state.applied_revision
+            try:
+                self.server = metrics.MetricsServer(metrics.METRICS, address, port, make_backend).start()
+            except OSError as exc:  # the port is taken: the agent's work goes on without /metrics
+                log.error("agent %s: no /metrics on %s: %s", NAME, hostport(address, port), exc)
+                return
+            log.info("agent %s: /metrics on %s", NAME, hostport(address, port))
+
+    def stop(self, worker):
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def shutdown(self, worker):
+        self.stop(worker)
+
+
 app.steps["worker"].add(Heartbeat)
+app.steps["worker"].add(Metrics)
 
 
 @worker_shutting_down.connect
