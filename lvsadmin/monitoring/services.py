@@ -125,6 +125,7 @@ def _apply_transitions(balancer: Balancer, events: list[HealthEvent], now) -> No
                 # Held until the next heartbeat says more (a ramp, fail-open keeping it in).
                 entry.update(state=e.to_state, since=since, reason=e.reason, checked=since,
                              held=e.to_state == "down")
+                entry.pop("latency", None)  # of an older probe: the transition does not say this one's
         elif isinstance(status := services.setdefault(e.service, {}), dict):
             # Service-wide: quorum ok ↔ lost, ok ↔ fail-open (lvsadmin.health.overlay's events).
             if "lost" in (e.from_state, e.to_state):
