@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import audit, auth, backups, clusters, enrol, monitoring, services, tables, users
+from .views import audit, auth, backups, clusters, enrol, health_io, monitoring, services, tables, users
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -20,6 +20,9 @@ urlpatterns = [
     path("clusters/<slug:name>/import/", tables.import_table, name="import"),
     path("clusters/<slug:name>/export/", tables.export_table, name="export"),
     path("clusters/<slug:name>/console/", tables.console, name="console"),
+    path("clusters/<slug:name>/health/export/", health_io.export_health, name="health_export"),
+    path("clusters/<slug:name>/health/import/", health_io.import_health, name="health_import"),
+    path("clusters/<slug:name>/keepalived/import/", health_io.import_keepalived, name="keepalived_import"),
     # balancers
     path("balancers/<slug:name>/", clusters.balancer_detail, name="balancer"),
     path("balancers/<slug:name>/edit/", clusters.balancer_edit, name="balancer_edit"),
