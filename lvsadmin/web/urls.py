@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import audit, auth, backups, clusters, enrol, health_io, monitoring, services, tables, users
+from .views import audit, auth, backups, clusters, enrol, health, health_io, monitoring, services, tables, users
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -57,6 +57,10 @@ urlpatterns = [
     path("servers/<int:pk>/delete/", services.real_server_delete, name="real_server_delete"),
     path("servers/<int:pk>/weight/", services.real_server_weight, name="real_server_weight"),
     path("servers/<int:pk>/state/", services.real_server_state, name="real_server_state"),
+    # health definitions (lvsadmin/web/views/health.py)
+    path("services/<int:pk>/health/check/", health.service_check_edit, name="service_check_edit"),
+    path("services/<int:pk>/health/policy/", health.service_policy_edit, name="service_policy_edit"),
+    path("servers/<int:pk>/health/", health.server_check_edit, name="server_check_edit"),
     # health events (lvsadmin/web/views/monitoring.py)
     path("health/events/", monitoring.health_events, name="health_events"),
     path("clusters/<slug:name>/health/events/", monitoring.health_events, name="cluster_health_events"),

@@ -164,7 +164,7 @@ def set_server_check(actor: Actor, real_server: RealServer, values: dict | str |
                    object_type="realserver", object_id=rs.pk)
     if isinstance(values, str) and values != NO_CHECK:
         raise ValidationError({"check": [f"a server's check is its own, {NO_CHECK!r} or inherited, not {values!r}"]})
-    check = _clean_check(values, rs.service) if isinstance(values, dict) else None
+    check = _clean_check(values, rs.service, other_kinds=other_kinds) if isinstance(values, dict) else None
     before, after = _set_override(rs, check, inherit=values is None)
     if before != after:
         write(actor, [real_server_entry("update", rs, rs.service, before=before, after=after)])

@@ -21,6 +21,7 @@ from ..forms import RealServerForm, ServiceForm, StateForm, WeightForm, bind_err
 from ..pages import fragment_name, render_page
 from ..roles import OPERATOR, policy
 from .common import actor, confirm_delete, form_round_trip
+from .health import health_panel
 
 SERVERS_PER_PAGE = 100
 HISTORY_ROWS = 15
@@ -56,6 +57,7 @@ def service_detail(request, pk):
     context = {"svc": svc, "cluster": svc.cluster, "servers": servers, "page_obj": page_obj, "counters": counters,
                "states": states, "history": history, "oob": fragment == "svc-health",
                "service_health": health.service_health(svc.cluster_id, [svc])[svc.pk]}
+    context["health_panel"] = health_panel(svc)
     return render_page(request, "web/service.html", context, fragments=fragments, fragment=fragment)
 
 
