@@ -122,6 +122,9 @@ class Snapshot(TypedDict, total=False):
 
     cluster: str
     revision: int
+    # ISO 8601 time the panel created this revision (Cluster.revision_changed_at; None before the cluster's first
+    # change): the agent's network-programming latency runs from it to the moment its kernel holds the revision.
+    revision_time: str | None
     lineage: str  # the cluster's lineage id: another one than the agent holds starts its revisions over
     owns_whole_table: bool
     drain_timeout: int

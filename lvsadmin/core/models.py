@@ -68,6 +68,9 @@ class Cluster(models.Model):
     tcpfin_timeout = models.PositiveIntegerField(default=120, help_text="seconds; ipvsadm --set tcpfin")
     udp_timeout = models.PositiveIntegerField(default=300, help_text="seconds; ipvsadm --set udp")
     desired_revision = models.PositiveBigIntegerField(default=0)
+    # When desired_revision last moved (services.common.bump): the snapshot carries it, so that each agent measures
+    # the network-programming latency (the revision created here -> its kernel holds it).
+    revision_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The cluster's lineage: a random id made with it, carried in every message to and from its agents. An agent
     # that holds another one (or revisions ahead of this cluster's) was driven by another panel, or by this one
     # before its database was restored: an error until an admin takes the balancers back (a new lineage).

@@ -37,6 +37,7 @@ def snapshot(cluster: Cluster) -> dict:
     return {
         "cluster": cluster.name,
         "revision": cluster.desired_revision,
+        "revision_time": cluster.revision_changed_at.isoformat() if cluster.revision_changed_at else None,
         "lineage": cluster.lineage,
         "owns_whole_table": cluster.owns_whole_table,
         "drain_timeout": cluster.drain_timeout,

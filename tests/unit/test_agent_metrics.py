@@ -268,3 +268,22 @@ def test_metrics_listen_on_the_loopback_port_9114_unless_told_otherwise():
 def test_a_bad_metrics_setting_is_refused_naming_it(env, message):
     with pytest.raises(ValueError, match=message):
         settings(env)
+
+
+# --- the panel's side of the latency -------------------------------------------------------------------------
+
+
+def test_a_snapshot_carries_when_the_panel_created_its_revision(actor, cluster):
+    from django.utils import timezone
+
+    from lvsadmin.core import services
+    from lvsadmin.core.selectors import snapshot
+
+    before = timezone.now()
+    services.create_service(actor, cluster, protocol="tcp", address="10.0.0.1", port=80)
+    first = snapshot(cluster)
+    assert before <= datetime.fromisoformat(first["revision_time"]) <= timezone.now()
+    services.create_service(actor, cluster, protocol="tcp", address="10.0.0.2", port=80)
+    second = snapshot(cluster)
+    assert second["revision"] == first["revision"] + 1
+    assert second["revision_time"] >= first["revision_time"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db.models import F, Max
+from django.utils import timezone
 
 from lvsadmin.ipvs.model import DEST_SETTINGS, SERVICE_SETTINGS
 
@@ -37,8 +38,9 @@ def field_errors(errors) -> ValidationError:
 
 def bump(cluster: Cluster) -> None:
     """The cluster's desired state changed: a new revision, sent to its balancers on commit if it applies itself."""
-    Cluster.objects.filter(pk=cluster.pk).update(desired_revision=F("desired_revision") + 1)
-    cluster.refresh_from_db(fields=["desired_revision"])
+    Cluster.objects.filter(pk=cluster.pk).update(desired_revision=F("desired_revision") + 1,
+                                                 revision_changed_at=timezone.now())
+    cluster.refresh_from_db(fields=["desired_revision", "revision_changed_at"])
     if cluster.auto_apply:
         dispatch.apply_on_commit(cluster)
 
