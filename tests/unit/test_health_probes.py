@@ -340,6 +340,11 @@ def test_the_address_and_port_are_given_to_the_command_without_a_shell():
     assert probe(misc("echo {address}; exit 1"), "127.0.0.1; false", 80).ok  # no shell: `;` is a word
 
 
+def test_a_command_does_not_inherit_the_agents_secrets(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://agent:secret@127.0.0.1:6379/0")
+    assert probe(misc("""sh -c 'test -z "$REDIS_URL" -a -n "$PATH"'"""), "127.0.0.1", 80).ok
+
+
 def test_a_command_that_outlives_its_timeout_is_killed_with_what_it_started(tmp_path):
     pid_file = tmp_path / "pid"
     check = misc(f"sh -c 'sleep 10 & echo $! > {pid_file}; wait'", timeout=0.5)

@@ -321,7 +321,7 @@ async def misc(check: Check, address: str, port: int) -> _Outcome:
         # A session of its own: a timeout kills the command and whatever it started.
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True, env=_command_environment())
     except FileNotFoundError:
         raise Down(f"command not found: {argv[0]}")
     except PermissionError:
@@ -343,6 +343,15 @@ async def misc(check: Check, address: str, port: int) -> _Outcome:
     if check.dynamic and code >= 2:  # keepalived's misc_dynamic
         return True, f"exit {code} → weight {code - 2}", code - 2
     return False, f"exit {code}", None
+
+
+def _command_environment() -> dict[str, str]:
+    """What a MISC command inherits of the agent's environment: not the broker's URL and password, nor the
+    agent's key paths."""
+    return {name: value for name, value in os.environ.items() if name in _INHERITED}
+
+
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
 def _argv(command: str, address: str, port: int) -> list[str]:
