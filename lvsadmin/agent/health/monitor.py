@@ -23,6 +23,8 @@ from lvsadmin.health.spec import Check, ServiceHealth, health_from_snapshot, ser
 from lvsadmin.health.state import ServerState
 from lvsadmin.ipvs.model import Destination, Table, key_text
 
+from .runner import Job, Runner
+
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.2  # transitions that arrive this close together go out in one message (and one converge)
@@ -70,8 +72,6 @@ class HealthMonitor:
         raw = snapshot.get("health") if isinstance(snapshot, dict) else None
         if (raw is self._raw_health and desired is self._configured_table) or (not raw and not self.states):
             return
-        from .runner import Job  # TEMPORARY: the runner lands in a parallel commit
-
         health = health_from_snapshot(snapshot)
         jobs: dict[tuple, Job] = {}
         uses: dict[tuple, list[tuple[str, str]]] = {}
@@ -86,8 +86,9 @@ class HealthMonitor:
                     check = spec.check_for(dest.address, dest.port)
                     if check is None:
                         continue
-                    key = check.probe_key(dest.address, dest.port)
-                    jobs.setdefault(key, Job(key=key, check=check, address=dest.address, port=key[1]))
+                    job = Job.of(check, dest.address, dest.port)
+                    key = job.key
+                    jobs.setdefault(key, job)
                     uses.setdefault(key, []).append((text, server_text(dest.address, dest.port)))
                     if key not in self.states:
                         self.states[key] = ServerState(check, start_down=spec.policy.start_down, now=now)
@@ -103,7 +104,6 @@ class HealthMonitor:
         if not jobs and self._runner is None:
             return
         if self._runner is None:
-            from .runner import Runner
             self._runner = (self._runner_factory or Runner)(self.on_results)
             self._runner.start()
         self._runner.update(jobs)
