@@ -64,7 +64,8 @@ class CheckForm(VersionedForm, forms.Form):
     fall = _number("Fall", DEFAULT_CHECK.fall, low=1, high=100, help_text="failures in a row that take it down")
     rise = _number("Rise", DEFAULT_CHECK.rise, low=1, high=100, help_text="successes in a row that bring it back")
     source = _text("Source address", placeholder="the kernel's choice")
-    method = forms.ChoiceField(label="Method", choices=[(m, m) for m in HTTP_METHODS], initial=DEFAULT_CHECK.method)
+    method = forms.ChoiceField(label="Method", choices=[(m, m) for m in HTTP_METHODS], required=False,
+                               initial=DEFAULT_CHECK.method)
     path = _text("Path", DEFAULT_CHECK.path, wide=True)
     host = _text("Host header", placeholder="the server's address", help_text="and the TLS server name (SNI)")
     expect = _text("Expected status", DEFAULT_CHECK.expect, help_text="codes and ranges, such as 200-299,301")
@@ -72,7 +73,8 @@ class CheckForm(VersionedForm, forms.Form):
     verify_tls = forms.BooleanField(label="Verify the TLS certificate", required=False,
                                     initial=DEFAULT_CHECK.verify_tls)
     query = _text("Query name", placeholder="example.org")
-    qtype = forms.ChoiceField(label="Query type", choices=[(t, t) for t in DNS_TYPES], initial=DEFAULT_CHECK.qtype)
+    qtype = forms.ChoiceField(label="Query type", choices=[(t, t) for t in DNS_TYPES], required=False,
+                              initial=DEFAULT_CHECK.qtype)
     command = _text("Command", placeholder="/usr/local/bin/check {address} {port}", wide=True,
                     help_text="run on the balancer: exit 0 up, 1 down; {address} and {port} are replaced")
     dynamic = forms.BooleanField(label="Dynamic weight (exit 2..255 sets the weight to exit − 2)", required=False)
@@ -108,14 +110,15 @@ class CheckForm(VersionedForm, forms.Form):
 
 
 class PolicyForm(VersionedForm, forms.Form):
-    on_failure = forms.ChoiceField(label="On failure", choices=[(k, ON_FAILURE_LABELS[k]) for k in ON_FAILURE])
+    on_failure = forms.ChoiceField(label="On failure", choices=[(k, ON_FAILURE_LABELS[k]) for k in ON_FAILURE],
+                                   required=False)
     quorum = _number("Quorum", DEFAULT_POLICY.quorum,
                      help_text="the healthy servers' weights the service needs; 0: none")
     hysteresis = _number("Hysteresis", DEFAULT_POLICY.hysteresis,
                          help_text="lost below quorum − this, back above quorum + this")
     sorry_server = _text("Sorry server", placeholder="ADDRESS:PORT", help_text="in the table only while quorum is lost")
     sorry_forward = forms.ChoiceField(label="Sorry server forwarding", choices=[(f, f) for f in FORWARDS],
-                                      initial=DEFAULT_POLICY.sorry_forward)
+                                      required=False, initial=DEFAULT_POLICY.sorry_forward)
     max_down_share = _number("Never take down more than", DEFAULT_POLICY.max_down_share, step="0.05", high=1,
                              help_text="a share of the servers (fail-open): 0.5 is half, 1 is all")
     slow_start = _number("Slow start", DEFAULT_POLICY.slow_start, high=3600,

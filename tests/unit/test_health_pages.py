@@ -47,7 +47,7 @@ def test_an_operator_creates_a_check_from_the_form_and_the_snapshot_carries_it(w
     # Every kind's fields are on the form (the stylesheet shows the chosen kind's): the irrelevant ones ignored.
     response = operator_client.post(check_url(svc), {
         "kind": "http", "path": "/health", "expect": "200-299", "interval": "10", "timeout": "",
-        "query": "ignored.example", "command": "not 'parsed", "method": "GET", "qtype": "A",
+        "query": "ignored.example", "command": "not 'parsed",
         "version": version_in(form)})
     assert response.status_code == 302 and response["Location"] == f"/services/{svc.pk}/"
     sent = health_from_snapshot(snapshot(web["cluster"]))[svc.key_text]
@@ -68,11 +68,11 @@ def test_an_edit_changes_the_check_and_no_check_removes_it(web, actor, operator_
     health.set_service_check(actor, svc, {"kind": "tcp"}, expected_version=None)
     form = operator_client.get(check_url(svc)).content.decode()
     assert '<option value="tcp" selected>' in form
-    operator_client.post(check_url(svc), {"kind": "tcp", "port": "8080", "method": "GET", "qtype": "A",
+    operator_client.post(check_url(svc), {"kind": "tcp", "port": "8080",
                                           "version": version_in(form)})
     assert HealthCheck.objects.get().port == 8080
     form = operator_client.get(check_url(svc)).content.decode()
-    response = operator_client.post(check_url(svc), {"kind": "none", "method": "GET", "qtype": "A",
+    response = operator_client.post(check_url(svc), {"kind": "none",
                                                      "version": version_in(form)})
     assert response.status_code == 302 and not HealthCheck.objects.exists()
 
@@ -82,7 +82,7 @@ def test_a_bad_value_is_shown_next_to_its_field_and_nothing_is_written(web, oper
     before, revision = records(), web["cluster"].desired_revision
     form = operator_client.get(check_url(svc)).content.decode()
     response = operator_client.post(check_url(svc), {"kind": "http", "path": "health", "interval": "5",
-                                                     "timeout": "9", "method": "GET", "qtype": "A",
+                                                     "timeout": "9",
                                                      "version": version_in(form)}, **htmx("form"))
     html = response.content.decode()
     assert response.status_code == 422
@@ -98,7 +98,7 @@ def test_a_stale_check_form_is_a_409_with_what_changed_and_nothing_written(web, 
     loaded = version_in(operator_client.get(check_url(svc)).content.decode())
     health.set_service_check(SOMEONE, svc, {"kind": "tcp", "port": "81"}, expected_version=None)
     before = records()
-    response = operator_client.post(check_url(svc), {"kind": "http", "method": "GET", "qtype": "A",
+    response = operator_client.post(check_url(svc), {"kind": "http",
                                                      "version": loaded})
     html = response.content.decode()
     assert response.status_code == 409
@@ -107,7 +107,7 @@ def test_a_stale_check_form_is_a_409_with_what_changed_and_nothing_written(web, 
     assert HealthCheck.objects.get().kind == "tcp" and records() == before
     # The 409 page is the form on the current values, at the current version: saved from there, it is saved.
     assert '<option value="tcp" selected>' in html
-    again = operator_client.post(check_url(svc), {"kind": "http", "method": "GET", "qtype": "A",
+    again = operator_client.post(check_url(svc), {"kind": "http",
                                                   "version": version_in(html)})
     assert again.status_code == 302 and HealthCheck.objects.get().kind == "http"
 
@@ -138,7 +138,7 @@ def test_a_real_server_gets_its_own_check_no_check_or_inherits(web, actor, opera
     url = f"/servers/{rs.pk}/health/"
     form = operator_client.get(url).content.decode()
     assert '<option value="inherit" selected>' in form
-    operator_client.post(url, {"kind": "none", "method": "GET", "qtype": "A", "version": version_in(form)})
+    operator_client.post(url, {"kind": "none", "version": version_in(form)})
     assert health_from_snapshot(snapshot(web["cluster"]))[svc.key_text].check_for("192.0.2.11", 80) is None
     form = operator_client.get(url).content.decode()
     operator_client.post(url, {"kind": "http", "path": "/up", "method": "HEAD", "qtype": "A",
@@ -146,7 +146,7 @@ def test_a_real_server_gets_its_own_check_no_check_or_inherits(web, actor, opera
     assert health_from_snapshot(snapshot(web["cluster"]))[svc.key_text].check_for("192.0.2.11", 80) == Check(
         kind="http", path="/up", method="HEAD")
     form = operator_client.get(url).content.decode()
-    operator_client.post(url, {"kind": "inherit", "method": "GET", "qtype": "A", "version": version_in(form)})
+    operator_client.post(url, {"kind": "inherit", "version": version_in(form)})
     assert health_from_snapshot(snapshot(web["cluster"]))[svc.key_text].check_for("192.0.2.11", 80) == Check()
 
 
