@@ -164,6 +164,7 @@ def test_a_filter_that_cannot_be_read_is_refused_naming_the_field(viewer_client,
     assert reasons(response) == []
     backwards = viewer_client.get("/health/events/?since=2026-11-27T00:00&until=2026-11-26T00:00")
     assert backwards.status_code == 422 and "before its start" in text(backwards)
+    assert viewer_client.get(f"/health/events/?before={10**30}").status_code == 422
 
 
 def test_the_event_log_pages_newest_first_and_only_its_first_page_polls(viewer_client, web, lbs):
