@@ -13,7 +13,7 @@ test-unit:      ## the fast tier only
 test-fast:      ## the fast tier's tests that need no database (tests/unit/conftest.py marks the others), in seconds
 	.venv/bin/pytest -q -p no:cacheprovider -m "not database" tests/unit
 
-bench:          ## benchmarks: the agent in the IPVS VM against ipvsadm, the pages small vs large
+bench:          ## benchmarks: the agent in the IPVS VM against ipvsadm (and its /metrics against node_exporter), the pages small vs large
 	scripts/bench
 
 lint:           ## ruff, the layers of DESIGN.md §8 as import-linter contracts, djlint on the templates (pyproject.toml)
