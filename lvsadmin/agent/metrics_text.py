@@ -17,6 +17,9 @@ node_exporter's ipvs collector (collector/ipvs_linux.go, with procfs's parser of
     "FWM") and local_mark (a firewall mark as the kernel prints it there: 8 upper-case hex digits; else "");
     addresses as Go's net.IP prints them (an IPv4-mapped IPv6 address as its dotted IPv4 tail); real servers
     with the same labels are summed, as node_exporter sums them.
+One difference, on purpose: node_exporter 1.5's parser knows no SCTP service, and gives its real servers the labels
+of whichever service /proc/net/ip_vs listed before it (or empty ones: seen in the IPVS VM); here they carry their
+own service's labels, proto "SCTP".
 """
 
 from __future__ import annotations
