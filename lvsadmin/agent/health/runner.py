@@ -79,7 +79,7 @@ class Runner:
                 return
             self._stopped = False
             self._counting_from = self._clock()
-            self._thread = threading.Thread(target=self._run, name="lvsadmin-health", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="lvsadmin-health-probes", daemon=True)
             self._thread.start()
 
     def update(self, jobs: Iterable[Job]) -> None:
