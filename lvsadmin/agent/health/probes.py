@@ -347,11 +347,12 @@ async def misc(check: Check, address: str, port: int) -> _Outcome:
 
 def _command_environment() -> dict[str, str]:
     """What a MISC command inherits of the agent's environment: not the broker's URL and password, nor the
-    agent's key paths."""
+    agent's key paths. It does get the balancer's name (LVSADMIN_BALANCER): one command may check differently
+    from each balancer."""
     return {name: value for name, value in os.environ.items() if name in _INHERITED}
 
 
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LVSADMIN_BALANCER")
 
 
 def _argv(command: str, address: str, port: int) -> list[str]:
