@@ -130,6 +130,7 @@ def get_agent() -> Agent:
             _agent = Agent(NAME, make_backend, StateStore(), _send,
                            apply_batch=int(os.environ.get("LVSADMIN_AGENT_APPLY_BATCH") or 0),
                            apply_pause=float(os.environ.get("LVSADMIN_AGENT_APPLY_PAUSE") or 0))
+            _agent.health.on_transitions = metrics.METRICS.count_transitions
             log.info("agent %s: queue %s, state %s, applied revision %s", NAME, QUEUE, _agent.store.path,
                      _agent.state.applied_revision)
         return _agent
@@ -223,7 +224,8 @@ class Heartbeat(bootsteps.StartStopStep):
             try:
                 # Stale heartbeats are dropped, not queued up while the control worker is away (the margin
                 # covers a clock that differs between the balancer and the control host).
-                agent.send_heartbeat(startup=startup, expires=max(10 * interval, 60))
+                beat = agent.send_heartbeat(startup=startup, expires=max(10 * interval, 60))
+                metrics.METRICS.set_health(beat.get("health"))
                 startup = False
             except Exception:
                 log.exception("heartbeat failed")

@@ -134,10 +134,10 @@ class AgentMetrics:
         revision_time = (newly_held or {}).get("revision_time")
         self.observe_reconcile(seconds, str(report.get("outcome") or ""), revision_time)
 
-    def set_health(self, states: dict) -> None:
+    def set_health(self, states: dict | None) -> None:
         """The checker's state (protocol.HealthState, or its `servers`: {service key text: {server text:
-        {"state": "up" | "down", …}}}): health_up follows it; each change of a server's state since the last call
-        counts as a transition. Servers no longer in it are dropped."""
+        {"state": "up" | "down", …}}}), as each heartbeat carries it: health_up follows it. Servers no longer in
+        it are dropped (their transition counts too)."""
         servers = states.get("servers", states) if isinstance(states, dict) else {}
         current = {}
         for key_text, by_server in (servers or {}).items():
@@ -147,12 +147,17 @@ class AgentMetrics:
                 if state in ("up", "down"):
                     current[(label, _server_of_text(str(server_text)))] = state
         with self._lock:
-            for key, state in current.items():
-                before = self._health.get(key)
-                if before is not None and before != state:
-                    self._transitions[key] = self._transitions.get(key, 0) + 1
             self._health = current
             self._transitions = {key: self._transitions.get(key, 0) for key in current}
+
+    def count_transitions(self, transitions: list) -> None:
+        """Count the checker's transitions as they happen (protocol.HealthReport's), so that a server flapping
+        between two heartbeats is counted every time; service-wide events (no server) are not server transitions."""
+        with self._lock:
+            for t in transitions:
+                if isinstance(t, dict) and t.get("server"):
+                    key = (_label_of_key_text(str(t.get("service"))), _server_of_text(str(t["server"])))
+                    self._transitions[key] = self._transitions.get(key, 0) + 1
 
     # -- the scrape --------------------------------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ def weights(kernel):
 
 
 def test_a_server_that_fails_fall_checks_is_inhibited_at_once_and_the_transition_is_sent(agent, kernel, clock, sent):
+    counted = []
+    agent.health.on_transitions = counted.extend  # the agent's /metrics counts them
     agent.reconcile(snap(health={SERVICE: ServiceHealth(check=HTTP)}))
     assert len(agent.health._runner.jobs) == 3 and weights(kernel) == {A: 100, B: 100, C: 100}
     feed(agent, A, DOWN, 1, clock)
@@ -114,6 +116,7 @@ def test_a_server_that_fails_fall_checks_is_inhibited_at_once_and_the_transition
     health = [p for task, p in sent if task == HEALTH_TASK]
     assert [(t["server"], t["from"], t["to"], t["reason"]) for t in health[-1]["transitions"]] == [
         (f"{A}|80", "up", "down", "HTTP 503")]
+    assert counted == health[-1]["transitions"]
     report = [p for task, p in sent if task == REPORT_TASK][-1]
     assert report["trigger"] == "health" and report["outcome"] == "ok" and report["drift"] == []
 

@@ -195,13 +195,15 @@ def test_the_applied_revision_is_read_at_each_scrape():
     assert samples(scrape(metrics), "lvsadmin_applied_revision") == {(): 5}
 
 
-def test_health_follows_the_checker_and_counts_each_change_of_state():
+def test_health_follows_the_checker_and_counts_every_transition_even_between_heartbeats():
     metrics = AgentMetrics()
     web, six = "tcp|10.0.0.1|80", "fwmark|6|7"
     metrics.set_health({"servers": {web: {"192.0.2.1|8080": {"state": "up"}, "192.0.2.2|8080": {"state": "up"}},
                                     six: {"2001:db8::5|0": {"state": "down"}}}})
-    metrics.set_health({"servers": {web: {"192.0.2.1|8080": {"state": "down"}, "192.0.2.2|8080": {"state": "up"}},
-                                    six: {"2001:db8::5|0": {"state": "up"}}}})
+    flap = [{"service": web, "server": "192.0.2.1|8080", "from": "up", "to": "down"},
+            {"service": web, "server": "192.0.2.1|8080", "from": "down", "to": "up"},
+            {"service": web, "server": "", "from": "ok", "to": "lost"}]  # service-wide: not a server's
+    metrics.count_transitions(flap)
     metrics.set_health({web: {"192.0.2.1|8080": {"state": "up"}}})  # the servers mapping alone; 192.0.2.2 left
     text = scrape(metrics)
     up = samples(text, "lvsadmin_health_up")

@@ -43,6 +43,7 @@ class HealthMonitor:
                  runner_factory: Callable | None = None, background: bool = True):
         """background=False: no thread of this monitor's own (a test calls act() and flush() itself)."""
         self.act, self.send, self.clock = act, send, clock
+        self.on_transitions: Callable[[list], None] | None = None  # told of every batch (the agent's /metrics)
         self.background = background
         self._runner_factory = runner_factory
         self._runner = None
@@ -186,6 +187,11 @@ class HealthMonitor:
     def flush(self) -> None:
         with self.lock:
             batch, self._transitions = self._transitions, []
+        if batch and self.on_transitions is not None:
+            try:
+                self.on_transitions(batch)
+            except Exception:
+                log.exception("counting health transitions failed")
         if batch:
             try:
                 self.send(batch)
