@@ -153,3 +153,12 @@ def test_the_agent_switches_to_its_pending_key_only_when_the_panel_confirms_that
     assert not pending_path(key_path).exists()
     sealed = gate.seal(HEARTBEAT_TASK, {"balancer": "lb1"})
     assert sealed["key"] == signing.fingerprint(new)
+
+
+def test_the_balancer_page_shows_the_previous_key_while_it_is_still_believed(balancer, confirmations,
+                                                                             viewer_client):
+    trust.rekey(rekey_message())
+    page = viewer_client.get("/balancers/lb1/").content.decode()
+    assert "The key it rotated away from" in page and OLD.fingerprint in page
+    Balancer.objects.filter(pk=balancer.pk).update(previous_key_until=timezone.now() - timedelta(seconds=1))
+    assert "The key it rotated away from" not in viewer_client.get("/balancers/lb1/").content.decode()

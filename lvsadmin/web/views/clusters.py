@@ -12,7 +12,7 @@ from django.utils import timezone
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
-from lvsadmin.core import reports, services, versions
+from lvsadmin.core import reports, services, trust, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
 from lvsadmin.monitoring import selectors as health
 
@@ -194,7 +194,8 @@ def balancer_detail(request, name):
     backups = list(Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id")[:5])
     context = {"balancer": balancer, "cluster": cluster, "reports": reports, "latest": latest,
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups,
-               "security_events": list(balancer.security_events.all()[:5]), "checker": health.checker(balancer)}
+               "security_events": list(balancer.security_events.all()[:5]), "checker": health.checker(balancer),
+               "previous_key_believed": trust.in_grace(balancer)}
     fragment = fragment_name(request, ("reports",))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)
