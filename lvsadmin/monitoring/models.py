@@ -56,3 +56,21 @@ class BalancerHealth(models.Model):
 
     def __str__(self) -> str:
         return f"health of {self.balancer_id}"
+
+
+class ApplyLatencyBucket(models.Model):
+    """One bucket of a cluster's apply-latency histogram (lvsadmin.monitoring.latency): how many applies took at most
+    `le` seconds, from the revision's creation (Cluster.revision_changed_at) to the report that moved a balancer to
+    it, and their total. Cumulative like Prometheus's buckets ("+Inf" counts every apply). The control worker counts
+    up with F() expressions and the web process's /metrics reads them: the two are different processes."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    le = models.CharField(max_length=16, help_text="The bucket's upper bound as Prometheus writes it: 2.5, +Inf.")
+    count = models.PositiveBigIntegerField(default=0)
+    sum = models.FloatField(default=0, help_text="Seconds, of the applies counted in this bucket.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "le"], name="unique_apply_latency_bucket")]
+
+    def __str__(self) -> str:
+        return f"applies of cluster {self.cluster_id} within {self.le} s: {self.count}"
