@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lvsadmin.settings")
 
 app = Celery("lvsadmin")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["lvsadmin.core", "lvsadmin.backups", "lvsadmin.monitoring"])
+app.autodiscover_tasks(["lvsadmin.core", "lvsadmin.backups", "lvsadmin.monitoring", "lvsadmin.alerts"])

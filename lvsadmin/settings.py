@@ -128,6 +128,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "lvsadmin.alerts",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "lvsadmin.audit.middleware.RequestIdMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -262,7 +263,7 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a broker outage is waited out
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Control-side tasks run on the control queue; agents' tasks are sent to lvs.<balancer> explicitly.
 CELERY_TASK_ROUTES = {"lvsadmin.core.*": {"queue": "control"}, "lvsadmin.backups.*": {"queue": "control"},
-                      "lvsadmin.monitoring.*": {"queue": "control"}}
+                      "lvsadmin.monitoring.*": {"queue": "control"}, "lvsadmin.alerts.*": {"queue": "control"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -280,6 +281,27 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+# Alerts (lvsadmin.alerts): rules evaluated every ALERT_EVALUATE_SECONDS; a key firing again within
+# ALERT_FLAP_WINDOW_SECONDS of resolving reopens its incident silently; an open incident is notified again every
+# ALERT_REPEAT_SECONDS; a failed delivery is tried ALERT_MAX_ATTEMPTS times in all, waiting ALERT_RETRY_SECONDS,
+# then twice as long each time; a webhook has ALERT_WEBHOOK_TIMEOUT seconds to answer.
+ALERT_EVALUATE_SECONDS = int(os.environ.get("ALERT_EVALUATE_SECONDS", "15"))
+ALERT_FLAP_WINDOW_SECONDS = int(os.environ.get("ALERT_FLAP_WINDOW_SECONDS", "300"))
+ALERT_REPEAT_SECONDS = int(os.environ.get("ALERT_REPEAT_SECONDS", str(4 * 3600)))
+ALERT_MAX_ATTEMPTS = int(os.environ.get("ALERT_MAX_ATTEMPTS", "5"))
+ALERT_RETRY_SECONDS = float(os.environ.get("ALERT_RETRY_SECONDS", "10"))
+ALERT_WEBHOOK_TIMEOUT = float(os.environ.get("ALERT_WEBHOOK_TIMEOUT", "5"))
+# E-mail (alert channels): Django's SMTP backend, configured from the environment.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "lvsadmin@localhost")
+
     # django-axes announces itself at every start, which clutters command output.
     "loggers": {"axes": {"level": "WARNING"}},
 }
