@@ -103,6 +103,11 @@ KEY_ROTATION_OVERLAP_SECONDS = int(os.environ.get("KEY_ROTATION_OVERLAP_SECONDS"
 SECURITY_EVENT_RETENTION_DAYS = int(os.environ.get("SECURITY_EVENT_RETENTION_DAYS", "90"))
 # Health events (real servers up and down, quorum lost) are kept this many days (and at most 100,000 rows).
 HEALTH_EVENT_RETENTION_DAYS = int(os.environ.get("HEALTH_EVENT_RETENTION_DAYS", "30"))
+# The charts' traffic samples (lvsadmin.monitoring.samples): 10-second buckets kept this many hours, 1-minute ones
+# this many days, 10-minute ones this many days.
+TRAFFIC_10S_RETENTION_HOURS = int(os.environ.get("TRAFFIC_10S_RETENTION_HOURS", "2"))
+TRAFFIC_1M_RETENTION_DAYS = int(os.environ.get("TRAFFIC_1M_RETENTION_DAYS", "2"))
+TRAFFIC_10M_RETENTION_DAYS = int(os.environ.get("TRAFFIC_10M_RETENTION_DAYS", "30"))
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_NAME = os.environ.get("SITE_NAME", "lvsadmin")

@@ -34,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.ipvs.codec import table_digest
+from lvsadmin.monitoring import samples as traffic
 from lvsadmin.monitoring import services as monitoring
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
@@ -281,6 +282,8 @@ def record_heartbeat(message: dict) -> Balancer | None:
 
     if beat.samples is not None:
         # Received now: the balancer's clock may differ from ours, and pages compare sampled_at with our clock.
+        traffic.record(balancer, beat.samples, keys=beat.keys, now=now,  # the deltas, before the latest replace
+                       interval=(sent - previous).total_seconds() if previous else settings.HEARTBEAT_SECONDS)
         store_samples(balancer, beat.samples, keys=beat.keys, sampled_at=now)
     if beat.startup:
         # A (re)started agent: send it what it should carry, without waiting for the next resync.

@@ -58,6 +58,39 @@ class BalancerHealth(models.Model):
         return f"health of {self.balancer_id}"
 
 
+class TrafficSample(models.Model):
+    """One service's traffic on one balancer over one time bucket (lvsadmin.monitoring.samples writes and reads it).
+
+    `service_key` "" is the balancer's total over all its services (what the balancer and cluster charts draw).
+    `start` is the bucket's start in seconds since the epoch (UTC) and `resolution` its width in seconds: the
+    heartbeats fill 10-second buckets, a periodic roll-up merges them into 1-minute and 10-minute ones, and each
+    resolution is kept for its own retention, so the table stays bounded. Counters are the deltas within the
+    bucket (a counter that went down, a kernel restarted or a service recreated, counts from zero again) and
+    `seconds` the time they cover: a rate is delta / seconds. Connections are gauges: the highest in the bucket.
+    """
+
+    balancer = models.ForeignKey(Balancer, on_delete=models.CASCADE, related_name="traffic")
+    service_key = models.CharField(max_length=80, blank=True)
+    resolution = models.PositiveIntegerField()
+    start = models.BigIntegerField()
+    seconds = models.FloatField(default=0)
+    active = models.BigIntegerField(default=0)
+    inactive = models.BigIntegerField(default=0)
+    conns = models.BigIntegerField(default=0)
+    inpkts = models.BigIntegerField(default=0)
+    outpkts = models.BigIntegerField(default=0)
+    inbytes = models.BigIntegerField(default=0)
+    outbytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["balancer", "service_key", "resolution", "start"],
+                                               name="unique_traffic_bucket")]
+        indexes = [models.Index(fields=["resolution", "start"])]  # the roll-up and the pruning
+
+    def __str__(self) -> str:
+        return f"{self.service_key or 'total'} on {self.balancer_id} at {self.start}/{self.resolution}s"
+
+
 class ApplyLatencyBucket(models.Model):
     """One bucket of a cluster's apply-latency histogram (lvsadmin.monitoring.latency): how many applies took at most
     `le` seconds, from the revision's creation (Cluster.revision_changed_at) to the report that moved a balancer to

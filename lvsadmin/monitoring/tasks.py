@@ -8,11 +8,12 @@ import logging
 
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
+from django.utils import timezone
 
 from lvsadmin.core import trust
 from lvsadmin.protocol import HEALTH_TASK
 
-from . import services
+from . import samples, services
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,20 @@ def prune_health_events() -> int:
     return services.prune()
 
 
+@shared_task(name=samples.ROLL_UP_TASK)
+def roll_up_traffic() -> int:
+    """The charts' coarser buckets from the finer ones, then each resolution past its retention dropped."""
+    now = timezone.now()
+    written = samples.roll_up(now)
+    samples.prune(now)
+    return written
+
+
 def _ensure_schedules(**_kwargs) -> None:
     try:
-        made = services.ensure_periodic_tasks()
+        made = services.ensure_periodic_tasks() + samples.ensure_periodic_tasks()
     except Exception:  # e.g. migrations not run yet: the worker still starts, beat retries at its next start
-        log.exception("could not create the periodic health-event pruning task")
+        log.exception("could not create the periodic health-event pruning and traffic roll-up tasks")
         return
     if made:
         log.info("created periodic tasks: %s", ", ".join(made))

@@ -1,0 +1,253 @@
+"""The traffic time series behind the charts: written from heartbeats, rolled up, pruned, read back.
+
+- `record(balancer, samples, keys=…, now=…, interval=…)`, called from core.reports.store_samples before the latest
+  counters are replaced: the counters' deltas since the previous heartbeat (read from the ServiceSample rows, one
+  query) go into the balancer's 10-second bucket of `now`, per service and as the balancer's total (service key
+  ""), merged with what an earlier heartbeat put in the same bucket (one query), in one bulk write. The agent
+  sends only the services whose counters changed: a service left out moved nothing, so it gets no row.
+- `roll_up(now)` (periodic, every minute): the latest 1-minute and 10-minute buckets again from the finer ones,
+  in SQL (idempotent: a bucket is recomputed until its finer rows are gone); `prune(now)`: each resolution past its
+  retention (TRAFFIC_10S_RETENTION_HOURS, TRAFFIC_1M_RETENTION_DAYS, TRAFFIC_10M_RETENTION_DAYS).
+- `read(balancers, service_key, resolution, start, end)`: per balancer, one Point per bucket. A bucket without
+  the balancer's total is a gap (it did not report); a service without a row there moved nothing: no traffic,
+  its connections as last seen.
+
+Rates are deltas over the seconds the balancer's heartbeats covered in the bucket (the total row's `seconds`),
+so a bucket half covered, or a heartbeat late, still reads as the right rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Sum
+
+from lvsadmin.core.models import Balancer, ServiceSample
+from lvsadmin.protocol import CONTROL_QUEUE
+
+from .models import TrafficSample
+
+COUNTERS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
+GAUGES = {"active": "active_conns", "inactive": "inactive_conns"}  # ours: the sample's name
+BASE = 10  # seconds: the buckets heartbeats fill
+ROLL_UPS = ((BASE, 60), (60, 600))  # (from, into)
+TOTAL = ""  # the service key of a balancer's total
+ROLL_UP_TASK = "lvsadmin.monitoring.roll_up_traffic"
+ROLL_UP_TASK_NAME = "lvsadmin: roll up and prune traffic samples"
+ROLL_UP_EVERY_SECONDS = 60
+
+
+def retention_seconds() -> dict[int, int]:
+    """How long each resolution is kept."""
+    return {BASE: settings.TRAFFIC_10S_RETENTION_HOURS * 3600, 60: settings.TRAFFIC_1M_RETENTION_DAYS * 86400,
+            600: settings.TRAFFIC_10M_RETENTION_DAYS * 86400}
+
+
+def bucket(epoch: float, resolution: int) -> int:
+    """The start of the bucket of `resolution` seconds that holds `epoch`."""
+    return int(epoch // resolution * resolution)
+
+
+def counter_delta(new: int, old: int | None) -> int:
+    """How much a cumulative counter moved: a counter that went down started over from zero (a kernel restarted, a
+    service deleted and made again), so all of its value is new; never negative. Nothing before: nothing known."""
+    if old is None:
+        return 0
+    return new - old if new >= old else new
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _reading(data) -> dict[str, int] | None:
+    """The counters and gauges of one ServiceSample's data (protocol: agent.facts.service_sample); None if broken."""
+    if not isinstance(data, dict):
+        return None
+    out = {name: _int(data.get(name, 0)) for name in COUNTERS}  # an older agent's sample may lack one: none moved
+    out.update({ours: _int(data.get(theirs, 0)) for ours, theirs in GAUGES.items()})
+    return None if None in out.values() else out
+
+
+def _previous(balancer: Balancer) -> dict[str, dict[str, int]]:
+    """The balancer's last counters per service, as the ServiceSample rows hold them before this heartbeat."""
+    names = [f"data__{n}" for n in (*COUNTERS, *GAUGES.values())]
+    rows = ServiceSample.objects.filter(balancer=balancer).values_list("service_key", *names)
+    out = {}
+    for key, *values in rows:
+        reading = _reading({n: v for n, v in zip((*COUNTERS, *GAUGES.values()), values, strict=True) if v is not None})
+        if reading is not None:
+            out[key] = reading
+    return out
+
+
+def _empty_row(balancer: Balancer, key: str, start: int) -> TrafficSample:
+    return TrafficSample(balancer=balancer, service_key=key, resolution=BASE, start=start)
+
+
+def _add(row: TrafficSample, deltas: dict[str, int], gauges: dict[str, int], seconds: float = 0.0) -> None:
+    for name, value in deltas.items():
+        setattr(row, name, getattr(row, name) + value)
+    for name, value in gauges.items():
+        setattr(row, name, max(getattr(row, name), value))
+    row.seconds += seconds
+
+
+def record(balancer: Balancer, samples: dict, *, keys: list | None, now: datetime, interval: float) -> int:
+    """Put one heartbeat's counters into the balancer's 10-second bucket of `now`; returns the rows written.
+
+    `samples`: the services whose counters changed (agent.facts.service_sample each); `keys`: every service the
+    kernel has, when the heartbeat says (None: the same as before); `interval`: seconds since the balancer's
+    previous heartbeat, the time the deltas cover.
+    """
+    previous = _previous(balancer)
+    kept = {k[:80] for k in keys if isinstance(k, str)} if isinstance(keys, list) else None
+    current = {k: v for k, v in previous.items() if kept is None or k in kept}
+    deltas: dict[str, dict[str, int]] = {}
+    for key, data in samples.items():
+        reading = _reading(data)
+        if reading is None or not isinstance(key, str):
+            continue
+        key, old = key[:80], previous.get(key[:80])
+        deltas[key] = {n: counter_delta(reading[n], old[n] if old else None) for n in COUNTERS}
+        current[key] = reading
+    start = bucket(now.timestamp(), BASE)
+    rows = {r.service_key: r for r in TrafficSample.objects.filter(balancer=balancer, resolution=BASE, start=start)}
+    for key, moved in deltas.items():
+        _add(rows.setdefault(key, _empty_row(balancer, key, start)), moved,
+             {g: current[key][g] for g in GAUGES})
+    total = rows.setdefault(TOTAL, _empty_row(balancer, TOTAL, start))
+    _add(total, {n: sum(d[n] for d in deltas.values()) for n in COUNTERS},
+         {g: sum(r[g] for r in current.values()) for g in GAUGES}, seconds=max(0.0, interval))
+    written = [r for k, r in rows.items() if k in deltas or k == TOTAL]
+    TrafficSample.objects.bulk_create(written, batch_size=500, update_conflicts=True,
+                                      unique_fields=["balancer", "service_key", "resolution", "start"],
+                                      update_fields=["seconds", *GAUGES, *COUNTERS])
+    return len(written)
+
+
+# --- roll-up and retention ---------------------------------------------------------------------------
+
+
+def roll_up(now: datetime, lookback: int = 3) -> int:
+    """Recompute the latest `lookback` buckets of each coarser resolution (the current one included, partly
+    filled), and any since the newest one there is (a roll-up that did not run for a while catches up), from the
+    finer ones; returns the rows written. Deltas and seconds add up; gauges keep their highest."""
+    written = 0
+    epoch = now.timestamp()
+    for fine, coarse in ROLL_UPS:
+        newest = TrafficSample.objects.filter(resolution=coarse).aggregate(m=Max("start"))["m"]
+        since = min(bucket(epoch, coarse) - (lookback - 1) * coarse, newest if newest is not None else 0)
+        merged = (TrafficSample.objects.filter(resolution=fine, start__gte=since)
+                  .annotate(into=F("start") - F("start") % coarse).order_by()
+                  .values("balancer_id", "service_key", "into")
+                  .annotate(s=Sum("seconds"), **{f"max_{g}": Max(g) for g in GAUGES},
+                            **{f"sum_{n}": Sum(n) for n in COUNTERS}))
+        rows = [TrafficSample(balancer_id=m["balancer_id"], service_key=m["service_key"], resolution=coarse,
+                              start=m["into"], seconds=m["s"] or 0.0,
+                              **{g: m[f"max_{g}"] or 0 for g in GAUGES}, **{n: m[f"sum_{n}"] or 0 for n in COUNTERS})
+                for m in merged]
+        TrafficSample.objects.bulk_create(rows, batch_size=500, update_conflicts=True,
+                                          unique_fields=["balancer", "service_key", "resolution", "start"],
+                                          update_fields=["seconds", *GAUGES, *COUNTERS])
+        written += len(rows)
+    return written
+
+
+def prune(now: datetime) -> int:
+    """Drop the buckets of each resolution older than its retention; returns how many rows went."""
+    dropped = 0
+    for resolution, keep in retention_seconds().items():
+        gone, _ = TrafficSample.objects.filter(resolution=resolution,
+                                               start__lt=bucket(now.timestamp(), resolution) - keep).delete()
+        dropped += gone
+    return dropped
+
+
+def ensure_periodic_tasks() -> list[str]:
+    """The roll-up job in django-celery-beat's tables (editable in the panel); made when missing."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    if PeriodicTask.objects.filter(name=ROLL_UP_TASK_NAME).exists():
+        return []
+    every = ROLL_UP_EVERY_SECONDS
+    interval = (IntervalSchedule.objects.filter(every=every, period=IntervalSchedule.SECONDS).order_by("id").first()
+                or IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS))
+    try:
+        with transaction.atomic():
+            _, created = PeriodicTask.objects.get_or_create(
+                name=ROLL_UP_TASK_NAME, defaults={"task": ROLL_UP_TASK, "interval": interval,
+                                                  "queue": CONTROL_QUEUE,
+                                                  "description": "Made by lvsadmin; edit the interval here."})
+    except IntegrityError:  # beat and the control worker start together: the other one made it
+        created = False
+    return [ROLL_UP_TASK_NAME] if created else []
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    """One bucket of one balancer (or their sum): connections, and rates per second; None where unknown."""
+
+    active: float | None = None
+    inactive: float | None = None
+    cps: float | None = None
+    inbps: float | None = None
+    outbps: float | None = None
+
+
+METRICS = ("active", "inactive", "cps", "inbps", "outbps")
+
+
+def _rates(row: TrafficSample | None, seconds: float) -> dict[str, float | None]:
+    if seconds <= 0:
+        return {"cps": None, "inbps": None, "outbps": None}
+    if row is None:
+        return {"cps": 0.0, "inbps": 0.0, "outbps": 0.0}  # the service moved nothing in this bucket
+    return {"cps": row.conns / seconds, "inbps": row.inbytes / seconds, "outbps": row.outbytes / seconds}
+
+
+def read(balancers: list[Balancer], service_key: str, resolution: int, start: int, end: int) -> dict[int, list[Point]]:
+    """Per balancer (pk), one Point per bucket of `resolution` from `start` up to `end` (epoch seconds)."""
+    times = range(bucket(start, resolution), end, resolution)
+    keys = {TOTAL, service_key}
+    rows = TrafficSample.objects.filter(balancer__in=balancers, resolution=resolution, service_key__in=keys,
+                                        start__gte=times.start, start__lt=end).order_by("start")
+    by: dict[tuple[int, str, int], TrafficSample] = {(r.balancer_id, r.service_key, r.start): r for r in rows}
+    out = {}
+    for b in balancers:
+        points, last = [], None  # last: the service's connections as last seen
+        for t in times:
+            total, row = by.get((b.pk, TOTAL, t)), by.get((b.pk, service_key, t))
+            if row is not None:
+                last = (row.active, row.inactive)
+            if total is None:
+                points.append(Point())  # the balancer did not report: a gap
+                continue
+            active, inactive = last if last else (None, None)
+            points.append(Point(active=active, inactive=inactive, **_rates(row, total.seconds)))
+        out[b.pk] = points
+    return out
+
+
+def summed(series: list[list[Point]]) -> list[Point]:
+    """The buckets of several balancers added up (a bucket none of them reported stays a gap)."""
+    out = []
+    for column in zip(*series, strict=True):
+        point = Point()
+        for name in METRICS:
+            values = [getattr(p, name) for p in column if getattr(p, name) is not None]
+            setattr(point, name, sum(values) if values else None)
+        out.append(point)
+    return out
+
+
+def window(length: int, resolution: int, now: datetime) -> tuple[int, int]:
+    """(start, end) epoch seconds of the last `length` seconds, in whole buckets, the current one included."""
+    end = bucket(now.timestamp(), resolution) + resolution
+    return end - length, end
