@@ -99,7 +99,10 @@ def _email(channel: Channel, msg: dict) -> None:
 
 
 def _post(url: str, body: dict) -> int:
-    check_url(url)  # also at save; a URL changed in the database by hand is still never sent to file://
+    try:
+        check_url(url)  # also at save; a URL changed in the database by hand is still never sent to file://
+    except ValidationError as exc:
+        raise DeliveryFailed(" ".join(exc.messages)) from None
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
         "Content-Type": "application/json", "User-Agent": USER_AGENT})
     try:
