@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from lvsadmin import signing
+from lvsadmin import broker, signing
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -255,6 +255,7 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 
 # Celery: Redis is a doorbell; at-least-once delivery, idempotent tasks.
 CELERY_BROKER_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_USE_SSL = broker.use_ssl(CELERY_BROKER_URL)  # rediss:// verifies the server (lvsadmin.broker)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

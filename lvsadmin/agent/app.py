@@ -7,7 +7,7 @@ Run one per balancer, consuming only its own queue, one task at a time (scripts/
 
 Environment:
   LVSADMIN_BALANCER          this balancer's name (queue lvs.<name>); default: the host name
-  LVSADMIN_BROKER_URL        the broker (else REDIS_URL, else redis://127.0.0.1:6379/0)
+  LVSADMIN_BROKER_URL        the broker (else REDIS_URL, else redis://127.0.0.1:6379/0); rediss://: lvsadmin.broker
   LVSADMIN_AGENT_STATE       the state file (default /var/lib/lvsadmin-agent/state.json)
   LVSADMIN_AGENT_KEY, LVSADMIN_PANEL_PUBLIC_KEY
                              this agent's key pair, the panel's public key (lvsadmin.agent.trust): required
@@ -41,6 +41,7 @@ import threading
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
 
+from lvsadmin.broker import use_ssl
 from lvsadmin.ipvs.model import hostport
 from lvsadmin.protocol import (
     BACKUP_REQUEST_TASK,
@@ -81,6 +82,7 @@ REPLY_QUEUE = os.environ.get("LVSADMIN_CONTROL_QUEUE", CONTROL_QUEUE)
 app = Celery("lvsadmin-agent")
 app.conf.update(
     broker_url=broker_url(),
+    broker_use_ssl=use_ssl(broker_url()),  # rediss:// verifies the server (lvsadmin.broker)
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # a broker outage is waited out, never a reason to exit
     broker_transport_options={"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))},

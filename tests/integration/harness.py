@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -125,23 +126,35 @@ class Proc:
 
 
 class RedisServer:
-    """redis-server on a free loopback port, no persistence."""
+    """redis-server on a free loopback port, no persistence.
 
-    def __init__(self, workdir: Path):
+    With `tls` (its certificate, key and CA files): TLS only, no plain port, clients not asked for a certificate;
+    its `url` is a rediss:// one that verifies the server against that CA.
+    """
+
+    def __init__(self, workdir: Path, tls: tuple[Path, Path, Path] | None = None):
         self.workdir = Path(workdir)
         self.port = free_port()
+        self.tls = tls
         self.proc: Proc | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0" if self.tls is None else self.tls_url(self.tls[2])
+
+    def tls_url(self, ca: Path) -> str:
+        """A rediss:// URL to this server that trusts only `ca`."""
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={quote(str(ca))}"
 
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = Proc([exe, "--bind", "127.0.0.1", "--port", self.port, "--save", "", "--appendonly", "no",
+        listen = ["--port", self.port] if self.tls is None else [
+            "--port", 0, "--tls-port", self.port, "--tls-cert-file", self.tls[0], "--tls-key-file", self.tls[1],
+            "--tls-ca-cert-file", self.tls[2], "--tls-auth-clients", "no"]
+        self.proc = Proc([exe, "--bind", "127.0.0.1", *listen, "--save", "", "--appendonly", "no",
                           "--dir", self.workdir, "--protected-mode", "yes"],
                          self.workdir / "redis.log", name="redis").start()
         self.proc.wait_log(r"Ready to accept connections", timeout=20)
