@@ -66,6 +66,8 @@ _IGNORED = {
     "user": "user is ignored (a MISC check runs as the agent's user)",
     "snmp_name": "snmp_name is ignored",
 }
+# A scheduler's flags, each a keyword of its own in keepalived, `-b` in ipvsadm (same names).
+_SCHED_FLAGS = ("flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback")
 _TIMING = ("delay_loop", "connect_timeout", "retry", "nb_get_retry", "delay_before_retry", "virtualhost",
            "inhibit_on_failure", "alpha")
 
@@ -268,10 +270,17 @@ def _read_service(node: Node, warnings: list[str]) -> _Service:
         if len(node.args) != 2:
             raise LineError(node.line, "virtual_server takes an address and a port (or fwmark N)")
         address = _address(node, node.args[0])
-        svc = _Service(node, hostport(address, _port(node, node.args[1])), "TCP", 6 if ":" in address else 4,
+        svc = _Service(node, hostport(address, _port(node, node.args[1])), "UDP", 6 if ":" in address else 4,
                        int(node.args[1]), False)
-    for child in _block(node):
+    # The protocol first: the checkers read under it may come before it.
+    protocols = [child for child in _block(node) if child.keyword == "protocol"]
+    for child in protocols:
         _service_setting(svc, child, warnings)
+    if not protocols and not svc.fwmark:
+        warnings.append(f"line {node.line}: no protocol: UDP, keepalived's default (it says so in its log too)")
+    for child in _block(node):
+        if child.keyword != "protocol":
+            _service_setting(svc, child, warnings)
     if svc.fwmark:
         family = svc.settings.get("ip_family") or (6 if svc.servers and ":" in svc.servers[0].address else 4)
         svc.family = family
@@ -302,6 +311,8 @@ def _service_setting(svc: _Service, node: Node, warnings: list[str]) -> None:
         s["pe"] = _one(node)[0]
     elif kw == "ops":
         s["ops"] = _bool(node)
+    elif kw in _SCHED_FLAGS:
+        s.setdefault("flags", {})[kw] = None
     elif kw == "ip_family":
         family = _one(node)[0]
         if family not in ("inet", "inet6"):
@@ -478,6 +489,8 @@ def _build_table(services: list[_Service], warnings: list[str], resolver) -> Tab
             line += f" --pe {s['pe']}"
         if s.get("ops"):
             line += " -o"
+        if s.get("flags"):
+            line += f" -b {','.join(s['flags'])}"
         commands.append(line)
         origin.append(svc.node.line)
         if "forward" not in s and any(server.forward is None for server in svc.servers):

@@ -72,6 +72,7 @@ virtual_server 10.0.0.1 25 {
     delay_loop 10
     lb_algo rr
     lb_kind NAT
+    protocol TCP
     real_server 192.0.2.20 2525 {
         MISC_CHECK {
             misc_path "/usr/local/bin/check_smtp 192.0.2.20"
@@ -166,6 +167,7 @@ def test_the_import_exports_as_ipvsadm_rules():
 def test_ssl_get_does_not_verify_the_certificate_like_keepalived_and_alpha_starts_servers_down():
     result = imported("""
         virtual_server 2001:db8::1 443 {
+            protocol TCP
             lb_kind NAT
             alpha
             virtualhost www.example.org
@@ -184,6 +186,7 @@ def test_ssl_get_does_not_verify_the_certificate_like_keepalived_and_alpha_start
 def test_mixed_inhibit_on_failure_removes_and_says_so():
     result = imported("""
         virtual_server 10.0.0.1 80 {
+            protocol TCP
             lb_kind NAT
             real_server 192.0.2.1 80 {
                 inhibit_on_failure
@@ -203,14 +206,45 @@ def test_mixed_inhibit_on_failure_removes_and_says_so():
 def test_a_dr_server_on_another_port_takes_the_services_port_with_a_warning_as_keepalived_does():
     result = imported("""
         virtual_server 10.0.0.1 80 {
+            protocol TCP
             lb_kind DR
             real_server 192.0.2.1 8080 {
             }
         }
         """)
     assert result.table.services[0].destinations[0].port == 80
-    assert result.warnings == ["line 4: the real server's port 8080 becomes the service's port 80 (DR and TUN "
+    assert result.warnings == ["line 5: the real server's port 8080 becomes the service's port 80 (DR and TUN "
                                "forward to the same port; keepalived resets it too)"]
+
+
+def test_a_virtual_server_without_a_protocol_is_udp_as_keepalived_makes_it_and_the_import_says_so():
+    # keepalived 2.2.7 logs "no protocol set - defaulting to UDP" (seen in the IPVS VM, tests/kernel)
+    result = imported("""
+        virtual_server 10.0.0.1 80 {
+            lb_kind NAT
+            real_server 192.0.2.1 80 {
+                TCP_CHECK {
+                }
+            }
+        }
+        """)
+    assert format_save(result.table) == "-A -u 10.0.0.1:80 -s wlc\n-a -u 10.0.0.1:80 -r 192.0.2.1:80 -m -w 1\n"
+    assert result.warnings == ["line 2: no protocol: UDP, keepalived's default (it says so in its log too)"]
+    # keepalived's TCP_CHECK still connects over TCP, to the real server's port
+    assert result.health["udp|10.0.0.1|80"].check.port == 80
+
+
+def test_scheduler_flags_are_keywords_of_their_own_as_in_keepalived():
+    result = imported("""
+        virtual_server 10.0.0.1 443 {
+            lb_algo sh
+            sh-port
+            sh-fallback
+            lb_kind NAT
+            protocol TCP
+        }
+        """)
+    assert format_save(result.table) == "-A -t 10.0.0.1:443 -s sh -b sh-fallback,sh-port\n"
 
 
 @pytest.mark.parametrize(("text", "message"), [

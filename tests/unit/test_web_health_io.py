@@ -26,6 +26,7 @@ virtual_server 10.0.0.1 80 {
     delay_loop 5
     lb_algo wrr
     lb_kind DR
+    protocol TCP
     real_server 192.0.2.11 80 {
         weight 10
         inhibit_on_failure
