@@ -96,6 +96,7 @@ class Agent:
         self._owned_cache: OwnedKeys | None = None
         self._target_cache: tuple | None = None  # (target Table, its dict, its digest) when health holds servers
         self.health = HealthMonitor(act=self.act_on_health, send=self._send_health)
+        self.health.remembered_down = set(self.state.health_down)
 
     @property
     def backend(self) -> Backend:
@@ -245,7 +246,9 @@ class Agent:
         """What the kernel should hold for `snapshot`: its table, with what health holds back (effective weight
         = desired weight × health × slow-start ramp); the snapshot's own decoded table when health holds nothing."""
         self.health.configure(snapshot, desired)
-        return self.health.overlay(desired)
+        target = self.health.overlay(desired)
+        self.state.health_down = self.health.down_keys()  # saved with the state the reconcile writes
+        return target
 
     def _table_of(self, snapshot: dict, target: Table) -> tuple[dict, str | None]:
         """`target` as a table dict and its digest: the snapshot's own unless health changed it."""

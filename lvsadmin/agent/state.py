@@ -55,6 +55,9 @@ class AgentState:
     # The newest audit chain head the control side sent ({"sequence", "hash"}): a witness kept outside the
     # panel's database, reported back, so that a truncated or rewritten audit log is found (audit/witness.py).
     audit_head: dict | None = None
+    # The checked servers down when the state was last saved (HealthMonitor.down_keys): after a restart they start
+    # down, and come back only after passing `rise` checks, instead of taking traffic until they fail `fall` again.
+    health_down: list = field(default_factory=list)
     # Counters of what this agent did, for tests and the balancer's facts.
     mutations: int = 0
     reconciles: int = 0

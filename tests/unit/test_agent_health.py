@@ -207,3 +207,24 @@ def test_a_service_whose_checks_are_removed_gets_its_weights_back(agent, kernel,
     agent.act_on_health()
     agent.reconcile(snap(revision=2))
     assert weights(kernel) == {A: 100, B: 100, C: 100} and agent.heartbeat().get("health") is None
+
+
+def test_a_server_down_before_a_restart_starts_down_and_comes_back_only_after_rise(kernel, tmp_path, clock, sent):
+    def make():
+        agent = Agent("lb1", kernel, StateStore(tmp_path / "state.json"), lambda *a, **k: None, clock=clock)
+        agent.health = HealthMonitor(act=agent.act_on_health, send=agent._send_health, clock=clock,
+                                     runner_factory=QuietRunner, background=False)
+        agent.health.remembered_down = set(agent.state.health_down)
+        return agent
+
+    first = make()
+    first.reconcile(snap(health={SERVICE: ServiceHealth(check=HTTP)}))
+    feed(first, A, DOWN, 2, clock)
+    first.act_on_health()
+    assert weights(kernel)[A] == 0
+    again = make()  # the agent restarted: a resync converges to the same snapshot
+    again.reconverge({"cluster": "web", "trigger": "resync"})
+    assert weights(kernel)[A] == 0
+    feed(again, A, UP, 2, clock)
+    again.act_on_health()
+    assert weights(kernel)[A] == 100

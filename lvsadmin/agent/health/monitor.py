@@ -12,6 +12,8 @@ down the kernel is still acted on, and only the messages are lost (the heartbeat
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -58,6 +60,7 @@ class HealthMonitor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.remembered_down: set[str] = set()  # down_keys() saved before a restart: those start down
         self._raw_health: object = None  # the snapshot's health dict last configured (identity check)
         self._configured_table: Table | None = None
 
@@ -92,7 +95,8 @@ class HealthMonitor:
                     jobs.setdefault(key, job)
                     uses.setdefault(key, []).append((text, server_text(dest.address, dest.port)))
                     if key not in self.states:
-                        self.states[key] = ServerState(check, start_down=spec.policy.start_down, now=now)
+                        start_down = spec.policy.start_down or memo(key) in self.remembered_down
+                        self.states[key] = ServerState(check, start_down=start_down, now=now)
             for gone in set(self.states) - set(jobs):
                 del self.states[gone]
             self.health, self.uses = health, uses
@@ -228,7 +232,18 @@ class HealthMonitor:
                    "stalled": bool(status.get("stalled")) or not thread_alive}
         return {"checker": checker, "servers": servers, "services": services}
 
+    def down_keys(self) -> list[str]:
+        """The probes whose server is down, as the agent's state file keeps them across a restart."""
+        with self.lock:
+            return sorted(memo(key) for key, state in self.states.items() if state.state == "down")
+
     def checks(self) -> dict[tuple, Check]:
         with self.lock:
             return {key: state.check for key, state in self.states.items()}
 
+
+def memo(key: tuple) -> str:
+    """A probe key as text that survives a restart: address|port|a digest of the check."""
+    address, port, check = key
+    digest = hashlib.sha256(json.dumps(check.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"{address}|{port}|{digest}"
