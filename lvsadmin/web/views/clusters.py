@@ -14,6 +14,7 @@ from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
 from lvsadmin.core import reports, services, trust, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
+from lvsadmin.monitoring import charts
 from lvsadmin.monitoring import selectors as health
 
 from .. import live
@@ -91,8 +92,9 @@ def cluster_detail(request, name):
     context = {"cluster": cluster, "form": form, "table": table, "counters": counters,
                "totals": live.cluster_totals(counters), "oob": False,
                "service_health": health.service_health(cluster.pk, table.rows)}
-    fragments = ("services", "counters")
+    fragments = ("services", "counters", "charts")
     fragment = fragment_name(request, fragments)
+    context["traffic"] = charts.for_cluster(cluster, request.GET.get("range"))
     if fragment == "counters":
         context["oob"] = True
     else:
@@ -103,7 +105,8 @@ def cluster_detail(request, name):
                                          or b.status_detail.startswith(reports.AHEAD_PREFIXES) for b in balancers)
     if fragment is None:
         context["backup_info"] = backup_info(cluster)
-    return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment)
+    return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment,
+                       status=422 if context["traffic"]["error"] else 200)
 
 
 @policy(read=ADMIN, write=ADMIN)
@@ -196,10 +199,12 @@ def balancer_detail(request, name):
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups,
                "security_events": list(balancer.security_events.all()[:5]), "checker": health.checker(balancer),
                "previous_key_believed": trust.in_grace(balancer)}
-    fragment = fragment_name(request, ("reports",))
+    context["traffic"] = charts.for_balancer(balancer, request.GET.get("range"))
+    fragment = fragment_name(request, ("reports", "charts"))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)
-    return render_page(request, "web/balancer.html", context, fragments=("reports",), fragment=fragment)
+    return render_page(request, "web/balancer.html", context, fragments=("reports", "charts"), fragment=fragment,
+                       status=422 if context["traffic"]["error"] else 200)
 
 
 def _int(value):

@@ -14,6 +14,7 @@ from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import Cluster, RealServer, VirtualService
 from lvsadmin.core.versions import StaleEdit, version_of
+from lvsadmin.monitoring import charts
 from lvsadmin.monitoring import selectors as health
 
 from .. import live
@@ -52,13 +53,15 @@ def service_detail(request, pk):
     mine = Q(object_type="virtualservice", object_id=svc.pk) | Q(
         object_type="realserver", object_id__in=RealServer.objects.filter(service=svc).values("pk"))
     history = list(ChangeRecord.objects.filter(mine).order_by("-id")[:HISTORY_ROWS])
-    fragments = ("servers", "svc-health")
+    fragments = ("servers", "svc-health", "charts")
     fragment = fragment_name(request, fragments)
     context = {"svc": svc, "cluster": svc.cluster, "servers": servers, "page_obj": page_obj, "counters": counters,
                "states": states, "history": history, "oob": fragment == "svc-health",
                "service_health": health.service_health(svc.cluster_id, [svc])[svc.pk]}
     context["health_panel"] = health_panel(svc)
-    return render_page(request, "web/service.html", context, fragments=fragments, fragment=fragment)
+    context["traffic"] = charts.for_service(svc, request.GET.get("range"))
+    return render_page(request, "web/service.html", context, fragments=fragments, fragment=fragment,
+                       status=422 if context["traffic"]["error"] else 200)
 
 
 @policy(read=OPERATOR, write=OPERATOR)
