@@ -57,6 +57,8 @@ def _clean(channel: Channel) -> None:
             channel.url = delivery.check_url(channel.url)
         except ValidationError as exc:
             errors["url"] = exc.messages
+    if channel.name == "new":
+        errors["name"] = ["'new' is the name of the page that makes a channel: choose another."]
     unknown = [r for r in channel.rules if r not in RULES]
     if unknown:
         errors["rules"] = [f"Unknown rule: {', '.join(map(str, unknown))}."]

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from .views import audit, auth, backups, clusters, enrol, health, health_io, monitoring, services, tables, users
+from .views import alerts, audit, auth, backups, clusters, enrol, health, health_io, monitoring, services, tables, users
+from .views.metrics import metrics as prometheus_metrics
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -33,6 +34,8 @@ urlpatterns = [
     path("balancers/<slug:name>/key/revoke/", clusters.balancer_key_revoke, name="balancer_key_revoke"),
     path("balancers/<slug:name>/enrolment-token/", enrol.enrolment_token, name="enrolment_token"),
     path("enrol/", enrol.enrol, name="enrol"),
+    # Prometheus's scrape (a bearer token and/or an allowed network; no sign-in): lvsadmin/web/views/metrics.py
+    path("metrics", prometheus_metrics, name="metrics"),
     # backups (lvsadmin/web/views/backups.py)
     path("balancers/<slug:name>/backups/", backups.balancer_backups, name="balancer_backups"),
     path("balancers/<slug:name>/backups/upload/", backups.backup_upload, name="backup_upload"),
@@ -64,6 +67,14 @@ urlpatterns = [
     # health events (lvsadmin/web/views/monitoring.py)
     path("health/events/", monitoring.health_events, name="health_events"),
     path("clusters/<slug:name>/health/events/", monitoring.health_events, name="cluster_health_events"),
+    # alerts (lvsadmin/web/views/alerts.py): incidents for every reader, channels for admins
+    path("alerts/", alerts.incidents, name="alerts"),
+    path("alerts/channels/", alerts.channel_list, name="alert_channels"),
+    path("alerts/channels/new/", alerts.channel_create, name="alert_channel_create"),
+    path("alerts/channels/<slug:name>/", alerts.channel_detail, name="alert_channel"),
+    path("alerts/channels/<slug:name>/edit/", alerts.channel_edit, name="alert_channel_edit"),
+    path("alerts/channels/<slug:name>/test/", alerts.channel_test, name="alert_channel_test"),
+    path("alerts/channels/<slug:name>/delete/", alerts.channel_delete, name="alert_channel_delete"),
     # audit
     path("audit/", audit.audit_log, name="audit"),
     path("audit/export.csv", audit.audit_csv, name="audit_csv"),
