@@ -1,5 +1,6 @@
 """lvsadmin settings: one file, configured by environment variables (see README)."""
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -243,6 +244,48 @@ PERMISSIONS_POLICY = ("accelerometer=(), camera=(), display-capture=(), geolocat
                       "magnetometer=(), microphone=(), midi=(), payment=(), usb=()")
 # Proxies whose X-Request-ID (a UUID) the audit log keeps: comma-separated addresses or networks.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+
+# The panel's /metrics (lvsadmin.web.views.metrics), never anonymous: a bearer token (METRICS_TOKEN, else the file
+# METRICS_TOKEN_FILE names) and/or the networks allowed to scrape (METRICS_ALLOWED_NETWORKS, comma-separated,
+# matched against REMOTE_ADDR); with both, a scrape needs both. With neither, /metrics is off (404).
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def read_metrics_token(environ=os.environ) -> str:
+    """METRICS_TOKEN, else the content of the file METRICS_TOKEN_FILE; "" when neither is set. A token too short to
+    resist guessing, or a file that cannot be read, stops the start (naming the variable)."""
+    token, path = environ.get("METRICS_TOKEN", "").strip(), environ.get("METRICS_TOKEN_FILE", "").strip()
+    source = "METRICS_TOKEN"
+    if not token and path:
+        source = "METRICS_TOKEN_FILE"
+        try:
+            token = Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ImproperlyConfigured(f"METRICS_TOKEN_FILE: cannot read {path}: {exc}") from None
+        if not token:
+            raise ImproperlyConfigured(f"METRICS_TOKEN_FILE: {path} is empty")
+    if token and (len(token) < METRICS_TOKEN_MIN_LENGTH or not token.isascii() or not token.isprintable()
+                  or " " in token):
+        raise ImproperlyConfigured(
+            f"{source}: a token of at least {METRICS_TOKEN_MIN_LENGTH} printable ASCII characters without spaces; "
+            "make one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    return token
+
+
+def read_networks(name: str, environ=os.environ) -> list[str]:
+    """A comma-separated list of addresses or networks (10.0.0.5, 10.0.0.0/24, ::1); a bad entry stops the start."""
+    entries = [item.strip() for item in environ.get(name, "").split(",") if item.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not an address or a network "
+                                       "(e.g. 10.0.0.5, 10.0.0.0/24, ::1)") from None
+    return entries
+
+
+METRICS_TOKEN = read_metrics_token()
+METRICS_ALLOWED_NETWORKS = read_networks("METRICS_ALLOWED_NETWORKS")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -34,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
 from lvsadmin.ipvs.codec import table_digest
+from lvsadmin.monitoring import latency
 from lvsadmin.monitoring import samples as traffic
 from lvsadmin.monitoring import services as monitoring
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 MAX_STORED_OPERATIONS = 2000  # an ApplyReport keeps the first operations of a huge apply, and their count
 MAX_DETAIL_ITEMS = 5
 RESYNC_TASK_NAME = "lvsadmin: resync balancers"
+# Balancer.facts' count of differences between the kernel and the applied revision, as the last heartbeat or report
+# said (/metrics' lvsadmin_balancer_drift_entries).
+DRIFT_COUNT = "drift_count"
 OFFLINE_TASK_NAME = "lvsadmin: mark offline balancers"
 
 
@@ -143,10 +147,15 @@ def record_report(message: dict) -> ApplyReport | None:
                      .update(applied_revision=revision))
         if moved:
             balancer.applied_revision = revision
+            if revision == cluster.desired_revision and cluster.revision_changed_at:
+                latency.observe(cluster.pk, (now - cluster.revision_changed_at).total_seconds())
 
     fields = {"last_seen": now, **_status_after(report, outcome, balancer, cluster, now)}
     if report.facts:
         fields["facts"] = {**(balancer.facts or {}), **report.facts}
+    if outcome != ApplyReport.Outcome.STALE:
+        # How far the kernel still is from the revision (/metrics' drift count); a stale report says nothing of it.
+        fields["facts"] = {**fields.get("facts", balancer.facts or {}), DRIFT_COUNT: len(report.remaining)}
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
     if outcome != ApplyReport.Outcome.STALE:
         _keep_reported_table(balancer, report, now)
@@ -258,6 +267,8 @@ def record_heartbeat(message: dict) -> Balancer | None:
     fields: dict = {"last_seen": now, "facts": facts}
 
     drift = beat.drift if beat.cluster in (None, cluster.name) else []
+    # Drift seen mid-reconcile is not the kernel's settled state (the status ignores it too): the last count stays.
+    facts[DRIFT_COUNT] = len(drift) if not beat.busy else (balancer.facts or {}).get(DRIFT_COUNT, 0)
     why = ahead(cluster, beat.applied_revision, beat.lineage) if beat.cluster in (None, cluster.name) else ""
     if why:
         fields["status"], fields["status_detail"] = Balancer.Status.ERROR, why

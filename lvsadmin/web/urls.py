@@ -1,6 +1,7 @@
 from django.urls import path
 
 from .views import alerts, audit, auth, backups, clusters, enrol, health, health_io, monitoring, services, tables, users
+from .views.metrics import metrics as prometheus_metrics
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -33,6 +34,8 @@ urlpatterns = [
     path("balancers/<slug:name>/key/revoke/", clusters.balancer_key_revoke, name="balancer_key_revoke"),
     path("balancers/<slug:name>/enrolment-token/", enrol.enrolment_token, name="enrolment_token"),
     path("enrol/", enrol.enrol, name="enrol"),
+    # Prometheus's scrape (a bearer token and/or an allowed network; no sign-in): lvsadmin/web/views/metrics.py
+    path("metrics", prometheus_metrics, name="metrics"),
     # backups (lvsadmin/web/views/backups.py)
     path("balancers/<slug:name>/backups/", backups.balancer_backups, name="balancer_backups"),
     path("balancers/<slug:name>/backups/upload/", backups.backup_upload, name="backup_upload"),

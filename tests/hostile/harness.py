@@ -48,6 +48,8 @@ def post_endpoints() -> list[tuple[str, str]]:
     out = []
     for route, name, callback in walk():
         policy = callback.lvs_policy
+        if "POST" not in policy.get("methods", ("POST",)):
+            continue  # a public view that answers GET only (Prometheus's /metrics)
         if policy.get("public") or (policy.get("write") and "POST" in policy["methods"]):
             out.append((name, route))
     return out
