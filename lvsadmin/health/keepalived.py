@@ -304,7 +304,7 @@ def _service_setting(svc: _Service, node: Node, warnings: list[str]) -> None:
             raise LineError(node.line, f"protocol {protocol} is not one of TCP, UDP, SCTP")
         svc.protocol = protocol if not svc.fwmark else svc.protocol
     elif kw == "persistence_timeout":
-        s["persistence"] = int(_number(node))
+        s["persistence"] = int(_number(node)) if node.args else 360  # keepalived's default: 6 minutes
     elif kw == "persistence_granularity":
         s["netmask"] = _one(node)[0]
     elif kw == "persistence_engine":

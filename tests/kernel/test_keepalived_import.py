@@ -116,7 +116,7 @@ virtual_server fwmark 12 {
     delay_loop 3600
     lb_algo wlc
     lb_kind DR
-    persistence_timeout 600
+    persistence_timeout
     real_server 10.210.0.31 {
         weight 5
         TCP_CHECK {
@@ -256,6 +256,7 @@ def test_keepalived_builds_the_table_lvsadmin_imports_from_the_same_file(ipvs_gu
     assert "-A -t 10.210.0.1:80 -s wrr -p 300 -M 255.255.255.0" in expected["steady"]
     assert "-A -t [2001:db8:210::1]:80 -s wlc -p 120 -M 64" in expected["steady"]
     assert "-A -u 10.210.0.53:53 -s rr -o" in expected["steady"]
+    assert "-A -f 12 -s wlc -p 360" in expected["steady"]  # persistence_timeout alone: 6 minutes
     assert "-a -f 12 -r 10.210.0.31:0 -g -w 5" in expected["steady"]
     assert expected["failing"].splitlines() == [
         "-A -t 10.220.0.1:25 -s rr", "-a -t 10.220.0.1:25 -r 10.221.0.13:2525 -m -w 1",

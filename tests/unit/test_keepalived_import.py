@@ -247,6 +247,16 @@ def test_scheduler_flags_are_keywords_of_their_own_as_in_keepalived():
     assert format_save(result.table) == "-A -t 10.0.0.1:443 -s sh -b sh-fallback,sh-port\n"
 
 
+def test_persistence_timeout_without_a_value_is_six_minutes_as_in_keepalived():
+    result = imported("""
+        virtual_server fwmark 12 {
+            lb_kind DR
+            persistence_timeout
+        }
+        """)
+    assert format_save(result.table) == "-A -f 12 -s wlc -p 360\n"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("virtual_server_group web {\n 10.0.0.1 80\n}", "line 1: virtual_server_group is not supported"),
     ("virtual_server group web {\n}", "line 1: virtual_server_group is not supported"),
