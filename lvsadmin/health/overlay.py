@@ -13,7 +13,8 @@ inhibited servers inhibited and nothing of it is drift. The rules are keepalived
 - fail-open (PyBal's depool threshold): never more than max_down_share of a service's servers down: the ones
   that failed first stay down, the later ones are kept in at their weight;
 - quorum (keepalived): when the healthy weight falls below quorum − hysteresis the sorry server joins the table
-  (the real servers stay), and leaves when the healthy weight is back at quorum + hysteresis.
+  and serves alone (the real servers still up are inhibited or removed as failed ones are), until the healthy
+  weight is back at quorum + hysteresis.
 
 It runs over tables of 1,000 services × 10 servers: one pass, and only the services it changes are copied
 (shallowly); the others, and `desired` itself when nothing changes, are returned as the same objects, which the
@@ -107,6 +108,13 @@ def _service(svc: Service, text: str, health: ServiceHealth, state_of: StateOf, 
     fail_open = _fail_open(servers, policy)
     status = ServiceStatus(quorum=None, fail_open=fail_open is not None, sorry=False)
     _report_fail_open(text, fail_open, before, overlay)
+    sorry = None
+    if policy.quorum > 0:
+        has_quorum = _quorum(servers, policy, had_quorum, text, overlay)
+        status.quorum = OK if has_quorum else LOST
+        sorry = None if has_quorum else _sorry_server(policy, svc.family)
+    if sorry is not None:
+        _sorry_alone(servers, sorry, policy)
     destinations, changed = [], False
     for server in servers:
         if server.watched:
@@ -120,15 +128,11 @@ def _service(svc: Service, text: str, health: ServiceHealth, state_of: StateOf, 
             changed = True
         else:
             destinations.append(server.dest)
-    if policy.quorum > 0:
-        has_quorum = _quorum(servers, policy, had_quorum, text, overlay)
-        status.quorum = OK if has_quorum else LOST
-        sorry = None if has_quorum else _sorry_server(policy, svc.family)
-        if sorry is not None:
-            status.sorry = True
-            if not any(d.key == sorry.key for d in destinations):  # a real server that is also the sorry one
-                destinations.append(sorry)
-                changed = True
+    if sorry is not None:
+        status.sorry = True
+        if not any(d.key == sorry.key for d in destinations):  # a real server that is also the sorry one
+            destinations.append(sorry)
+            changed = True
     overlay.services[text] = status
     return replace(svc, destinations=destinations) if changed else svc
 
@@ -191,6 +195,18 @@ def _quorum(servers: list[_Server], policy: Policy, had: bool, text: str, overla
         held = had
     overlay.quorum[text] = held
     return held
+
+
+def _sorry_alone(servers: list[_Server], sorry: Destination, policy: Policy) -> None:
+    """keepalived: while quorum is lost the sorry server serves alone; the real servers still up leave the pool
+    the way failed ones do (inhibit: weight 0, remove: out of the table) and come back with the quorum."""
+    for server in servers:
+        if server.removed or server.dest.key == sorry.key:
+            continue
+        if policy.on_failure == "remove":
+            server.removed = True
+        else:
+            server.weight = 0
 
 
 def _sorry_server(policy: Policy, family: int) -> Destination | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import copy
 
 from hypothesis import HealthCheck, given, settings
@@ -165,7 +167,7 @@ def test_fail_open_breaks_ties_by_server_and_is_reported_once_when_it_starts_and
     assert not ended.services[key_text(svc.key)].fail_open
 
 
-def test_quorum_is_lost_below_quorum_minus_hysteresis_and_the_sorry_server_joins_the_real_servers():
+def test_quorum_is_lost_below_quorum_minus_hysteresis_and_the_sorry_server_serves_alone_as_in_keepalived():
     svc = service(10, 10, 10)
     text = key_text(svc.key)
     policy = Policy(quorum=25, hysteresis=5, sorry_server="198.51.100.9:8080", sorry_forward="masq")
@@ -175,9 +177,13 @@ def test_quorum_is_lost_below_quorum_minus_hysteresis_and_the_sorry_server_joins
     assert two_down.quorum == {text: False}
     assert two_down.events == [(text, "ok", "lost", "quorum lost")]
     assert two_down.services[text] == ServiceStatus(quorum="lost", fail_open=False, sorry=True)
+    # The server still up is inhibited too (the policy's inhibit): the sorry server serves alone.
     assert two_down.table.services[0].destinations == [
-        Destination("192.0.2.1", 80, weight=10), Destination("192.0.2.2", 80, weight=0),
+        Destination("192.0.2.1", 80, weight=0), Destination("192.0.2.2", 80, weight=0),
         Destination("192.0.2.3", 80, weight=0), Destination("198.51.100.9", 8080, forward="masq", weight=1)]
+    assert (text, "192.0.2.1|80") in two_down.held
+    _, removed = run(svc, replace(policy, on_failure="remove"), up(), down(), down(), quorum=one_down.quorum)
+    assert removed.table.services[0].destinations == [Destination("198.51.100.9", 8080, forward="masq", weight=1)]
 
 
 def test_quorum_is_regained_only_at_quorum_plus_hysteresis_and_the_sorry_server_then_leaves():
