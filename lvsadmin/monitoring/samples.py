@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Sum
 
 from lvsadmin.core.models import Balancer, ServiceSample
@@ -60,44 +60,46 @@ def counter_delta(new: int, old: int | None) -> int:
 
 
 def _int(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if type(value) is int and value >= 0 else None  # noqa: E721 (not a bool)
 
 
-def _reading(data) -> dict[str, int] | None:
-    """The counters and gauges of one ServiceSample's data (protocol: agent.facts.service_sample); None if broken."""
+READ = (*COUNTERS, *GAUGES.values())
+
+
+def _reading(data) -> tuple[int, ...] | None:
+    """(counters…, gauges…) of one sample (protocol: agent.facts.service_sample), in READ's order; None if broken.
+    A name missing (an older agent's sample) moved nothing."""
     if not isinstance(data, dict):
         return None
-    out = {name: _int(data.get(name, 0)) for name in COUNTERS}  # an older agent's sample may lack one: none moved
-    out.update({ours: _int(data.get(theirs, 0)) for ours, theirs in GAUGES.items()})
-    return None if None in out.values() else out
+    out = tuple(_int(data.get(name, 0)) for name in READ)
+    return None if None in out else out
 
 
-def _previous(balancer: Balancer) -> dict[str, dict[str, int]]:
+def _previous(balancer: Balancer) -> dict[str, tuple[int, ...]]:
     """The balancer's last counters per service, as the ServiceSample rows hold them before this heartbeat."""
-    names = [f"data__{n}" for n in (*COUNTERS, *GAUGES.values())]
-    rows = ServiceSample.objects.filter(balancer=balancer).values_list("service_key", *names)
+    rows = ServiceSample.objects.filter(balancer=balancer).values_list("service_key", *(f"data__{n}" for n in READ))
     out = {}
     for key, *values in rows:
-        reading = _reading({n: v for n, v in zip((*COUNTERS, *GAUGES.values()), values, strict=True) if v is not None})
+        reading = _reading({n: v for n, v in zip(READ, values, strict=True) if v is not None})
         if reading is not None:
             out[key] = reading
     return out
 
 
-def _empty_row(balancer: Balancer, key: str, start: int) -> TrafficSample:
-    return TrafficSample(balancer=balancer, service_key=key, resolution=BASE, start=start)
-
-
-def _add(row: TrafficSample, deltas: dict[str, int], gauges: dict[str, int], seconds: float = 0.0) -> None:
-    for name, value in deltas.items():
-        setattr(row, name, getattr(row, name) + value)
-    for name, value in gauges.items():
-        setattr(row, name, max(getattr(row, name), value))
-    row.seconds += seconds
+def _upsert_sql() -> str:
+    """One bucket row added to what the bucket holds: deltas and seconds add up, gauges keep their highest."""
+    q = connection.ops.quote_name
+    table = q(TrafficSample._meta.db_table)
+    columns = ["balancer_id", "service_key", "resolution", "start", "seconds", *COUNTERS, *GAUGES]
+    greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+    updates = [f"{q(c)} = {table}.{q(c)} + excluded.{q(c)}" for c in ("seconds", *COUNTERS)]
+    updates += [f"{q(g)} = {greatest}({table}.{q(g)}, excluded.{q(g)})" for g in GAUGES]
+    return (f"INSERT INTO {table} ({', '.join(map(q, columns))}) VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT ({', '.join(map(q, columns[:4]))}) DO UPDATE SET {', '.join(updates)}")
 
 
 def record(balancer: Balancer, samples: dict, *, keys: list | None, now: datetime, interval: float) -> int:
-    """Put one heartbeat's counters into the balancer's 10-second bucket of `now`; returns the rows written.
+    """Add one heartbeat's counters to the balancer's 10-second bucket of `now`; returns the rows written.
 
     `samples`: the services whose counters changed (agent.facts.service_sample each); `keys`: every service the
     kernel has, when the heartbeat says (None: the same as before); `interval`: seconds since the balancer's
@@ -106,27 +108,23 @@ def record(balancer: Balancer, samples: dict, *, keys: list | None, now: datetim
     previous = _previous(balancer)
     kept = {k[:80] for k in keys if isinstance(k, str)} if isinstance(keys, list) else None
     current = {k: v for k, v in previous.items() if kept is None or k in kept}
-    deltas: dict[str, dict[str, int]] = {}
+    start, n = bucket(now.timestamp(), BASE), len(COUNTERS)
+    rows, moved_total = [], [0] * n
     for key, data in samples.items():
         reading = _reading(data)
         if reading is None or not isinstance(key, str):
             continue
         key, old = key[:80], previous.get(key[:80])
-        deltas[key] = {n: counter_delta(reading[n], old[n] if old else None) for n in COUNTERS}
+        moved = [counter_delta(reading[i], old[i] if old else None) for i in range(n)]
+        moved_total = [a + b for a, b in zip(moved_total, moved, strict=True)]
+        # A service's own seconds stay 0: its rate is over the seconds its balancer's total covered (`read`).
+        rows.append((balancer.pk, key, BASE, start, 0.0, *moved, *reading[n:]))
         current[key] = reading
-    start = bucket(now.timestamp(), BASE)
-    rows = {r.service_key: r for r in TrafficSample.objects.filter(balancer=balancer, resolution=BASE, start=start)}
-    for key, moved in deltas.items():
-        _add(rows.setdefault(key, _empty_row(balancer, key, start)), moved,
-             {g: current[key][g] for g in GAUGES})
-    total = rows.setdefault(TOTAL, _empty_row(balancer, TOTAL, start))
-    _add(total, {n: sum(d[n] for d in deltas.values()) for n in COUNTERS},
-         {g: sum(r[g] for r in current.values()) for g in GAUGES}, seconds=max(0.0, interval))
-    written = [r for k, r in rows.items() if k in deltas or k == TOTAL]
-    TrafficSample.objects.bulk_create(written, batch_size=500, update_conflicts=True,
-                                      unique_fields=["balancer", "service_key", "resolution", "start"],
-                                      update_fields=["seconds", *GAUGES, *COUNTERS])
-    return len(written)
+    gauges = [sum(r[i] for r in current.values()) for i in range(n, len(READ))]
+    rows.append((balancer.pk, TOTAL, BASE, start, max(0.0, interval), *moved_total, *gauges))
+    with connection.cursor() as cursor:
+        cursor.executemany(_upsert_sql(), rows)
+    return len(rows)
 
 
 # --- roll-up and retention ---------------------------------------------------------------------------
