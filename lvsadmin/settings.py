@@ -130,6 +130,10 @@ INSTALLED_APPS = [
     "lvsadmin.backups",
     "lvsadmin.monitoring",
     "lvsadmin.web",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "lvsadmin.api",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +290,31 @@ def read_networks(name: str, environ=os.environ) -> list[str]:
 
 METRICS_TOKEN = read_metrics_token()
 METRICS_ALLOWED_NETWORKS = read_networks("METRICS_ALLOWED_NETWORKS")
+
+# The REST API (lvsadmin.api): bearer tokens only, JSON in and out, errors as problem details, throttled per token.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["lvsadmin.api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["lvsadmin.api.permissions.TokenScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["lvsadmin.api.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("API_RATE", "1200/minute")},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "lvsadmin.api.problems.handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "lvsadmin API",
+    "DESCRIPTION": "The desired state of the panel's IPVS clusters. Authenticate with `Authorization: Bearer <token>`; "
+                   "send If-Match with an object's ETag to change or delete it.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",  # served by the panel: the CSP allows no other origin
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,5 +1,6 @@
 from django.urls import include, path
 
 urlpatterns = [
+    path("api/", include("lvsadmin.api.urls")),
     path("", include("lvsadmin.web.urls")),
 ]

@@ -1,0 +1,19 @@
+from django.urls import path, re_path
+
+from . import schema, views, views_desired
+
+app_name = "api"
+
+urlpatterns = [
+    path("v1/clusters/", views.ClusterList.as_view(), name="clusters"),
+    path("v1/clusters/<slug:name>/", views.ClusterDetail.as_view(), name="cluster"),
+    path("v1/balancers/", views.BalancerList.as_view(), name="balancers"),
+    path("v1/balancers/<slug:name>/", views.BalancerDetail.as_view(), name="balancer"),
+    path("v1/services/", views_desired.ServiceList.as_view(), name="services"),
+    path("v1/services/<int:pk>/", views_desired.ServiceDetail.as_view(), name="service"),
+    path("v1/real-servers/", views_desired.RealServerList.as_view(), name="real_servers"),
+    path("v1/real-servers/<int:pk>/", views_desired.RealServerDetail.as_view(), name="real_server"),
+    path("v1/schema/", schema.Schema.as_view(), name="schema"),
+    path("v1/docs/", schema.Docs.as_view(), name="docs"),
+    re_path(r"^.*$", views.NotFound.as_view(), name="not_found"),
+]
