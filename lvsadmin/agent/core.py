@@ -16,18 +16,21 @@ the report built from it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from lvsadmin.ipvs import codec
-from lvsadmin.ipvs.model import Table
+from lvsadmin.ipvs import codec, delta
+from lvsadmin.ipvs.model import Service, Table
 from lvsadmin.ipvs.plan import DELETE_DEST, SetTimeouts, service_key
 from lvsadmin.protocol import (
     BACKUP_RESULT_TASK,
     DELIVERY_KEYS,
+    DELTA_VERSION,
+    DELTAS,
     HEALTH_TASK,
     HEARTBEAT_TASK,
     REPORT_TASK,
@@ -46,7 +49,7 @@ from .capture import backup_payload
 from .converge import Convergence, failure
 from .health.monitor import HealthMonitor
 from .state import AgentState, StateStore
-from .tables import Decoded, KeysOf, OwnedKeys, decode_reusing, same_table
+from .tables import Decoded, KeyCache, OwnedKeys, decode_reusing, same_table
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,13 @@ Sender = Callable[..., None]
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _int(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _kept(snapshot: dict) -> dict:
@@ -91,10 +101,13 @@ class Agent:
         self._facts_cache: dict | None = None
         # Worked out once per version: the last snapshot's table, its keys, the applied table, the keys owned.
         self._desired_cache: Decoded | None = None
-        self._desired_keys_cache: KeysOf | None = None
         self._applied_cache: Decoded | None = None
         self._owned_cache: OwnedKeys | None = None
         self._target_cache: tuple | None = None  # (target Table, its dict, its digest) when health holds servers
+        self._key_sets: list[tuple[Table, frozenset]] = []
+        self._keys = KeyCache()  # service keys of the desired and applied tables, per Service object
+        self._digests = codec.DigestCache()  # service digests of the tables received, per dict
+        self._index: tuple[dict, delta.Index] | None = None  # a table dict and its delta.Index
         self.health = HealthMonitor(act=self.act_on_health, send=self._send_health)
         self.health.remembered_down = set(self.state.health_down)
 
@@ -142,11 +155,21 @@ class Agent:
                 log.info("revision %s is older than revision %s (applied %s): ignored", revision,
                          self.newest_revision(), st.applied_revision)
                 return self._send_report(self._report(snapshot, trigger, "stale", started, t0))
+            touched = None
+            if "delta" in snapshot:
+                resolved = self._from_delta(snapshot)
+                if resolved is None:  # not built on what this agent holds: the control side sends the snapshot
+                    return self._send_report(self._report(snapshot, trigger, "stale", started, t0,
+                                                          needs_snapshot=True))
+                snapshot, touched = resolved
             try:
-                desired = self._target(snapshot, self._desired_table(snapshot))
+                decoded = self._desired_table(snapshot)
+                desired = self._target(snapshot, decoded)
             except (KeyError, TypeError, ValueError) as exc:
                 return self._send_report(self._report(snapshot, trigger, "error", started, t0, errors=[
                     {"op": "snapshot", "error": f"malformed snapshot: {exc}"}]))
+            if desired is not decoded or self.state.drains:
+                touched = None  # health holds servers back, or drains need every connection count: read it all
             st.cluster = cluster
             st.lineage = lineage or st.lineage
             if self._already_converged(snapshot, desired):
@@ -159,11 +182,61 @@ class Agent:
                     durations={"noop_check": time.monotonic() - t0}))
             st.pending = _kept(snapshot)
             self.store.save(st)
-            return self._send_report(self._converge(snapshot, desired, trigger, started, t0))
+            return self._send_report(self._converge(snapshot, desired, trigger, started, t0, touched))
 
     def _send_report(self, report: dict) -> dict:
         self._send(REPORT_TASK, report)
         return report
+
+    def _from_delta(self, snapshot: dict) -> tuple[dict, set | None] | None:
+        """The whole snapshot a delta stands for, built from the snapshot this agent holds, and the keys of the
+        services it names (None: a duplicate of the snapshot held, to converge as a whole); None when the delta is
+        not based on what this agent holds (another revision or digest, none held) or does not give the table of
+        its digest.
+
+        Every service the delta does not name is the very dict (and decoded Service) of the table held: building
+        the table, checking its digest and decoding it cost what changed."""
+        st, change = self.state, snapshot.get("delta")
+        base = st.snapshot
+        if not isinstance(change, dict) or base is None or not isinstance(base.get("table"), dict):
+            log.info("a delta to revision %s, but no snapshot held: asking for the snapshot", snapshot.get("revision"))
+            return None
+        whole = {k: v for k, v in snapshot.items() if k != "delta"}
+        held = int(base.get("revision") or 0)
+        if held == int(snapshot["revision"]) == st.applied_revision and base.get("digest") == snapshot.get("digest"):
+            return dict(whole, table=base["table"]), None  # the revision held, again
+        if not (held == st.applied_revision == _int(change.get("base_revision"))
+                and base.get("digest") and base.get("digest") == change.get("base_digest")):
+            log.info("a delta from revision %s (%s…), this agent holds revision %s (%s…): asking for the snapshot",
+                     change.get("base_revision"), str(change.get("base_digest"))[:8], held,
+                     str(base.get("digest"))[:8])
+            return None
+        try:
+            base_index = self._index_of(base["table"])
+            table, index = delta.apply(base["table"], change, base_index)
+            digest = codec.table_digest(table, self._digests)
+        except (delta.DeltaError, KeyError, TypeError, ValueError) as exc:
+            log.warning("a delta to revision %s does not apply: %s", snapshot.get("revision"), exc)
+            return None
+        if digest != snapshot.get("digest"):
+            log.warning("a delta to revision %s makes a table of another digest: asking for the snapshot",
+                        snapshot.get("revision"))
+            return None
+        self._index = (table, index)
+        self.store.derived(table, base["table"], {k: v for k, v in change.items()
+                                                  if k not in ("base_revision", "base_digest")})
+        named = []
+        for key in delta.changed_keys(change):
+            sd = change["services"][key] or base["table"]["services"][base_index.position[key]]
+            named.append(sd)
+        touched = {service_key(Service(sd["protocol"], sd.get("address", ""), sd.get("port", 0), sd.get("fwmark", 0),
+                                       sd.get("fwmark_family", 4))) for sd in named}
+        return dict(whole, table=table), touched
+
+    def _index_of(self, table: dict) -> delta.Index:
+        if self._index is None or self._index[0] is not table:
+            self._index = (table, delta.Index.of(table))
+        return self._index[1]
 
     def _already_converged(self, snapshot: dict, desired: Table) -> bool:
         """The no-op fast path, for the resyncs and repeated snapshots that make up most reconciles.
@@ -336,9 +409,11 @@ class Agent:
             log.info("resuming revision %s, left unfinished by a previous run", pending.get("revision"))
             return self.reconcile(dict(pending, balancer=self.name), trigger="startup")
 
-    def _plan(self, snapshot: dict, desired: Table, actual: Table) -> planning.Plan:
+    def _plan(self, snapshot: dict, desired: Table, actual: Table, only: set | None = None) -> planning.Plan:
+        """planning.plan; `only`: the keys of the services read (those of `actual`), the others left alone."""
         st = self.state
-        return planning.plan(desired, actual, previously_owned=self._previously_owned(),
+        owned = self._previously_owned()
+        return planning.plan(desired, actual, previously_owned=owned if only is None else owned & only,
                              owns_whole_table=bool(snapshot.get("owns_whole_table")), drains=st.drains,
                              now=self.clock(), drain_timeout=float(snapshot.get("drain_timeout") or 0))
 
@@ -353,18 +428,26 @@ class Agent:
 
     # --- converge: read → plan → apply → verify ---------------------------------------------------
 
-    def _converge(self, snapshot: dict, desired: Table, trigger: str, started: str, t0: float) -> dict:
+    def _converge(self, snapshot: dict, desired: Table, trigger: str, started: str, t0: float,
+                  touched: set | None = None) -> dict:
         # With no drain under way, only the part of the kernel that differs from the snapshot is read and
-        # planned (Backend.partial); drains need every connection count: a full dump.
-        run = Convergence(partial=not self.state.drains)
+        # planned (Backend.partial); drains need every connection count: a full dump. A delta names what changed
+        # (`touched`): only those services are read (Backend.partial_of), unless they show drift, when the rest
+        # may have drifted too: then the kernel is read as for a snapshot.
+        run = Convergence(partial=not self.state.drains, only=touched)
         try:
             run.read(self.backend, desired)
+            run.drift = self._drift(run, desired)
+            if run.only is not None and run.drift:
+                log.warning("drift in the services a delta names: reading the whole kernel table")
+                run = Convergence(partial=True)
+                run.read(self.backend, desired)
+                run.drift = self._drift(run, desired)
         except Exception as exc:  # the kernel could not be read: nothing was changed
             log.exception("dump failed")
             return self._report(snapshot, trigger, "error", started, t0, errors=[failure("dump", exc)])
-        run.drift = self._drift(run, desired)
         mark = time.monotonic()
-        run.plan = self._plan(snapshot, run.to_plan, run.actual)
+        run.plan = self._plan(snapshot, run.to_plan, run.actual, run.only)
         run.timed("plan", mark)
         run.apply(self.backend, self.apply_batch, self.apply_pause)
         self.state.mutations += run.applied
@@ -373,6 +456,8 @@ class Agent:
         run.applied += len(run.daemon_ops)
         self.state.mutations += len(run.daemon_ops)
         table, table_digest = self._settle(run, snapshot, desired)
+        if touched is not None and table is not None and table_digest == snapshot.get("digest"):
+            table = None  # the snapshot's own table, which the control side that sent the delta keeps
         return self._report(snapshot, trigger, run.outcome, started, t0, plan=run.plan, applied=run.applied,
                             errors=run.errors, drift=run.drift, remaining=run.remaining, durations=run.durations,
                             info=run.actual.info, table=table, table_digest=table_digest,
@@ -384,6 +469,17 @@ class Agent:
         if not run.partial:
             return planning.drift(self._applied_table(), run.actual)
         wanted = {service_key(s) for s in run.to_plan.services}
+        if run.only is not None:  # only these services were read: the others are not compared
+            applied = self._applied_table()
+            if applied is None:
+                return []
+            desired_keys = self._desired_keys(desired)
+            named = Table(services=list(itertools.compress(applied.services, map(
+                run.only.__contains__, self._keys.keys(applied)))), timeouts=applied.timeouts)
+            return planning.drift(named, run.actual,
+                                  matched={k for k in run.only if k in desired_keys and k not in wanted},
+                                  config_only={k for s in run.actual.services
+                                               if (k := service_key(s)) not in wanted})
         return planning.drift(self._applied_table(), run.actual,
                               matched={k for k in self._desired_keys(desired) if k not in wanted},
                               config_only={k for s in run.actual.services
@@ -400,11 +496,18 @@ class Agent:
         run.as_desired = run.partial and not plan.operations and not plan.drains  # already as desired
         if plan.operations and not run.errors and not plan.drains:
             try:
-                touched = {service_key(s) for s in run.to_plan.services} if run.partial else None
                 owned = True if snapshot.get("owns_whole_table") else self._previously_owned()
-                run.as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
+                if run.only is not None:  # a delta's: the services it names, each read by its key
+                    owned = owned if owned is True else owned & run.only
+                    run.as_desired = self.backend.diff_of(desired, run.only, owned=owned) == [] and (
+                        desired.timeouts is None or self.backend.timeouts() == desired.timeouts)
+                else:
+                    touched = {service_key(s) for s in run.to_plan.services} if run.partial else None
+                    run.as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
             except Exception:
                 log.exception("one-pass verify failed: verifying on a full dump")
+        if not run.as_desired and run.only is not None and not plan.operations and not plan.drains:
+            run.as_desired = not run.errors  # the services it names were read as desired, the rest taken so
         if not run.as_desired and (plan.operations or run.partial):  # a partial reading verifies nothing
             try:
                 run.after = self.backend.dump(counters=False)
@@ -453,14 +556,20 @@ class Agent:
         self.store.save(st)
         return table, table_digest
 
-    def _desired_keys(self, desired: Table) -> list:
-        if self._desired_keys_cache is None or self._desired_keys_cache.table is not desired:
-            self._desired_keys_cache = KeysOf(desired, [service_key(s) for s in desired.services])
-        return self._desired_keys_cache.keys
+    def _desired_keys(self, table: Table) -> frozenset:
+        """The keys of a table's services (worked out once per table, the desired and the applied one, from the
+        keys of its Service objects: a new revision costs what changed)."""
+        for kept, keys in self._key_sets:
+            if kept is table:
+                return keys
+        keys = frozenset(self._keys.keys(table))
+        self._key_sets = [*self._key_sets[-1:], (table, keys)]
+        return keys
 
-    def _previously_owned(self) -> set:
+    def _previously_owned(self) -> frozenset:
         """The keys of the services this agent applied last (those a plan may delete when they leave)."""
-        return {service_key(s) for s in self._applied_table().services} if self.state.applied else set()
+        applied = self._applied_table()
+        return frozenset() if applied is None else self._desired_keys(applied)
 
     def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
                 applied: int = 0, errors=(), drift=(), remaining=(), durations=None, info=None,
@@ -494,6 +603,7 @@ class Agent:
             finished=_now_iso(),
             applied_revision=self.state.applied_revision,
             lineage=self.state.lineage,
+            applied_digest=str((self.state.snapshot or {}).get("digest") or ""),
             audit_head=self.state.audit_head,
             facts=self.facts(info),
             table=table,  # the kernel's table after this reconcile (configuration only), when read and new
@@ -537,6 +647,8 @@ class Agent:
         out = dict(self._facts_cache)
         out.update(mutations=self.state.mutations, reconciles=self.state.reconciles,
                    drains=sum(len(d) for d in self.state.drains.values()))
+        out[DELTAS] = DELTA_VERSION  # the control side may send this agent deltas
+
         return out
 
     def heartbeat(self, startup: bool = False) -> dict:

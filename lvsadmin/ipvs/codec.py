@@ -85,8 +85,53 @@ def table_from_dict(data: dict) -> Table:
     )
 
 
-def table_digest(data: dict) -> str:
-    """SHA-256 of a table dict in canonical JSON: the control side names a snapshot's table, or the table an
-    agent reported, by it (so neither is sent again when the other side already holds it)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+_DIGEST_FORMAT = b"lvsadmin-table-digest/2\n"
+
+
+def _canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def service_digest(data: dict) -> bytes:
+    """SHA-256 of one service dict in canonical JSON (the part of a table digest that is this service's)."""
+    return hashlib.sha256(_canonical(data)).digest()
+
+
+class DigestCache:
+    """Service digests kept by the identity of their dict, for one holder of tables that never mutates a service
+    dict once it is in a table (the agent: its tables come from JSON and are replaced, never edited). A new
+    revision shares every unchanged service dict with the previous one, so its digest costs what changed."""
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit
+        self._digests: dict[int, tuple[dict, bytes]] = {}
+
+    def __call__(self, data: dict) -> bytes:
+        hit = self._digests.get(id(data))
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        if len(self._digests) >= self.limit:
+            self._digests.clear()
+        digest = service_digest(data)
+        self._digests[id(data)] = (data, digest)  # the dict is kept: its id cannot be reused meanwhile
+        return digest
+
+    def forget_all_but(self, tables) -> None:
+        """Keep only the digests of these tables' services (what the holder still uses)."""
+        keep = {id(sd) for table in tables if isinstance(table, dict) for sd in table.get("services") or ()}
+        self._digests = {k: v for k, v in self._digests.items() if k in keep}
+
+
+def table_digest(data: dict, cache: DigestCache | None = None) -> str:
+    """The digest of a table dict: SHA-256 over the SHA-256 of each service's canonical JSON, in table order, and
+    the canonical JSON of the rest (timeouts…). The control side names a snapshot's table, or the table an agent
+    reported, by it (so neither is sent again when the other side already holds it), and an agent checks a delta's
+    result against it. Made of the services' own digests so that a holder of successive tables (`cache`) digests
+    only the services that changed; the same value with or without a cache."""
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, list):
+        return hashlib.sha256(_DIGEST_FORMAT + _canonical(data)).hexdigest()
+    h = hashlib.sha256(_DIGEST_FORMAT)
+    h.update(b"".join(map(cache or service_digest, services)))
+    h.update(_canonical({k: v for k, v in data.items() if k != "services"}))
+    return h.hexdigest()
