@@ -9,9 +9,9 @@ audit chain's head; the agent keeps the newest and every report, heartbeat and b
 of the audit log outside the panel's database.
 
 A reconcile that has work to do converges in four steps, each filling its part of a `Convergence`: read (only
-the part of the kernel that differs from the snapshot, or a full dump while drains need every connection
-count), plan, apply, verify (in one pass against the snapshot, or on a full dump); then the state is settled and
-the report built from it.
+the part of the kernel that differs from the snapshot, only the services a delta names (`.deltas`), or a full
+dump while drains need every connection count), plan, apply, verify (in one pass against the snapshot, or on a
+full dump); then the state is settled and the report (`.reporting`) built from it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from lvsadmin.ipvs import codec, delta
-from lvsadmin.ipvs.model import Service, Table
+from lvsadmin.ipvs import codec
+from lvsadmin.ipvs.model import Table
 from lvsadmin.ipvs.plan import DELETE_DEST, SetTimeouts, service_key
 from lvsadmin.protocol import (
     BACKUP_RESULT_TASK,
@@ -37,7 +36,6 @@ from lvsadmin.protocol import (
     BackupRequest,
     HealthReport,
     ReconvergeRequest,
-    Report,
     newest,
 )
 
@@ -47,26 +45,16 @@ from .backend import Backend
 from .beat import Beats
 from .capture import backup_payload
 from .converge import Convergence, failure
+from .deltas import Deltas
 from .health.monitor import HealthMonitor
+from .reporting import build_report
+from .reporting import now_iso as _now_iso
 from .state import AgentState, StateStore
 from .tables import Decoded, KeyCache, OwnedKeys, decode_reusing, same_table
 
 log = logging.getLogger(__name__)
 
-MAX_REPORTED_OPERATIONS = 2000
-
 Sender = Callable[..., None]
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _int(value) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _kept(snapshot: dict) -> dict:
@@ -106,8 +94,7 @@ class Agent:
         self._target_cache: tuple | None = None  # (target Table, its dict, its digest) when health holds servers
         self._key_sets: list[tuple[Table, frozenset]] = []
         self._keys = KeyCache()  # service keys of the desired and applied tables, per Service object
-        self._digests = codec.DigestCache()  # service digests of the tables received, per dict
-        self._index: tuple[dict, delta.Index] | None = None  # a table dict and its delta.Index
+        self._deltas = Deltas()  # builds the table a delta stands for from the one held
         self.health = HealthMonitor(act=self.act_on_health, send=self._send_health)
         self.health.remembered_down = set(self.state.health_down)
 
@@ -157,7 +144,7 @@ class Agent:
                 return self._send_report(self._report(snapshot, trigger, "stale", started, t0))
             touched = None
             if "delta" in snapshot:
-                resolved = self._from_delta(snapshot)
+                resolved = self._deltas.resolve(st, snapshot, self.store)
                 if resolved is None:  # not built on what this agent holds: the control side sends the snapshot
                     return self._send_report(self._report(snapshot, trigger, "stale", started, t0,
                                                           needs_snapshot=True))
@@ -187,56 +174,6 @@ class Agent:
     def _send_report(self, report: dict) -> dict:
         self._send(REPORT_TASK, report)
         return report
-
-    def _from_delta(self, snapshot: dict) -> tuple[dict, set | None] | None:
-        """The whole snapshot a delta stands for, built from the snapshot this agent holds, and the keys of the
-        services it names (None: a duplicate of the snapshot held, to converge as a whole); None when the delta is
-        not based on what this agent holds (another revision or digest, none held) or does not give the table of
-        its digest.
-
-        Every service the delta does not name is the very dict (and decoded Service) of the table held: building
-        the table, checking its digest and decoding it cost what changed."""
-        st, change = self.state, snapshot.get("delta")
-        base = st.snapshot
-        if not isinstance(change, dict) or base is None or not isinstance(base.get("table"), dict):
-            log.info("a delta to revision %s, but no snapshot held: asking for the snapshot", snapshot.get("revision"))
-            return None
-        whole = {k: v for k, v in snapshot.items() if k != "delta"}
-        held = int(base.get("revision") or 0)
-        if held == int(snapshot["revision"]) == st.applied_revision and base.get("digest") == snapshot.get("digest"):
-            return dict(whole, table=base["table"]), None  # the revision held, again
-        if not (held == st.applied_revision == _int(change.get("base_revision"))
-                and base.get("digest") and base.get("digest") == change.get("base_digest")):
-            log.info("a delta from revision %s (%s…), this agent holds revision %s (%s…): asking for the snapshot",
-                     change.get("base_revision"), str(change.get("base_digest"))[:8], held,
-                     str(base.get("digest"))[:8])
-            return None
-        try:
-            base_index = self._index_of(base["table"])
-            table, index = delta.apply(base["table"], change, base_index)
-            digest = codec.table_digest(table, self._digests)
-        except (delta.DeltaError, KeyError, TypeError, ValueError) as exc:
-            log.warning("a delta to revision %s does not apply: %s", snapshot.get("revision"), exc)
-            return None
-        if digest != snapshot.get("digest"):
-            log.warning("a delta to revision %s makes a table of another digest: asking for the snapshot",
-                        snapshot.get("revision"))
-            return None
-        self._index = (table, index)
-        self.store.derived(table, base["table"], {k: v for k, v in change.items()
-                                                  if k not in ("base_revision", "base_digest")})
-        named = []
-        for key in delta.changed_keys(change):
-            sd = change["services"][key] or base["table"]["services"][base_index.position[key]]
-            named.append(sd)
-        touched = {service_key(Service(sd["protocol"], sd.get("address", ""), sd.get("port", 0), sd.get("fwmark", 0),
-                                       sd.get("fwmark_family", 4))) for sd in named}
-        return dict(whole, table=table), touched
-
-    def _index_of(self, table: dict) -> delta.Index:
-        if self._index is None or self._index[0] is not table:
-            self._index = (table, delta.Index.of(table))
-        return self._index[1]
 
     def _already_converged(self, snapshot: dict, desired: Table) -> bool:
         """The no-op fast path, for the resyncs and repeated snapshots that make up most reconciles.
@@ -568,48 +505,9 @@ class Agent:
 
     def _previously_owned(self) -> frozenset:
         """The keys of the services this agent applied last (those a plan may delete when they leave)."""
-        applied = self._applied_table()
-        return frozenset() if applied is None else self._desired_keys(applied)
+        return frozenset() if (applied := self._applied_table()) is None else self._desired_keys(applied)
 
-    def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
-                applied: int = 0, errors=(), drift=(), remaining=(), durations=None, info=None,
-                table: dict | None = None, table_digest: str | None = None, extra=(),
-                needs_snapshot: bool = False) -> dict:
-        """The report of one reconcile (a protocol.Report). `table_digest`: the control side's digest of
-        `table`, when known; a table the control side already holds (its `reported_digest`) is not sent again."""
-        operations = plan.operations if plan else []
-        ops = [planning.describe(op) for op in operations[:MAX_REPORTED_OPERATIONS]] + list(extra)
-        if table is not None and table_digest and snapshot.get("reported_digest") == table_digest:
-            table = None  # unchanged since the last report: the control side keeps what it has
-        durations = dict(durations or {})
-        durations["total"] = time.monotonic() - t0
-        return Report(
-            balancer=self.name,
-            cluster=snapshot.get("cluster"),
-            revision=int(snapshot.get("revision") or 0),
-            trigger=trigger,
-            outcome=outcome,
-            operations=ops,
-            operations_total=len(operations) + len(extra),
-            applied=applied,
-            errors=list(errors),
-            drift=list(drift),
-            unowned=plan.unowned if plan else [],
-            pending_drains=[f"{svc} -> {dest}" for svc, dests in (plan.drains if plan else {}).items()
-                            for dest in dests],
-            remaining=list(remaining),
-            durations={k: round(v, 4) for k, v in durations.items()},
-            started=started,
-            finished=_now_iso(),
-            applied_revision=self.state.applied_revision,
-            lineage=self.state.lineage,
-            applied_digest=str((self.state.snapshot or {}).get("digest") or ""),
-            audit_head=self.state.audit_head,
-            facts=self.facts(info),
-            table=table,  # the kernel's table after this reconcile (configuration only), when read and new
-            table_digest=table_digest if table is None else None,  # when not sent: the one it still is
-            needs_snapshot=needs_snapshot,
-        ).to_dict()
+    _report = build_report  # the report of one reconcile (lvsadmin.agent.reporting)
 
     # --- drains -----------------------------------------------------------------------------------
 
