@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 Sender = Callable[..., None]
 
 
+def _timeouts(snapshot: dict | None):
+    return ((snapshot or {}).get("table") or {}).get("timeouts")
+
+
 def _kept(snapshot: dict) -> dict:
     """A snapshot as the state keeps it: without what belongs to one delivery."""
     return {k: v for k, v in snapshot.items() if k not in DELIVERY_KEYS}
@@ -215,24 +219,8 @@ class Agent:
 
     def _apply_daemons(self, snapshot: dict, errors: list) -> list:
         """Start and stop sync daemons; returns the operations done (failures go to `errors`)."""
-        try:
-            ops = self._daemon_ops(snapshot)
-        except Exception as exc:
-            log.exception("listing the sync daemons failed")
-            errors.append(failure("--list --daemon", exc))
-            return []
-        done = []
-        for op in ops:
-            try:
-                if isinstance(op, daemons.StartDaemon):
-                    self.backend.start_daemon(op.daemon)
-                else:
-                    self.backend.stop_daemon(op.state)
-                done.append(op)
-            except Exception as exc:
-                log.warning("%s failed: %s", op, exc)
-                errors.append(failure(str(op), exc))
-        self.state.started_daemons = daemons.started_after(self.state.started_daemons, done)
+        done, self.state.started_daemons = daemons.converge(self.backend, snapshot.get("sync"),
+                                                            self.state.started_daemons, errors)
         return done
 
     def _desired_table(self, snapshot: dict) -> Table:
@@ -371,7 +359,8 @@ class Agent:
         # planned (Backend.partial); drains need every connection count: a full dump. A delta names what changed
         # (`touched`): only those services are read (Backend.partial_of), unless they show drift, when the rest
         # may have drifted too: then the kernel is read as for a snapshot.
-        run = Convergence(partial=not self.state.drains, only=touched)
+        run = Convergence(partial=not self.state.drains, only=touched,
+                          read_timeouts=touched is None or _timeouts(snapshot) != _timeouts(self.state.snapshot))
         try:
             run.read(self.backend, desired)
             run.drift = self._drift(run, desired)
@@ -389,7 +378,8 @@ class Agent:
         run.apply(self.backend, self.apply_batch, self.apply_pause)
         self.state.mutations += run.applied
         self._verify(run, snapshot, desired)
-        run.daemon_ops = self._apply_daemons(snapshot, run.errors)
+        if run.only is None or snapshot.get("sync") != (self.state.snapshot or {}).get("sync"):
+            run.daemon_ops = self._apply_daemons(snapshot, run.errors)  # (a delta's: when its settings changed)
         run.applied += len(run.daemon_ops)
         self.state.mutations += len(run.daemon_ops)
         table, table_digest = self._settle(run, snapshot, desired)
@@ -437,7 +427,8 @@ class Agent:
                 if run.only is not None:  # a delta's: the services it names, each read by its key
                     owned = owned if owned is True else owned & run.only
                     run.as_desired = self.backend.diff_of(desired, run.only, owned=owned) == [] and (
-                        desired.timeouts is None or self.backend.timeouts() == desired.timeouts)
+                        not run.read_timeouts or desired.timeouts is None
+                        or self.backend.timeouts() == desired.timeouts)
                 else:
                     touched = {service_key(s) for s in run.to_plan.services} if run.partial else None
                     run.as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
@@ -516,6 +507,13 @@ class Agent:
 
         Called from the heartbeat thread; does nothing when no drain is pending or a reconcile is running.
         """
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:  # between reconciles: digest the table held, so that the first delta on it costs what it changes
+            if self.state.snapshot is not None:
+                self._deltas.prime(self.state.snapshot.get("table"))
+        finally:
+            self.lock.release()
         if not self.state.drains or self.state.snapshot is None:
             return None
         if not self.lock.acquire(blocking=False):

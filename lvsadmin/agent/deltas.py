@@ -41,6 +41,15 @@ class Deltas:
         self.digests = codec.DigestCache()
         self._index: tuple[dict, delta.Index] | None = None
 
+    def prime(self, table) -> None:
+        """Work out the digests and index of `table` (the one held) now, idle, not during the next delta."""
+        if isinstance(table, dict) and isinstance(table.get("services"), list):
+            try:
+                self.digests.digests(table["services"])
+                self.index_of(table)
+            except (delta.DeltaError, KeyError, TypeError, ValueError):
+                pass  # a table no delta can build on: the next delta asks for the snapshot
+
     def index_of(self, table: dict) -> delta.Index:
         if self._index is None or self._index[0] is not table:
             self._index = (table, delta.Index.of(table))

@@ -100,6 +100,8 @@ class StateStore:
         # file name -> (its base's file name or None, deltas in its chain, bytes of those deltas, bytes of the
         # whole table the chain starts from)
         self._chains: dict[str, tuple[str | None, int, int, int]] = {}
+        self._written: set[str] = set()  # the table files in use after the last save
+        self._swept = False  # whether a save has removed the table files no longer named (a glob of the directory)
         # Tables built from a table by a delta and not yet on disk: id(table) -> (table, base table, delta).
         self._derived: dict[int, tuple[dict, dict, dict]] = {}
 
@@ -182,6 +184,7 @@ class StateStore:
             if known is None or known[0] is not table:
                 name = f"{self.path.name}.table-{time.time_ns()}-{len(named)}.json"
                 _write_atomically(self.path.parent / name, self._table_text(table, name))
+                self._written.add(name)
                 known = self._files[id(table)] = (table, name)
             named[id(table)] = known
             return {TABLE_REF: known[1]}
@@ -204,9 +207,15 @@ class StateStore:
         self._chains = {k: v for k, v in self._chains.items() if k in in_use}
         self._derived = {k: v for k, v in self._derived.items() if k not in self._files}
         self._sync_dir()
-        for stale in self.path.parent.glob(self._table_glob()):
-            if stale.name not in in_use:
-                stale.unlink(missing_ok=True)
+        # Table files no longer named: those this process knew of, and once, any left by an earlier one.
+        if self._swept:
+            stale = [self.path.parent / name for name in self._written - in_use]
+        else:
+            stale = [p for p in self.path.parent.glob(self._table_glob()) if p.name not in in_use]
+            self._swept = True
+        for path in stale:
+            path.unlink(missing_ok=True)
+        self._written = set(in_use)
 
     def _table_text(self, table: dict, name: str) -> str:
         """A new table file: the delta from a table on disk it was built from, or the whole table."""

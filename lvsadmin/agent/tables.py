@@ -40,7 +40,15 @@ def decode_reusing(data: dict, previous: Decoded | None) -> Table:
     # Both tables are alive here: an id names one dict of either.
     by_id = dict(zip(map(id, previous.data["services"]), previous.table.services, strict=False))
     found = list(map(by_id.get, map(id, services)))
-    if None in found:
+    misses = found.count(None)
+    if misses and misses * 16 <= len(services):  # a few services changed (a delta): decode just those
+        i = -1
+        for _ in range(misses):
+            i = found.index(None, i + 1)  # found in C
+            found[i] = codec.service_from_dict(services[i])
+        table.services = found
+        return table
+    if misses:
         old = None
         for i, sd in enumerate(services):
             if found[i] is not None:

@@ -102,24 +102,25 @@ class DigestCache:
     dict once it is in a table (the agent: its tables come from JSON and are replaced, never edited). A new
     revision shares every unchanged service dict with the previous one, so its digest costs what changed."""
 
-    def __init__(self, limit: int = 100_000):
+    def __init__(self, limit: int = 10_000):
         self.limit = limit
-        self._digests: dict[int, tuple[dict, bytes]] = {}
+        self._digests: dict[int, bytes] = {}
+        self._kept: dict[int, dict] = {}  # the dicts digested: kept alive, so that their ids name only them
 
-    def __call__(self, data: dict) -> bytes:
-        hit = self._digests.get(id(data))
-        if hit is not None and hit[0] is data:
-            return hit[1]
-        if len(self._digests) >= self.limit:
-            self._digests.clear()
-        digest = service_digest(data)
-        self._digests[id(data)] = (data, digest)  # the dict is kept: its id cannot be reused meanwhile
-        return digest
-
-    def forget_all_but(self, tables) -> None:
-        """Keep only the digests of these tables' services (what the holder still uses)."""
-        keep = {id(sd) for table in tables if isinstance(table, dict) for sd in table.get("services") or ()}
-        self._digests = {k: v for k, v in self._digests.items() if k in keep}
+    def digests(self, services: list) -> list[bytes]:
+        """The digest of each service dict, looked up by identity in C; only the new ones are worked out."""
+        found = list(map(self._digests.get, map(id, services)))
+        if None in found:
+            if len(self._digests) + len(services) > max(self.limit, 3 * len(services)):
+                self._digests.clear()
+                self._kept.clear()
+            i = -1
+            for _ in range(found.count(None)):
+                i = found.index(None, i + 1)  # found in C
+                sd = services[i]
+                found[i] = self._digests[id(sd)] = service_digest(sd)
+                self._kept[id(sd)] = sd
+        return found
 
 
 def table_digest(data: dict, cache: DigestCache | None = None) -> str:
@@ -132,6 +133,6 @@ def table_digest(data: dict, cache: DigestCache | None = None) -> str:
     if not isinstance(services, list):
         return hashlib.sha256(_DIGEST_FORMAT + _canonical(data)).hexdigest()
     h = hashlib.sha256(_DIGEST_FORMAT)
-    h.update(b"".join(map(cache or service_digest, services)))
+    h.update(b"".join(cache.digests(services) if cache is not None else map(service_digest, services)))
     h.update(_canonical({k: v for k, v in data.items() if k != "services"}))
     return h.hexdigest()
