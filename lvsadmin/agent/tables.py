@@ -3,6 +3,8 @@ and again, and a new revision usually changes a few services of many."""
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import NamedTuple
 
 from lvsadmin.ipvs import codec
@@ -40,11 +42,11 @@ def decode_reusing(data: dict, previous: Decoded | None) -> Table:
     # Both tables are alive here: an id names one dict of either.
     by_id = dict(zip(map(id, previous.data["services"]), previous.table.services, strict=False))
     found = list(map(by_id.get, map(id, services)))
-    misses = found.count(None)
+    # (`is None` in C: a Service compared with None by == would run its dataclass __eq__ in Python)
+    missing = list(itertools.compress(range(len(found)), map(operator.is_, found, itertools.repeat(None))))
+    misses = len(missing)
     if misses and misses * 16 <= len(services):  # a few services changed (a delta): decode just those
-        i = -1
-        for _ in range(misses):
-            i = found.index(None, i + 1)  # found in C
+        for i in missing:
             found[i] = codec.service_from_dict(services[i])
         table.services = found
         return table
@@ -78,8 +80,8 @@ class KeyCache:
                 return keys
         services = table.services
         keys = list(map(self._by_id.get, map(id, services)))
-        if None in keys:
-            keys = [k if k is not None else service_key(svc) for k, svc in zip(keys, services, strict=True)]
+        for i in itertools.compress(range(len(keys)), map(operator.is_, keys, itertools.repeat(None))):
+            keys[i] = service_key(services[i])
         # Only the kept tables' services are remembered: their ids stay theirs while the tables are kept here.
         self._tables = [*self._tables[-(self.size - 1):], (table, keys)]
         self._by_id = {}
