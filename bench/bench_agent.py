@@ -1,6 +1,7 @@
 """Benchmark the agent against ipvsadm, in the IPVS guest.
 
     scripts/ipvs-vm run -- .venv/bin/python bench/bench_agent.py [--services 1000] [--dests 10] [--repeat 5]
+        [--one-change [--changes 6] [--profile]]
     (make bench runs it with the defaults)
 
 For a table of SERVICES x DESTS real servers it times, in the same guest run:
@@ -16,7 +17,16 @@ For a table of SERVICES x DESTS real servers it times, in the same guest run:
   * the agent's bulk apply with signing on (the panel's envelope verified, the report signed: what the Celery
     task does in lvsadmin.agent.app) over the same without  ->  `signing-overhead` (target <= 1.05).
 
-For information it also times one real server's weight changed (a new revision: the full path), the first
+  * one real server's weight changed, as a delta from the revision the agent holds (the whole task: message
+    JSON, envelope verified, delta applied and both digests checked, the one service read, planned, changed and
+    verified, state kept, report signed and encoded)  vs  one `ipvsadm -e` process  ->  `one-change/ipvsadm-e`
+    (target <= 2.0; --one-change runs only this part, --services 100 shows it does not grow with the table).
+    Measured (deltas branch, 2 busy cores), --one-change --repeat 3 --changes 8:
+      11,000 objects: ipvsadm -e 90.1 ms, agent 46.3 ms   one-change/ipvsadm-e = 0.51
+       1,100 objects: ipvsadm -e 74.2 ms, agent 22.5 ms   one-change/ipvsadm-e = 0.30
+    (before deltas the same change was the full path: 1.61 s, 1.95 x ipvsadm -S -n)
+
+For information it also times one real server's weight changed as a whole snapshot (the full path), the first
 resync of a restarted agent (state file read back, caches cold but for its warm-up), and the netlink layer alone
 (IPVS.diff / IPVS.apply on an open socket, without the task around them).
 
