@@ -369,6 +369,7 @@ ALERT_REPEAT_SECONDS = int(os.environ.get("ALERT_REPEAT_SECONDS", str(4 * 3600))
 ALERT_MAX_ATTEMPTS = int(os.environ.get("ALERT_MAX_ATTEMPTS", "5"))
 ALERT_RETRY_SECONDS = float(os.environ.get("ALERT_RETRY_SECONDS", "10"))
 ALERT_WEBHOOK_TIMEOUT = float(os.environ.get("ALERT_WEBHOOK_TIMEOUT", "5"))
+ALERT_HISTORY_DAYS = int(os.environ.get("ALERT_HISTORY_DAYS", "90"))  # deliveries and resolved incidents kept
 # E-mail (alert channels): Django's SMTP backend, configured from the environment.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")

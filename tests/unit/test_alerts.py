@@ -217,3 +217,23 @@ def test_only_http_and_https_webhook_urls_are_sent_to():
 
 def test_a_delivery_error_keeps_its_text_short():
     assert len(DeliveryFailed("x" * 1000).error) == 300
+
+
+def test_history_older_than_alert_history_days_is_pruned_once_an_hour(settings):
+    settings.ALERT_HISTORY_DAYS = 90
+    now = datetime.now(UTC)
+    channel = Channel.objects.create(name="ops", kind="webhook", url="http://127.0.0.1:9/hook")
+    old, recent = now - timedelta(days=91), now - timedelta(days=89)
+    for at in (old, recent):
+        Delivery.objects.create(channel=channel, message="m", status="firing", outcome="sent", at=at)
+    Incident.objects.create(rule="drift", key="[1]", summary="old", opened_at=old, resolved_at=old)
+    Incident.objects.create(rule="drift", key="[2]", summary="recent", opened_at=old, resolved_at=recent)
+    Incident.objects.create(rule="drift", key="[3]", summary="open", opened_at=old)
+    services.evaluate_and_notify(now)
+    assert list(Delivery.objects.values_list("at", flat=True)) == [recent]
+    assert sorted(Incident.objects.values_list("summary", flat=True)) == ["open", "recent"]  # open: resolved now
+    Delivery.objects.create(channel=channel, message="m", status="firing", outcome="sent", at=old)
+    services.evaluate_and_notify(now + timedelta(minutes=59))
+    assert Delivery.objects.count() == 2  # not pruned again within the hour
+    services.evaluate_and_notify(now + timedelta(minutes=61))
+    assert Delivery.objects.count() == 1

@@ -130,3 +130,16 @@ def test_a_filter_that_cannot_be_read_is_refused_naming_it(viewer_client):
     response = viewer_client.get(reverse("alerts"), {"rule": "nonsense"})
     assert response.status_code == 422
     assert "rule: Select a valid choice." in response.content.decode()
+
+
+def test_the_alerts_pages_take_as_many_queries_whatever_their_length(group_admin_client,
+                                                                     django_assert_max_num_queries):
+    channel = Channel.objects.create(name="ops", kind="webhook", url=HOOK["url"])
+    now = timezone.now()
+    Incident.objects.bulk_create([Incident(rule="drift", key=f"[{n}]", cluster="web", summary=f"i{n}",
+                                           opened_at=now, resolved_at=None if n % 2 else now) for n in range(120)])
+    Delivery.objects.bulk_create([Delivery(channel=channel, message=f"m{n}", status="firing", outcome="sent",
+                                           incidents=[{"status": "firing", "summary": "x"}]) for n in range(120)])
+    for url in (reverse("alerts"), reverse("alert_channels"), reverse("alert_channel", args=["ops"])):
+        with django_assert_max_num_queries(12):
+            assert group_admin_client.get(url).status_code == 200
