@@ -94,7 +94,8 @@ def cluster_detail(request, name):
                "service_health": health.service_health(cluster.pk, table.rows)}
     fragments = ("services", "counters", "charts")
     fragment = fragment_name(request, fragments)
-    context["traffic"] = charts.for_cluster(cluster, request.GET.get("range"))
+    if fragment in (None, "charts"):  # not for the 5-second counters poll
+        context["traffic"] = charts.for_cluster(cluster, request.GET.get("range"))
     if fragment == "counters":
         context["oob"] = True
     else:
@@ -106,7 +107,7 @@ def cluster_detail(request, name):
     if fragment is None:
         context["backup_info"] = backup_info(cluster)
     return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment,
-                       status=422 if context["traffic"]["error"] else 200)
+                       status=charts.status(context))
 
 
 @policy(read=ADMIN, write=ADMIN)
@@ -199,12 +200,13 @@ def balancer_detail(request, name):
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups,
                "security_events": list(balancer.security_events.all()[:5]), "checker": health.checker(balancer),
                "previous_key_believed": trust.in_grace(balancer)}
-    context["traffic"] = charts.for_balancer(balancer, request.GET.get("range"))
     fragment = fragment_name(request, ("reports", "charts"))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)
+    if fragment in (None, "charts"):
+        context["traffic"] = charts.for_balancer(balancer, request.GET.get("range"))
     return render_page(request, "web/balancer.html", context, fragments=("reports", "charts"), fragment=fragment,
-                       status=422 if context["traffic"]["error"] else 200)
+                       status=charts.status(context))
 
 
 def _int(value):
