@@ -125,6 +125,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "lvsadmin.core",
     "lvsadmin.audit",
     "lvsadmin.backups",
@@ -150,6 +153,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "lvsadmin.web.two_factor.TwoFactorRequiredMiddleware",  # an admin without a second factor enrols first
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -187,6 +192,23 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+
+# Two-factor sign-in (lvsadmin.core.two_factor): "admins" need a TOTP authenticator (others may add one), "all"
+# need one, "none": nobody must. The code step after the password lasts TWO_FACTOR_CODE_SECONDS.
+TWO_FACTOR_REQUIRED = os.environ.get("TWO_FACTOR_REQUIRED", "admins").strip().lower()
+if TWO_FACTOR_REQUIRED not in ("admins", "all", "none"):
+    raise ImproperlyConfigured(f"TWO_FACTOR_REQUIRED: {TWO_FACTOR_REQUIRED!r} is not one of admins, all, none")
+TWO_FACTOR_CODE_SECONDS = int(os.environ.get("TWO_FACTOR_CODE_SECONDS", "300"))
+OTP_TOTP_ISSUER = SITE_NAME  # the name authenticator apps show
+
+# LDAP sign-in (lvsadmin.core.directory), on when LDAP_SERVER_URI is set: the directory checks the password and
+# its groups give the role at each sign-in. Local accounts (ModelBackend) still sign in.
+LDAP = {name: os.environ.get(f"LDAP_{name}", "").strip() for name in (
+    "SERVER_URI", "BIND_DN", "BIND_PASSWORD", "USER_DN_TEMPLATE", "USER_SEARCH", "USER_FILTER", "GROUP_SEARCH",
+    "GROUP_TYPE", "VIEWER_GROUP", "OPERATOR_GROUP", "ADMIN_GROUP")}
+LDAP["START_TLS"] = env_bool("LDAP_START_TLS", False)
+if LDAP["SERVER_URI"]:
+    AUTHENTICATION_BACKENDS.insert(1, "lvsadmin.core.directory.DirectoryBackend")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
