@@ -12,6 +12,7 @@ from .views import (
     monitoring,
     services,
     tables,
+    tokens,
     two_factor,
     users,
 )
@@ -100,4 +101,7 @@ urlpatterns = [
     path("users/", users.user_list, name="users"),
     path("users/new/", users.user_create, name="user_create"),
     path("users/<int:pk>/", users.user_edit, name="user_edit"),
+    # API tokens (lvsadmin/api): one's own
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/revoke/", tokens.token_revoke, name="token_revoke"),
 ]
