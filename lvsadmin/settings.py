@@ -207,6 +207,7 @@ LDAP = {name: os.environ.get(f"LDAP_{name}", "").strip() for name in (
     "SERVER_URI", "BIND_DN", "BIND_PASSWORD", "USER_DN_TEMPLATE", "USER_SEARCH", "USER_FILTER", "GROUP_SEARCH",
     "GROUP_TYPE", "VIEWER_GROUP", "OPERATOR_GROUP", "ADMIN_GROUP")}
 LDAP["START_TLS"] = env_bool("LDAP_START_TLS", False)
+LDAP_RECHECK_SECONDS = int(os.environ.get("LDAP_RECHECK_SECONDS", "60"))  # a session asks the directory again
 if LDAP["SERVER_URI"]:
     AUTHENTICATION_BACKENDS.insert(1, "lvsadmin.core.directory.DirectoryBackend")
 AUTH_PASSWORD_VALIDATORS = [

@@ -16,7 +16,8 @@ def _client(request) -> dict:
 def login(request, user, **details) -> None:
     """`details`: how they signed in (second_factor …); the backend that checked the password is always said."""
     actor = Actor.for_user(user, getattr(request, "request_id", None))
-    details.setdefault("backend", "ldap" if "ldap" in str(getattr(user, "backend", "")).lower() else "local")
+    directory = str(getattr(user, "backend", "")).startswith("lvsadmin.core.directory.")
+    details.setdefault("backend", "ldap" if directory else "local")
     record(actor, "login", user, object_type="user", object_repr=user.get_username(),
            after=dict(_client(request), **details))
 
