@@ -12,7 +12,7 @@ from django.utils import timezone
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
-from lvsadmin.core import reports, services, trust, versions
+from lvsadmin.core import latency, reports, services, trust, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
 from lvsadmin.monitoring import charts
 from lvsadmin.monitoring import selectors as health
@@ -101,6 +101,9 @@ def cluster_detail(request, name):
     else:
         balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
         context["balancers"] = _with_status(balancers, {cluster.pk: cluster})
+        applies = latency.summaries([b.pk for b in balancers])  # one query, whatever the fleet
+        for b in balancers:
+            b.latency = applies.get(b.pk)
         # Agents ahead of the panel or of another lineage: an admin may take them back (tables.take_back).
         context["taken_elsewhere"] = any(b.applied_revision > cluster.desired_revision
                                          or b.status_detail.startswith(reports.AHEAD_PREFIXES) for b in balancers)
@@ -203,6 +206,7 @@ def balancer_detail(request, name):
     fragment = fragment_name(request, ("reports", "charts"))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)
+        context["latency"] = latency.summaries([balancer.pk]).get(balancer.pk)
     if fragment in (None, "charts"):
         context["traffic"] = charts.for_balancer(balancer, request.GET.get("range"))
     return render_page(request, "web/balancer.html", context, fragments=("reports", "charts"), fragment=fragment,
