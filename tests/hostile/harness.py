@@ -36,7 +36,7 @@ NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
 # (The users page shows its Unlock forms only while someone is locked out.)
 FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "enrolment_token", "enrol", "real_server_weight",
-            "real_server_state", "users"}
+            "real_server_state", "users", "token_revoke"}
 # Endpoints that no request can pass untouched: an agent's enrolment needs a one-time token issued just before.
 TOKEN_GUARDED = {"enrol"}
 # A failed sign-in is audited by design: the login form's 4xx may add that record and nothing else.
@@ -95,6 +95,8 @@ def page_form(client: Client, name: str, url: str) -> tuple[Form, bool]:
 
 def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
     """Values that make the page's form a success when sent untouched (more than one: the choices)."""
+    if name == "token_revoke":  # the Revoke buttons of the tokens page: one of the admin's own tokens
+        return {"token": [str(_a_token_of(client))]}
     export = client.get(reverse("export", args=[objects["cluster_name"]])).content.decode()
     return {
         "login": {"username": ["ada"], "password": [PASSWORD]},
@@ -115,6 +117,7 @@ def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
         "balancer_key": {"public_key": ["ed25519:2Xc2fpiu9Sbx7ddm2TyWEHA3S2pKirhkrr9NMP9Yei8="]},
         "real_server_state": {"state": ["draining", "disabled", "active"]},
         "users": {"username": ["vera"], "address": ["127.0.0.1"]},
+        "tokens": {"name": ["ci"]},
     }.get(name, {})
 
 
@@ -125,6 +128,14 @@ def endpoint(name: str, objects: dict, admin) -> tuple[str, Form, dict[str, list
     client = admin_client(admin)
     form, blocked = page_form(Client() if name == "login" else client, name, url)
     return url, form, overrides(name, objects, client), blocked or name in TOKEN_GUARDED
+
+
+def _a_token_of(client: Client) -> int:
+    from lvsadmin.api import tokens
+    from lvsadmin.audit.log import Actor
+
+    user = User.objects.get(pk=client.session["_auth_user_id"])
+    return tokens.create_token(Actor.system("hostile"), user, name="to revoke", scopes=["read"])[0].pk
 
 
 def baseline(form: Form, fixed: dict[str, list[str]]) -> dict[str, list[str]]:
