@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -78,6 +80,16 @@ def verify(user, code: str):
             return device if device is not None and device.verify_token(code) else None
         device = StaticDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
         return device if device is not None and device.verify_token(recovery_hash(code)) else None
+
+
+def throttled_for(user) -> int:
+    """Seconds before a code may be tried again (django-otp's back-off after wrong codes doubles each time)."""
+    now, waits = timezone.now(), [0]
+    for device in (authenticator(user), StaticDevice.objects.filter(user=user, confirmed=True).first()):
+        allowed, why = device.verify_is_allowed() if device is not None else (True, None)
+        if not allowed and why and why.get("locked_until"):
+            waits.append(math.ceil((why["locked_until"] - now).total_seconds()))
+    return max(waits)
 
 
 def is_recovery_code(device) -> bool:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
 from django.conf import settings
+from django.utils import timezone
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from lvsadmin.audit.log import Actor
@@ -129,7 +132,7 @@ def test_signing_in_asks_for_the_code_after_the_password_and_a_wrong_one_is_refu
     assert failed.username == "ada" and failed.after["reason"] == "wrong two-factor code"
     assert not ChangeRecord.objects.filter(action="login").exists()
 
-    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=0)  # (django-otp's own back-off)
+    let_the_back_off_pass()
     right = client.post("/login/code/", {"code": code(device)})
     assert right.status_code == 302 and right["Location"] == "/"
     assert client.get("/").status_code == 200
@@ -176,12 +179,32 @@ def test_wrong_codes_count_towards_the_lock_out_and_the_right_code_then_waits_to
     device, _ = enrol(admin)
     sign_in(client, "ada")
     for _ in range(settings.AXES_FAILURE_LIMIT):
+        let_the_back_off_pass()
         response = client.post("/login/code/", {"code": "not-a-code"})
     assert response.status_code == 429 and b"Too many failed sign-ins" in response.content
     assert "locked out after" in ChangeRecord.objects.filter(action="login_failed").latest("id").after["reason"]
     assert sign_in(client, "ada").status_code == 429  # the password alone is locked out too
     assert client.post("/login/code/", {"code": code(device)}).status_code == 302  # no code step left
     assert client.get("/")["Location"].startswith("/login/")
+
+
+def let_the_back_off_pass() -> None:
+    """As if the person took longer to retype than django-otp's back-off after a wrong code (1, 2, 4 … s)."""
+    long_ago = timezone.now() - timedelta(hours=1)
+    for model in (TOTPDevice, StaticDevice):
+        model.objects.filter(throttling_failure_count__gt=0).update(throttling_failure_timestamp=long_ago)
+
+
+def test_a_code_typed_again_within_the_back_off_is_told_to_wait_and_not_counted_as_a_failure(client, admin):
+    device, _ = enrol(admin)
+    sign_in(client, "ada")
+    client.post("/login/code/", {"code": "000000" if code(device, wait=False) != "000000" else "111111"})
+    response = client.post("/login/code/", {"code": code(device)})  # the right one, but within the second
+    assert response.status_code == 422 and b"Wrong codes in a row: wait 1 second" in response.content
+    assert ChangeRecord.objects.filter(action="login_failed").count() == 1
+    assert AccessAttempt.objects.get().failures_since_start == 1
+    let_the_back_off_pass()
+    assert client.post("/login/code/", {"code": code(device, wait=False)}).status_code == 302
 
 
 def test_the_code_step_expires(client, admin, settings):
@@ -199,7 +222,7 @@ def test_regenerating_recovery_codes_needs_a_code_and_the_old_ones_stop_working(
     client.post("/login/code/", {"code": code(device)})
     refused = client.post("/account/two-factor/", {"action": "regenerate", "code": "000000"})
     assert refused.status_code == 422 and b"That code is not right" in refused.content
-    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=0)
+    let_the_back_off_pass()
     page = client.post("/account/two-factor/", {"action": "regenerate", "code": code(device)})
     new = re.findall(r"<li><code>([a-z2-7-]+)</code></li>", page.content.decode())
     assert len(new) == 10 and not set(new) & set(old)

@@ -51,7 +51,12 @@ def login_code(request):
         end_code_step(request)
         return locked_out(request, credentials=credentials)
     form = CodeForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    wait = two_factor.throttled_for(user) if request.method == "POST" else 0
+    if wait > 0:
+        # django-otp's own back-off after a wrong code: said as it is, and not counted as another failure
+        form.is_valid()
+        form.add_error("code", f"Wrong codes in a row: wait {wait} second{'s' if wait > 1 else ''}, then try again.")
+    elif request.method == "POST" and form.is_valid():
         device = two_factor.verify(user, form.cleaned_data["code"])
         if device is not None:
             return _signed_in(request, user, backend, device, next_url)
