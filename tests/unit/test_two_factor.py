@@ -262,3 +262,17 @@ def test_an_admin_session_not_verified_by_the_authenticator_they_have_is_ended(a
 def test_the_code_step_without_a_password_first_goes_back_to_sign_in(client):
     assert client.get("/login/code/")["Location"] == "/login/"
     assert client.post("/login/code/", {"code": "123456"})["Location"] == "/login/"
+
+
+def test_an_administrator_can_reset_a_user_who_lost_both_authenticator_and_codes(admin):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    enrol(admin)
+    out = StringIO()
+    call_command("two_factor_reset", "ada", stdout=out)
+    assert "turned off" in out.getvalue() and "must set it up again" in out.getvalue()
+    assert not two_factor.enabled(admin) and two_factor.recovery_codes_left(admin) == 0
+    rec = ChangeRecord.objects.filter(action="update", object_type="user").latest("id")
+    assert rec.username == "manage.py two_factor_reset" and rec.after["two_factor"] == "off"
