@@ -126,7 +126,7 @@ def test_a_missing_or_unacceptable_token_is_401_on_every_endpoint(case, web, ope
     elif case == "wrong secret":
         headers = bearer(text[:-4] + "AAAA")
     elif case == "unknown id":
-        headers = bearer("lvs_000000000000_" + text.rsplit("_", 1)[1])
+        headers = bearer("lvs_000000000000_" + text.split("_", 2)[2])
     elif case == "expired":
         ApiToken.objects.filter(pk=token.pk).update(expires=timezone.now() - timedelta(seconds=1))
     elif case == "revoked":
@@ -153,7 +153,7 @@ def test_a_token_from_an_allowed_address_is_accepted(web, operator):
 
 def test_the_token_is_never_stored_in_clear(web, operator):
     token, text = tokens.create_token(Actor.system("test"), operator, name="ci", scopes=["read"])
-    secret = text.rsplit("_", 1)[1]
+    secret = text.split("_", 2)[2]
     row = ApiToken.objects.filter(pk=token.pk).values().get()
     assert not any(secret in str(value) for value in row.values())
     assert row["secret_hash"] == tokens.hash_secret(secret) and text.startswith(f"lvs_{row['key_id']}_")
