@@ -22,6 +22,7 @@ from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from lvsadmin.alerts.models import Channel
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup, BackupPolicy
 from lvsadmin.core.models import Balancer, Cluster, RealServer, VirtualService
@@ -31,7 +32,7 @@ from .forms import Form, post_form
 
 User = get_user_model()
 FINGERPRINTED = (Cluster, Balancer, VirtualService, RealServer, Backup, BackupPolicy, PeriodicTask,
-                 IntervalSchedule, CrontabSchedule, User, Group, User.groups.through)
+                 IntervalSchedule, CrontabSchedule, User, Group, User.groups.through, Channel)
 NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
 # (The users page shows its Unlock forms only while someone is locked out.)
@@ -39,6 +40,8 @@ FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "enrolment_token
             "real_server_state", "users", "token_revoke"}
 # Endpoints that no request can pass untouched: an agent's enrolment needs a one-time token issued just before.
 TOKEN_GUARDED = {"enrol"}
+# An alert channel's Send test button is on the channel's page.
+FORMLESS = FORMLESS | {"alert_channel_test"}
 # A failed sign-in is audited by design: the login form's 4xx may add that record and nothing else.
 AUDITED_REFUSALS = {"login": (ChangeRecord.Action.LOGIN_FAILED,)}
 
@@ -103,6 +106,7 @@ def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
         "password_change": {"old_password": [PASSWORD], "new_password1": [NEW_PASSWORD],
                             "new_password2": [NEW_PASSWORD]},
         "cluster_create": {"name": ["hostile"]},
+        "alert_channel_create": {"name": ["hostile"], "url": ["https://hooks.example.org/hostile"]},
         "balancer_create": {"name": ["lb9"], "address": ["198.51.100.9"]},
         "service_create": {"address": ["10.9.9.9"], "port": ["80"]},
         "real_server_create": {"address": ["192.0.2.99"]},
