@@ -237,3 +237,20 @@ def test_history_older_than_alert_history_days_is_pruned_once_an_hour(settings):
     assert Delivery.objects.count() == 2  # not pruned again within the hour
     services.evaluate_and_notify(now + timedelta(minutes=61))
     assert Delivery.objects.count() == 1
+
+
+def test_a_control_task_that_learnt_of_a_change_has_the_rules_evaluated_a_second_later(monkeypatch):
+    scheduled = []
+    monkeypatch.setattr(tasks.evaluate, "apply_async", lambda **kw: scheduled.append(kw))
+    monkeypatch.setattr(tasks, "_last_trigger", [0.0])
+
+    class Sender:
+        def __init__(self, name):
+            self.name = name
+
+    tasks._triggered(sender=Sender("lvsadmin.core.mark_offline"), result=0)  # nothing changed
+    tasks._triggered(sender=Sender("lvsadmin.core.resync"), result=3)  # not one that learns of a change
+    assert scheduled == []
+    tasks._triggered(sender=Sender("lvsadmin.core.mark_offline"), result=1)
+    tasks._triggered(sender=Sender("lvsadmin.core.record_health"), result=2)  # within the second: same evaluation
+    assert scheduled == [{"countdown": 1}]
