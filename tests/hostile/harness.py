@@ -35,9 +35,10 @@ FINGERPRINTED = (Cluster, Balancer, VirtualService, RealServer, Backup, BackupPo
                  IntervalSchedule, CrontabSchedule, User, Group, User.groups.through, Channel)
 NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
-# (The users page shows its Unlock forms only while someone is locked out.)
+# (The users page shows its Unlock forms only while someone is locked out; the sign-in code step, only after a
+# right password.)
 FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "enrolment_token", "enrol", "real_server_weight",
-            "real_server_state", "users", "token_revoke"}
+            "real_server_state", "users", "token_revoke", "login_code"}
 # Endpoints that no request can pass untouched: an agent's enrolment needs a one-time token issued just before.
 TOKEN_GUARDED = {"enrol"}
 # An alert channel's Send test button is on the channel's page.

@@ -126,10 +126,11 @@ def two_factor_page(request):
             bind_errors(form, exc)
     if action == "confirm":
         return _enrolment(request, context, two_factor.authenticator(user, confirmed=False), status=422)
-    status = 422 if form.is_bound and form.errors else 200
     if action and action not in ("start", "confirm", "regenerate", "disable"):
-        messages.error(request, "Unknown action.")
-        status = 422
+        context["error"] = "Unknown action: use the page's buttons."
+    elif action in ("regenerate", "disable") and not context["enabled"]:
+        context["error"] = "Two-factor sign-in is off: there is nothing to change."
+    status = 422 if context.get("error") or (form.is_bound and form.errors) else 200
     return render(request, "web/two_factor.html", context, status=status)
 
 
