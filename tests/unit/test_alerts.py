@@ -126,6 +126,8 @@ class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's name)
         type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(type(self).answer)
+        if type(self).answer == 307:
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -185,6 +187,13 @@ def test_a_webhook_answering_an_error_is_recorded_with_its_status_and_retried(re
     assert (done.outcome, done.retry_in) == ("retrying", 10)
     d = Delivery.objects.get()
     assert (d.http_status, d.error) == (503, "HTTP 503 Service Unavailable")
+
+
+def test_a_webhook_that_redirects_is_not_followed_and_the_attempt_fails(receiver):
+    Receiver.answer = 307
+    channel = Channel.objects.create(name="ops", kind="webhook", url=receiver)
+    assert services.attempt(channel.pk, MSG, "m1", 1).outcome == "retrying"
+    assert Delivery.objects.get().http_status == 307 and len(Receiver.bodies) == 1
 
 
 def test_failed_attempts_wait_twice_as_long_each_time_and_the_fifth_gives_up():
