@@ -143,3 +143,14 @@ def test_the_alerts_pages_take_as_many_queries_whatever_their_length(group_admin
     for url in (reverse("alerts"), reverse("alert_channels"), reverse("alert_channel", args=["ops"])):
         with django_assert_max_num_queries(12):
             assert group_admin_client.get(url).status_code == 200
+
+
+def test_the_dashboard_says_how_many_incidents_are_open(viewer_client):
+    from lvsadmin.alerts.models import Incident
+
+    assert "open incident" not in viewer_client.get("/").content.decode()
+    Incident.objects.create(rule="balancer_offline", key='["balancer_offline", "web", "lb1"]', cluster="web",
+                            summary="lb1 offline")
+    Incident.objects.create(rule="drift", key='["drift", "web", "lb2"]', cluster="web", summary="drift on lb2",
+                            resolved_at=timezone.now())
+    assert ">1 open incident</a>" in viewer_client.get("/").content.decode()

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 
+from lvsadmin.alerts.models import Incident
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
@@ -69,7 +70,8 @@ def dashboard(request):
     summary = {}
     for b in balancers:
         summary[b.effective_status] = summary.get(b.effective_status, 0) + 1
-    context = {"clusters": clusters, "summary": sorted(summary.items()), "fleet": health.fleet_health()}
+    context = {"clusters": clusters, "summary": sorted(summary.items()), "fleet": health.fleet_health(),
+               "open_incidents": Incident.objects.filter(resolved_at=None).count()}
     fragment = fragment_name(request, ("clusters",))
     if fragment is None:
         context["missed_backups"] = missed_by_balancer()
