@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "lvsadmin.audit",
     "lvsadmin.backups",
     "lvsadmin.monitoring",
+    "lvsadmin.alerts",
     "lvsadmin.web",
     "rest_framework",
     "drf_spectacular",
@@ -141,7 +142,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "lvsadmin.alerts",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "lvsadmin.audit.middleware.RequestIdMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -376,11 +376,6 @@ HEARTBEAT_SECONDS = int(os.environ.get("HEARTBEAT_SECONDS", "5"))
 OFFLINE_AFTER_SECONDS = int(os.environ.get("OFFLINE_AFTER_SECONDS", "30"))
 RESYNC_SECONDS = int(os.environ.get("RESYNC_SECONDS", "60"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 # Alerts (lvsadmin.alerts): rules evaluated every ALERT_EVALUATE_SECONDS; a key firing again within
 # ALERT_FLAP_WINDOW_SECONDS of resolving reopens its incident silently; an open incident is notified again every
 # ALERT_REPEAT_SECONDS; a failed delivery is tried ALERT_MAX_ATTEMPTS times in all, waiting ALERT_RETRY_SECONDS,
@@ -403,6 +398,11 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "lvsadmin@localhost")
 
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # django-axes announces itself at every start, which clutters command output.
     "loggers": {"axes": {"level": "WARNING"}},
 }
