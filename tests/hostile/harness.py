@@ -97,6 +97,21 @@ def page_form(client: Client, name: str, url: str) -> tuple[Form, bool]:
     return form, response.status_code == 409
 
 
+KEEPALIVED_CONF = """virtual_server 10.0.0.1 80 {
+    delay_loop 5
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 192.0.2.11 80 {
+        weight 10
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+"""
+
+
 def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
     """Values that make the page's form a success when sent untouched (more than one: the choices)."""
     if name == "token_revoke":  # the Revoke buttons of the tokens page: one of the admin's own tokens
@@ -112,6 +127,9 @@ def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
         "service_create": {"address": ["10.9.9.9"], "port": ["80"]},
         "real_server_create": {"address": ["192.0.2.99"]},
         "import": {"text": [export.replace("10.0.0.1:80", "10.0.0.2:80")], "step": ["preview", "commit"]},
+        "health_import": {"text": ["-t 10.0.0.1:80 check http --path /health --fall 2\n"],
+                          "step": ["preview", "commit"]},
+        "keepalived_import": {"text": [KEEPALIVED_CONF], "step": ["preview", "commit"]},
         "console": {"text": ["-A -t 10.9.9.9:80 -s rr\n-a -t 10.9.9.9:80 -r 192.0.2.99:80 -m"],
                     "step": ["preview", "commit"]},
         "backup_upload": {"text": [export], "note": ["hostile"]},
