@@ -78,6 +78,7 @@ KA_NET, LVA_NET = "10.210.1", "10.210.2"
 VIP, BASE_PORT = "10.209.0.1", 9000
 POLL = 0.05
 TMP = "/tmp/bench-health"
+TRANSITIONS = f"{TMP}/agent-transitions.log"  # the agent's transitions as it sends them: "T to port reason"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -147,13 +148,16 @@ def run_agent(args) -> int:
     if os.path.exists(state):
         os.unlink(state)
     sent: collections.Counter = collections.Counter()  # what the agent would send: by task, and trigger
-
     reasons: collections.Counter = collections.Counter()  # the transitions: (to, reason)
+    log = open(TRANSITIONS, "w")  # noqa: SIM115 — open as long as the process: the bench reads it as it grows
 
     def send(task, payload, **_):
         sent[f"{task.rsplit('.', 1)[-1]}/{payload.get('trigger', '')}"] += 1
         for transition in payload.get("transitions") or ():
             reasons[f"{transition.get('to')}: {transition.get('reason')}"] += 1
+            port = str(transition.get("server") or "|0").rsplit("|", 1)[-1]
+            log.write(f"{time.monotonic():.3f} {transition.get('to')} {port} {transition.get('reason')}\n")
+        log.flush()
 
     agent = Agent("bench", make_backend, StateStore(state), send)
     report = agent.reconcile(agent_snapshot(args))
@@ -328,6 +332,7 @@ def detect(args, servers: Servers, agent_pid: int, ka_pid: int) -> list[tuple[in
     start = time.monotonic()
     stopped: dict[int, float] = {}
     seen: dict[int, list] = {port: [None, None] for port in ports}
+    bad: set[int] = set()  # servers the agent took down for a false failure (a timeout) around their refusal
     while len(stopped) < len(ports) or any(
             None in seen[p] and time.monotonic() - at < give_up for p, at in stopped.items()):
         now = time.monotonic()
@@ -344,7 +349,13 @@ def detect(args, servers: Servers, agent_pid: int, ka_pid: int) -> list[tuple[in
                     print(f"server :{port} refused: weight 0 after {now - at:.2f} s "
                           f"({('agent', 'keepalived')[side]})", flush=True)
         time.sleep(POLL)
-    return [(port, *seen[port]) for port in ports]
+    since = min(stopped.values()) - args.interval * args.fall
+    for _, to, port, reason in agent_transitions(since):
+        if port in stopped and to == "down" and reason != "connect refused":
+            print(f"server :{port}: the agent took it down for {reason!r}, not for the refusal: its figure is not "
+                  "a detection", flush=True)
+            bad.add(port)
+    return [(port, *seen[port]) for port in ports if port not in bad]
 
 
 def count_syscalls(args, agent_pid: int, ka_pid: int) -> None:
@@ -356,6 +367,36 @@ def count_syscalls(args, agent_pid: int, ka_pid: int) -> None:
         out = proc.communicate()[0]
         print(f"--- system calls of the {name} over {args.strace:g} s (about "
               f"{args.strace * args.servers / args.interval:.0f} probes):\n{out}", flush=True)
+
+
+def agent_transitions(since: float, until: float = float("inf")) -> list[tuple[float, str, int, str]]:
+    """The agent's transitions logged between two moments: (time, to, port, reason)."""
+    out = []
+    with open(TRANSITIONS) as f:
+        for line in f:
+            at, to, port, reason = line.rstrip("\n").split(" ", 3)
+            if since <= float(at) <= until:
+                out.append((float(at), to, int(port), reason))
+    return out
+
+
+def settle(args, agent_pid: int) -> None:
+    """Wait for 3 intervals of checking, then for every server up in the agent's table and no transition for an
+    interval (at most 6 intervals more): probes that timed out while the agent converged 1,000 servers at its
+    start (its first reconcile holds the interpreter for tens of seconds in this guest) have come back."""
+    started = time.monotonic()
+    time.sleep(args.settle or 3 * args.interval + args.timeout)
+    deadline = time.monotonic() + 6 * args.interval
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if not agent_transitions(now - args.interval) and 0 not in weights(agent_pid, f"{LVA_NET}.2").values():
+            break
+        time.sleep(1)
+    early = agent_transitions(0)
+    downs = collections.Counter(reason for _, to, _, reason in early if to == "down")
+    print(f"settled after {time.monotonic() - started:.0f} s of checking; the agent's transitions before: "
+          f"{sum(downs.values())} down {dict(downs)}, {sum(1 for t in early if t[1] == 'up')} up; at weight 0 now: "
+          f"{sum(1 for w in weights(agent_pid, f'{LVA_NET}.2').values() if w == 0)}", flush=True)
 
 
 def wrongly_down(agent_pid: int, ka_pid: int) -> tuple[int, int]:
@@ -380,7 +421,7 @@ def report(args, cpu, detections, down_before) -> None:
     busy = sorted(cpu["threads"].items(), key=lambda kv: -kv[1])
     print("agent threads: " + ", ".join(f"{name} {cpu:.2f} s" for name, cpu in busy if cpu > 0.005))
     print(f"servers at weight 0 after the CPU window (all were up): agent {down_before[0]}, keepalived "
-          f"{down_before[1]}")
+          f"{down_before[1]}; the agent's transitions during it (all false): {cpu['false']}")
     agent_delays = [a for _, a, _ in detections if a is not None]
     ka_delays = [k for _, _, k in detections if k is not None]
     missed = len(detections) - len(agent_delays)
@@ -426,9 +467,10 @@ def main() -> int:
     try:
         wait_full(ka_pid, f"{KA_NET}.2", args.servers, 120)
         wait_full(agent.pid, f"{LVA_NET}.2", args.servers, 120)
-        time.sleep(args.settle or 3 * args.interval + args.timeout)
-        print("both settled; measuring CPU", flush=True)
+        settle(args, agent.pid)
+        window = time.monotonic()
         cpu = measure_cpu(args, {"agent": agent.pid, "keepalived": ka_pid, "servers": servers.pid()})
+        cpu["false"] = len(agent_transitions(window, time.monotonic()))
         down = wrongly_down(agent.pid, ka_pid)
         detections = detect(args, servers, agent.pid, ka_pid)
         if args.strace:
