@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import socket
 import sys
 import time
@@ -87,4 +88,7 @@ if __name__ == "__main__":
     ap.add_argument("--base", type=int, default=9000)
     ap.add_argument("--count", type=int, default=1000)
     args = ap.parse_args()
+    # A descriptor per listener and per open connection: the default 1,024 is too few for 1,000 ports.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(main(args.base, args.count))

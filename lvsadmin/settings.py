@@ -125,10 +125,14 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "lvsadmin.core",
     "lvsadmin.audit",
     "lvsadmin.backups",
     "lvsadmin.monitoring",
+    "lvsadmin.alerts",
     "lvsadmin.web",
     "lvsadmin.alerts",
     "rest_framework",
@@ -150,6 +154,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "lvsadmin.web.two_factor.TwoFactorRequiredMiddleware",  # an admin without a second factor enrols first
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -187,6 +193,24 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+
+# Two-factor sign-in (lvsadmin.core.two_factor): "admins" need a TOTP authenticator (others may add one), "all"
+# need one, "none": nobody must. The code step after the password lasts TWO_FACTOR_CODE_SECONDS.
+TWO_FACTOR_REQUIRED = os.environ.get("TWO_FACTOR_REQUIRED", "admins").strip().lower()
+if TWO_FACTOR_REQUIRED not in ("admins", "all", "none"):
+    raise ImproperlyConfigured(f"TWO_FACTOR_REQUIRED: {TWO_FACTOR_REQUIRED!r} is not one of admins, all, none")
+TWO_FACTOR_CODE_SECONDS = int(os.environ.get("TWO_FACTOR_CODE_SECONDS", "300"))
+OTP_TOTP_ISSUER = SITE_NAME  # the name authenticator apps show
+
+# LDAP sign-in (lvsadmin.core.directory), on when LDAP_SERVER_URI is set: the directory checks the password and
+# its groups give the role at each sign-in. Local accounts (ModelBackend) still sign in.
+LDAP = {name: os.environ.get(f"LDAP_{name}", "").strip() for name in (
+    "SERVER_URI", "BIND_DN", "BIND_PASSWORD", "USER_DN_TEMPLATE", "USER_SEARCH", "USER_FILTER", "GROUP_SEARCH",
+    "GROUP_TYPE", "VIEWER_GROUP", "OPERATOR_GROUP", "ADMIN_GROUP")}
+LDAP["START_TLS"] = env_bool("LDAP_START_TLS", False)
+LDAP_RECHECK_SECONDS = int(os.environ.get("LDAP_RECHECK_SECONDS", "60"))  # a session asks the directory again
+if LDAP["SERVER_URI"]:
+    AUTHENTICATION_BACKENDS.insert(1, "lvsadmin.core.directory.DirectoryBackend")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -299,8 +323,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("API_RATE", "1200/minute")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
+    "DEFAULT_PAGINATION_CLASS": "lvsadmin.api.pagination.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "lvsadmin.api.problems.handler",
 }
@@ -364,6 +387,7 @@ ALERT_REPEAT_SECONDS = int(os.environ.get("ALERT_REPEAT_SECONDS", str(4 * 3600))
 ALERT_MAX_ATTEMPTS = int(os.environ.get("ALERT_MAX_ATTEMPTS", "5"))
 ALERT_RETRY_SECONDS = float(os.environ.get("ALERT_RETRY_SECONDS", "10"))
 ALERT_WEBHOOK_TIMEOUT = float(os.environ.get("ALERT_WEBHOOK_TIMEOUT", "5"))
+ALERT_HISTORY_DAYS = int(os.environ.get("ALERT_HISTORY_DAYS", "90"))  # deliveries and resolved incidents kept
 # E-mail (alert channels): Django's SMTP backend, configured from the environment.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")

@@ -98,6 +98,16 @@ def _email(channel: Channel, msg: dict) -> None:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook is POSTed where an admin configured it, nowhere else: a 3xx is a failed delivery (HTTPError)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(url: str, body: dict) -> int:
     try:
         check_url(url)  # also at save; a URL changed in the database by hand is still never sent to file://
@@ -106,7 +116,7 @@ def _post(url: str, body: dict) -> int:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
         "Content-Type": "application/json", "User-Agent": USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         raise DeliveryFailed(f"HTTP {exc.code} {exc.reason}", exc.code) from None

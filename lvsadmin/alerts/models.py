@@ -49,6 +49,7 @@ class Evaluation(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True, help_text="When history was last pruned.")
 
 
 class Channel(models.Model):

@@ -6,6 +6,7 @@
 - evaluate_and_notify: one evaluation (incidents.evaluate) and, on commit, one delivery task per channel with the
   notices it wants, grouped into one message.
 - attempt: one delivery attempt of one message, recorded (Delivery), with when to try again.
+- prune (hourly, after an evaluation): deliveries and resolved incidents older than ALERT_HISTORY_DAYS.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -25,10 +27,11 @@ from lvsadmin.core.models import Cluster
 from lvsadmin.core.versions import StaleEdit, version
 
 from . import delivery, incidents
-from .models import Channel, Delivery
+from .models import Channel, Delivery, Evaluation, Incident
 from .rules import RULES
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def snapshot(channel: Channel) -> dict:
@@ -134,12 +137,24 @@ def notify(notices: list[incidents.Notice]) -> int:
 
 
 def evaluate_and_notify(now=None) -> int:
-    """One evaluation of every rule, and the channels told; returns how many incidents changed what was told."""
+    """One evaluation of every rule, and the channels told; returns how many incidents changed what was told.
+    Once an hour, the history older than ALERT_HISTORY_DAYS goes."""
+    now = now or timezone.now()
     with transaction.atomic():
         notices = incidents.evaluate(now)
         if notices:
             notify(notices)
+    if Evaluation.objects.filter(id=1).exclude(pruned_at__gt=now - PRUNE_EVERY).update(pruned_at=now):
+        prune(now)
     return len(notices)
+
+
+def prune(now) -> int:
+    """Deliveries, and incidents resolved, older than ALERT_HISTORY_DAYS; returns how many rows went."""
+    cutoff = now - timedelta(days=settings.ALERT_HISTORY_DAYS)
+    deliveries, _ = Delivery.objects.filter(at__lt=cutoff).delete()
+    resolved, _ = Incident.objects.filter(resolved_at__lt=cutoff).delete()
+    return deliveries + resolved
 
 
 def send_test(channel: Channel) -> None:

@@ -19,6 +19,8 @@ class TokenScope(permissions.BasePermission):
         token = request.auth
         if not isinstance(token, ApiToken):
             return False
+        if request.method not in view.allowed_methods:
+            return True  # the view answers 405, which tells more than a 403 would
         unsafe = request.method not in permissions.SAFE_METHODS
         scope = getattr(view, "write_scope", None) if unsafe else getattr(view, "read_scope", "read")
         if scope is None:

@@ -30,3 +30,4 @@ class Docs(SpectacularSwaggerSplitView):
     authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
     permission_classes = [SignedInOrToken]
     url_name = "api:schema"
+    template_name = "api/swagger_ui.html"

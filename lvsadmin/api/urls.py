@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import schema, views, views_desired
+from . import schema, views, views_desired, views_health
 
 app_name = "api"
 
@@ -11,8 +11,11 @@ urlpatterns = [
     path("v1/balancers/<slug:name>/", views.BalancerDetail.as_view(), name="balancer"),
     path("v1/services/", views_desired.ServiceList.as_view(), name="services"),
     path("v1/services/<int:pk>/", views_desired.ServiceDetail.as_view(), name="service"),
+    path("v1/services/<int:pk>/check/", views_health.ServiceCheck.as_view(), name="service_check"),
+    path("v1/services/<int:pk>/health-policy/", views_health.ServiceHealthPolicy.as_view(), name="health_policy"),
     path("v1/real-servers/", views_desired.RealServerList.as_view(), name="real_servers"),
     path("v1/real-servers/<int:pk>/", views_desired.RealServerDetail.as_view(), name="real_server"),
+    path("v1/real-servers/<int:pk>/check/", views_health.ServerCheck.as_view(), name="server_check"),
     path("v1/schema/", schema.Schema.as_view(), name="schema"),
     path("v1/docs/", schema.Docs.as_view(), name="docs"),
     re_path(r"^.*$", views.NotFound.as_view(), name="not_found"),

@@ -365,13 +365,27 @@ class ApplyReport(models.Model):
     drift = models.JSONField(default=list, blank=True, help_text="Differences found before applying.")
     unowned = models.JSONField(default=list, blank=True, help_text="Services in the kernel the cluster does not own.")
     durations = models.JSONField(default=dict, blank=True)
-    started = models.DateTimeField()
-    finished = models.DateTimeField()
-    received = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField()  # the agent's clock
+    finished = models.DateTimeField()  # the agent's clock
+    received = models.DateTimeField(auto_now_add=True)  # the panel's clock
+    # When the panel committed this revision (Cluster.revision_changed_at, the panel's clock), on the report that
+    # first brought the balancer to it while it was the desired one; None otherwise (an older revision's commit
+    # time is not kept). The network-programming latency runs from it (core.latency).
+    committed = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received", "-id"]
         indexes = [models.Index(fields=["balancer", "-received"])]
+
+    @property
+    def kernel_latency(self) -> float | None:
+        """Seconds from the commit (the panel's clock) to the agent's kernel holding it (the agent's clock)."""
+        return (self.finished - self.committed).total_seconds() if self.committed else None
+
+    @property
+    def report_latency(self) -> float | None:
+        """Seconds from the commit to the panel receiving the report (both the panel's clock)."""
+        return (self.received - self.committed).total_seconds() if self.committed and self.received else None
 
 
 class ServiceSample(models.Model):

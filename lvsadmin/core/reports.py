@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_STORED_OPERATIONS = 2000  # an ApplyReport keeps the first operations of a huge apply, and their count
 MAX_DETAIL_ITEMS = 5
+RESYNC_BATCH = 10  # balancers resynced together; the batches are spread over half the resync interval
 RESYNC_TASK_NAME = "lvsadmin: resync balancers"
 # Balancer.facts' count of differences between the kernel and the applied revision, as the last heartbeat or report
 # said (/metrics' lvsadmin_balancer_drift_entries).
@@ -141,6 +142,7 @@ def record_report(message: dict) -> ApplyReport | None:
 
     previous = balancer.applied_revision
     moved = False
+    committed = None  # when the revision this report brought the balancer to was committed (core.latency)
     if outcome in (ApplyReport.Outcome.OK, ApplyReport.Outcome.NOOP) and not errors:
         # Compare-and-swap: only ever forward, whatever order reports arrive in.
         moved = bool(Balancer.objects.filter(pk=balancer.pk, applied_revision__lt=revision)
@@ -148,7 +150,8 @@ def record_report(message: dict) -> ApplyReport | None:
         if moved:
             balancer.applied_revision = revision
             if revision == cluster.desired_revision and cluster.revision_changed_at:
-                latency.observe(cluster.pk, (now - cluster.revision_changed_at).total_seconds())
+                committed = cluster.revision_changed_at
+                latency.observe(cluster.pk, (now - committed).total_seconds())
 
     fields = {"last_seen": now, **_status_after(report, outcome, balancer, cluster, now)}
     if report.facts:
@@ -178,7 +181,7 @@ def record_report(message: dict) -> ApplyReport | None:
         report.trigger not in ("resync", "drain", "startup", "health"))
     if not worth_keeping:
         return None
-    stored = _store_report(balancer, report, outcome, now)
+    stored = _store_report(balancer, report, outcome, now, committed)
     actor = agent_actor(balancer, comment=f"report {stored.pk}")
     if drift:
         record(actor, "drift", balancer, cluster=cluster, before={"drift": drift[:MAX_DETAIL_ITEMS * 20]},
@@ -218,7 +221,7 @@ def _status_after(report: Report, outcome: str, balancer: Balancer, cluster: Clu
     return {"status": status, "status_detail": detail}
 
 
-def _store_report(balancer: Balancer, report: Report, outcome: str, now) -> ApplyReport:
+def _store_report(balancer: Balancer, report: Report, outcome: str, now, committed=None) -> ApplyReport:
     operations = report.operations
     return ApplyReport.objects.create(
         balancer=balancer,
@@ -234,6 +237,7 @@ def _store_report(balancer: Balancer, report: Report, outcome: str, now) -> Appl
                    "pending_drains": len(report.pending_drains)},
         started=_when(report.started, now),
         finished=_when(report.finished, now),
+        committed=committed,
     )
 
 
@@ -406,12 +410,38 @@ def resync_balancer(balancer_id: int, trigger: str = "resync") -> int:
 
 
 def resync_all(trigger: str = "resync") -> int:
+    """The periodic resync, spread over the first half of its interval: RESYNC_BATCH balancers now, the next batch
+    a step later, and so on (a control task each, with a countdown), so that a fleet is not sent all its snapshots
+    at once. Offline balancers are left out: their queues would only pile up copies (a returning agent is resynced
+    by its start-up heartbeat, or by the next run once its heartbeats are back). Returns how many balancers were
+    asked, now or later."""
+    ids = list(Balancer.objects.exclude(status=Balancer.Status.OFFLINE).order_by("cluster_id", "pk")
+               .values_list("pk", flat=True))
+    batches = [ids[i:i + RESYNC_BATCH] for i in range(0, len(ids), RESYNC_BATCH)]
+    if not batches:
+        return 0
+    step = settings.RESYNC_SECONDS / 2 / len(batches)
+    for number, batch in enumerate(batches[1:], start=1):
+        # Imported here: core.tasks imports this module.
+        from .tasks import resync_balancers
+
+        resync_balancers.apply_async(args=[batch, trigger], countdown=round(number * step, 1))
+    resync_balancers_now(batches[0], trigger)
+    return len(ids)
+
+
+def resync_balancers_now(balancer_ids: list[int], trigger: str = "resync") -> int:
+    """Resync the given balancers, cluster by cluster; returns how many were asked."""
+    balancers = list(Balancer.objects.filter(pk__in=balancer_ids).select_related("cluster").order_by("pk"))
+    by_cluster: dict[int, list[Balancer]] = {}
+    for balancer in balancers:
+        by_cluster.setdefault(balancer.cluster_id, []).append(balancer)
     sent = 0
-    for cluster in Cluster.objects.filter(balancers__isnull=False).distinct():
+    for targets in by_cluster.values():
         try:
-            sent += resync_cluster(cluster, trigger)
+            sent += resync_cluster(targets[0].cluster, trigger, balancers=targets)
         except Exception:  # one broken cluster must not stop the others from healing
-            log.exception("resync of cluster %s failed", cluster)
+            log.exception("resync of cluster %s failed", targets[0].cluster)
     return sent
 
 

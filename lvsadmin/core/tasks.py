@@ -54,6 +54,12 @@ def resync() -> int:
     return reports.resync_all()
 
 
+@shared_task(name="lvsadmin.core.resync_balancers")
+def resync_balancers(balancer_ids: list[int], trigger: str = "resync") -> int:
+    """One batch of the periodic resync, sent a while after the first (reports.resync_all spreads them)."""
+    return reports.resync_balancers_now(balancer_ids, trigger)
+
+
 @shared_task(name="lvsadmin.core.mark_offline")
 def mark_offline() -> int:
     return reports.mark_offline()

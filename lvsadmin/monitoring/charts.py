@@ -253,3 +253,8 @@ def for_cluster(cluster, range_name: str | None) -> dict:
     """A cluster's total: a line per balancer and their sum; every health transition in it."""
     balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
     return traffic_charts(range_name, balancers=balancers, events={"cluster": cluster}, total_label="cluster")
+
+
+def status(context: dict) -> int:
+    """A page's status: 422 when its charts were asked for a range that is none."""
+    return 422 if context.get("traffic", {}).get("error") else 200

@@ -13,9 +13,13 @@ def _client(request) -> dict:
     }
 
 
-def login(request, user) -> None:
+def login(request, user, **details) -> None:
+    """`details`: how they signed in (second_factor …); the backend that checked the password is always said."""
     actor = Actor.for_user(user, getattr(request, "request_id", None))
-    record(actor, "login", user, object_type="user", object_repr=user.get_username(), after=_client(request))
+    directory = str(getattr(user, "backend", "")).startswith("lvsadmin.core.directory.")
+    details.setdefault("backend", "ldap" if directory else "local")
+    record(actor, "login", user, object_type="user", object_repr=user.get_username(),
+           after=dict(_client(request), **details))
 
 
 def login_failed(request, username: str, reason: str = "bad credentials") -> None:

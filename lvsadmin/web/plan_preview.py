@@ -10,10 +10,13 @@ balancer's latest counters, for the `--stats` and `--rate` listings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from django.db.models import OuterRef, Subquery
+
 from lvsadmin.backups.models import Backup
+from lvsadmin.backups.services import parse_document
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, ReportedTable
 from lvsadmin.ipvs import codec, plan
 from lvsadmin.ipvs import model as ipvs
@@ -32,24 +35,45 @@ class Reported:
     table: ipvs.Table
     source: str  # "its agent" | "backup"
     as_of: datetime | None
+    key: str = ""  # what the table is (its digest, or the backup it came from): balancers that share it share a plan
 
 
 def reported_table(balancer: Balancer) -> Reported | None:
-    reported = ReportedTable.objects.filter(balancer=balancer).first()
-    if reported is not None:
-        try:
-            return Reported(codec.table_from_dict(reported.table), "its agent", reported.reported_at)
-        except (KeyError, TypeError, ValueError):
-            pass
-    backup = Backup.objects.filter(balancer=balancer).order_by("-taken_at", "-id").first()
-    if backup is not None:
-        try:
-            from lvsadmin.backups.services import parse_document
+    return reported_tables([balancer]).get(balancer.pk)
 
-            return Reported(parse_document(backup.document), "backup", backup.taken_at)
+
+def reported_tables(balancers) -> dict[int, Reported]:
+    """balancer id → the last table it reported (see the module's docstring); absent when none is known.
+
+    Two queries whatever the fleet, and a table shared by several balancers (a fleet in sync) decoded once."""
+    ids = [b.pk for b in balancers]
+    decoded: dict[str, ipvs.Table | None] = {}
+    out: dict[int, Reported] = {}
+    for row in ReportedTable.objects.filter(balancer_id__in=ids):
+        key = row.digest or f"reported:{row.pk}"
+        if key not in decoded:
+            try:
+                decoded[key] = codec.table_from_dict(row.table)
+            except (KeyError, TypeError, ValueError):
+                decoded[key] = None
+        if decoded[key] is not None:
+            out[row.balancer_id] = Reported(decoded[key], "its agent", row.reported_at, key)
+    newest = Backup.objects.filter(balancer=OuterRef("pk")).order_by("-taken_at", "-id").values("id")[:1]
+    missing = Balancer.objects.filter(pk__in=[i for i in ids if i not in out]).annotate(newest=Subquery(newest))
+    for backup in Backup.objects.filter(id__in=missing.values("newest")):
+        try:
+            table = parse_document(backup.document)
         except Exception:  # a corrupt backup is not a table to plan against
-            return None
-    return None
+            continue
+        out[backup.balancer_id] = Reported(table, "backup", backup.taken_at, f"backup:{backup.pk}")
+    return out
+
+
+def latest_unowned(balancers) -> dict[int, list]:
+    """balancer id → the `unowned` list of its newest apply report (absent: it reported none). One query."""
+    newest = ApplyReport.objects.filter(balancer=OuterRef("pk")).order_by("-id").values("id")[:1]
+    ids = Balancer.objects.filter(pk__in=[b.pk for b in balancers]).annotate(newest=Subquery(newest))
+    return dict(ApplyReport.objects.filter(id__in=ids.values("newest")).values_list("balancer_id", "unowned"))
 
 
 # --- the plan ------------------------------------------------------------------------------------------------
@@ -127,19 +151,19 @@ def _line(op, action: str) -> Line:
     return Line(action, "real server", label, command=command)
 
 
-def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table,
-                  limit: int | None = PLAN_LINES_SHOWN) -> BalancerPlan:
+def balancer_plan(cluster: Cluster, balancer: Balancer, desired: ipvs.Table, reported: Reported | None,
+                  reported_unowned: list | None, limit: int | None = PLAN_LINES_SHOWN) -> BalancerPlan:
     """What applying would change on this balancer: ipvs.plan.diff against its last reported table.
 
-    Every operation is counted; only the first `limit` become lines to show (None: all of them).
+    `reported_unowned`: its newest apply report's `unowned` (None: it reported none). Every operation is counted;
+    only the first `limit` become lines to show (None: all of them).
     """
-    reported = reported_table(balancer)
     actual = reported.table if reported else ipvs.Table(services=[], timeouts=None)
     result = BalancerPlan(balancer, reported, actual_servers=sum(len(s.destinations) for s in actual.services))
     # Services in the kernel that the cluster does not define are someone else's, unless the cluster owns the
     # whole table, or the agent reported them as its own (they are not in its last report's `unowned` list).
-    latest = ApplyReport.objects.filter(balancer=balancer).order_by("-id").only("unowned").first()
-    unowned = set(latest.unowned or []) if latest else {key_text(plan.service_key(s)) for s in actual.services}
+    unowned = (set(reported_unowned or []) if reported_unowned is not None
+               else {key_text(plan.service_key(s)) for s in actual.services})
     desired_keys = {plan.service_key(s) for s in desired.services}
     if cluster.owns_whole_table:
         owned = True
@@ -198,7 +222,17 @@ def cluster_plan(cluster: Cluster, limit: int | None = PLAN_LINES_SHOWN) -> Clus
 
     desired = desired_table(cluster)
     balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
-    plans = [balancer_plan(cluster, b, desired, limit) for b in balancers]
+    reported, unowned = reported_tables(balancers), latest_unowned(balancers)
+    # Balancers that reported the same table and the same unowned services have the same plan: a fleet in sync
+    # is planned once, not once per balancer.
+    done: dict[tuple, BalancerPlan] = {}
+    plans = []
+    for b in balancers:
+        mine, theirs = reported.get(b.pk), unowned.get(b.pk)
+        key = (mine.key if mine else "", None if theirs is None else tuple(sorted(map(str, theirs))))
+        if key not in done:
+            done[key] = balancer_plan(cluster, b, desired, mine, theirs, limit)
+        plans.append(replace(done[key], balancer=b, reported=mine))
     return ClusterPlan(cluster, cluster.desired_revision, plans)
 
 

@@ -1,12 +1,30 @@
 from django.urls import path
 
-from .views import alerts, audit, auth, backups, clusters, enrol, health, health_io, monitoring, services, tables, users
+from .views import (
+    alerts,
+    audit,
+    auth,
+    backups,
+    clusters,
+    enrol,
+    health,
+    health_io,
+    monitoring,
+    services,
+    tables,
+    tokens,
+    two_factor,
+    users,
+)
 from .views.metrics import metrics as prometheus_metrics
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("password/", auth.password_change, name="password_change"),
+    # two-factor sign-in (lvsadmin/web/views/two_factor.py): the code step, and one's own set-up
+    path("login/code/", two_factor.login_code, name="login_code"),
+    path("account/two-factor/", two_factor.two_factor_page, name="two_factor"),
     path("", clusters.dashboard, name="dashboard"),
     # clusters
     path("clusters/new/", clusters.cluster_create, name="cluster_create"),
@@ -83,4 +101,7 @@ urlpatterns = [
     path("users/", users.user_list, name="users"),
     path("users/new/", users.user_create, name="user_create"),
     path("users/<int:pk>/", users.user_edit, name="user_edit"),
+    # API tokens (lvsadmin/api): one's own
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/revoke/", tokens.token_revoke, name="token_revoke"),
 ]

@@ -16,3 +16,12 @@ def schedules(objects):
                crontab="15 3 * * *", keep_last=10)
     set_policy(Actor.system("test"), cluster=Cluster.objects.get(name=objects["cluster_name"]), every_seconds=3600,
                keep_days=7)
+
+
+@pytest.fixture(autouse=True)
+def alert_channel(objects):
+    """An alert channel named like the cluster (the URL walk fills every `<slug:name>` outside /balancers/ with
+    it), so that its page, edit, test and delete have one."""
+    from lvsadmin.alerts.models import Channel
+
+    return Channel.objects.create(name=objects["cluster_name"], kind="webhook", url="https://hooks.example.org/x")

@@ -22,6 +22,7 @@ from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from lvsadmin.alerts.models import Channel
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup, BackupPolicy
 from lvsadmin.core.models import Balancer, Cluster, RealServer, VirtualService
@@ -31,14 +32,17 @@ from .forms import Form, post_form
 
 User = get_user_model()
 FINGERPRINTED = (Cluster, Balancer, VirtualService, RealServer, Backup, BackupPolicy, PeriodicTask,
-                 IntervalSchedule, CrontabSchedule, User, Group, User.groups.through)
+                 IntervalSchedule, CrontabSchedule, User, Group, User.groups.through, Channel)
 NEW_PASSWORD = "hostile tier passphrase 7"
 # Endpoints whose form lives on another page (or that have none): their fields are given in `overrides`.
-# (The users page shows its Unlock forms only while someone is locked out.)
+# (The users page shows its Unlock forms only while someone is locked out; the sign-in code step, only after a
+# right password.)
 FORMLESS = {"logout", "balancer_backup", "balancer_key_revoke", "enrolment_token", "enrol", "real_server_weight",
-            "real_server_state", "users"}
+            "real_server_state", "users", "token_revoke", "login_code"}
 # Endpoints that no request can pass untouched: an agent's enrolment needs a one-time token issued just before.
 TOKEN_GUARDED = {"enrol"}
+# An alert channel's Send test button is on the channel's page.
+FORMLESS = FORMLESS | {"alert_channel_test"}
 # A failed sign-in is audited by design: the login form's 4xx may add that record and nothing else.
 AUDITED_REFUSALS = {"login": (ChangeRecord.Action.LOGIN_FAILED,)}
 
@@ -93,18 +97,39 @@ def page_form(client: Client, name: str, url: str) -> tuple[Form, bool]:
     return form, response.status_code == 409
 
 
+KEEPALIVED_CONF = """virtual_server 10.0.0.1 80 {
+    delay_loop 5
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 192.0.2.11 80 {
+        weight 10
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+"""
+
+
 def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
     """Values that make the page's form a success when sent untouched (more than one: the choices)."""
+    if name == "token_revoke":  # the Revoke buttons of the tokens page: one of the admin's own tokens
+        return {"token": [str(_a_token_of(client))]}
     export = client.get(reverse("export", args=[objects["cluster_name"]])).content.decode()
     return {
         "login": {"username": ["ada"], "password": [PASSWORD]},
         "password_change": {"old_password": [PASSWORD], "new_password1": [NEW_PASSWORD],
                             "new_password2": [NEW_PASSWORD]},
         "cluster_create": {"name": ["hostile"]},
+        "alert_channel_create": {"name": ["hostile"], "url": ["https://hooks.example.org/hostile"]},
         "balancer_create": {"name": ["lb9"], "address": ["198.51.100.9"]},
         "service_create": {"address": ["10.9.9.9"], "port": ["80"]},
         "real_server_create": {"address": ["192.0.2.99"]},
         "import": {"text": [export.replace("10.0.0.1:80", "10.0.0.2:80")], "step": ["preview", "commit"]},
+        "health_import": {"text": ["-t 10.0.0.1:80 check http --path /health --fall 2\n"],
+                          "step": ["preview", "commit"]},
+        "keepalived_import": {"text": [KEEPALIVED_CONF], "step": ["preview", "commit"]},
         "console": {"text": ["-A -t 10.9.9.9:80 -s rr\n-a -t 10.9.9.9:80 -r 192.0.2.99:80 -m"],
                     "step": ["preview", "commit"]},
         "backup_upload": {"text": [export], "note": ["hostile"]},
@@ -115,6 +140,7 @@ def overrides(name: str, objects: dict, client: Client) -> dict[str, list[str]]:
         "balancer_key": {"public_key": ["ed25519:2Xc2fpiu9Sbx7ddm2TyWEHA3S2pKirhkrr9NMP9Yei8="]},
         "real_server_state": {"state": ["draining", "disabled", "active"]},
         "users": {"username": ["vera"], "address": ["127.0.0.1"]},
+        "tokens": {"name": ["ci"]},
     }.get(name, {})
 
 
@@ -125,6 +151,14 @@ def endpoint(name: str, objects: dict, admin) -> tuple[str, Form, dict[str, list
     client = admin_client(admin)
     form, blocked = page_form(Client() if name == "login" else client, name, url)
     return url, form, overrides(name, objects, client), blocked or name in TOKEN_GUARDED
+
+
+def _a_token_of(client: Client) -> int:
+    from lvsadmin.api import tokens
+    from lvsadmin.audit.log import Actor
+
+    user = User.objects.get(pk=client.session["_auth_user_id"])
+    return tokens.create_token(Actor.system("hostile"), user, name="to revoke", scopes=["read"])[0].pk
 
 
 def baseline(form: Form, fixed: dict[str, list[str]]) -> dict[str, list[str]]:

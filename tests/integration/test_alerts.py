@@ -1,13 +1,15 @@
 """Alerts through the whole loop, with real Redis, the control worker, beat and an agent worker: an agent stopped
 opens one "balancer offline" incident from its heartbeats going missing, a webhook receiver on loopback hears it
 once and once more when the agent is back; a dead webhook (a port that refuses) is retried with backoff and every
-attempt recorded, while the good one delivers; an e-mail reaches a local SMTP server."""
+attempt recorded, while the good one delivers; a real server flapping at 1 Hz for a minute is told at most twice;
+an e-mail reaches a local SMTP server."""
 
 from __future__ import annotations
 
 import email
 import json
 import os
+import random
 import threading
 import time
 import warnings
@@ -27,7 +29,7 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.integration
 
 ACTOR = Actor(username="alice", request_id="req-alerts")
-FLAP_WINDOW = 3
+FLAP_WINDOW = 30
 # What the workers of this module run with (they inherit the environment when the stack starts): quick
 # evaluations and retries, a short fold window.
 ENV = {"ALERT_EVALUATE_SECONDS": "2", "ALERT_RETRY_SECONDS": "1", "ALERT_WEBHOOK_TIMEOUT": "2",
@@ -98,10 +100,10 @@ def watched(stack, hook):
     services.create_real_server(ACTOR, svc, address="10.2.0.7", port=80, forward="masq")
     cluster.refresh_from_db()
     wait_applied("al1", services.apply_cluster(ACTOR, cluster, reviewed_revision=cluster.desired_revision))
-    # Before its first heartbeat the balancer may have been offline a moment: let that incident resolve and its
-    # fold window pass, so that what follows is a new incident.
+    # Before its first heartbeat the balancer may have been offline a moment: once that incident resolved, it
+    # goes, so that what follows is a new incident (not one reopened within the fold window).
     wait_for(lambda: not Incident.objects.filter(resolved_at__isnull=True).exists(), 20, message="no open incident")
-    time.sleep(FLAP_WINDOW + 1)
+    Incident.objects.all().delete()
     alerts.create_channel(ACTOR, name="good", kind="webhook", url=hook)
     alerts.create_channel(ACTOR, name="dead", kind="webhook", url=f"http://127.0.0.1:{free_port()}/alerts")
     return cluster
@@ -140,6 +142,55 @@ def test_an_agent_stopped_opens_one_incident_told_once_and_once_resolved_when_it
     assert len(Hook.received) == 2
     incident = Incident.objects.get(pk=told["id"])
     assert incident.resolved_at is not None and incident.flaps == 0
+
+
+class Flapping(BaseHTTPRequestHandler):
+    up = True
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(200 if Flapping.up else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+def test_a_real_server_flapping_at_1_hz_for_a_minute_is_told_at_most_twice(stack, watched):
+    from lvsadmin.alerts.models import Incident
+    from lvsadmin.core import services
+    from lvsadmin.core.services import health
+    from lvsadmin.monitoring.models import HealthEvent
+
+    from .test_loop import wait_applied
+
+    backend = ThreadingHTTPServer(("127.0.0.4", 0), Flapping)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    svc = services.create_service(ACTOR, watched, protocol="tcp", address="10.1.0.8", port=80, scheduler="rr")
+    services.create_real_server(ACTOR, svc, address="127.0.0.4", port=backend.server_address[1], forward="masq")
+    health.set_service_check(ACTOR, svc, {"kind": "http", "path": "/", "interval": 1, "timeout": 0.5, "fall": 1,
+                                          "rise": 1}, expected_version=health.check_version(svc))
+    watched.refresh_from_db()
+    wait_applied("al1", services.apply_cluster(ACTOR, watched, reviewed_revision=watched.desired_revision))
+    time.sleep(3)  # a few probes up first
+    Hook.received.clear()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a minute: down about half a second, up about half a second
+            Flapping.up = not Flapping.up
+            time.sleep(random.uniform(0.3, 0.7))  # not in step with the probes, which would see one phase only
+    finally:
+        Flapping.up = True
+    time.sleep(3)
+    backend.shutdown()
+    backend.server_close()
+    told = [i for message in Hook.received for i in message["incidents"] if i["rule"] == "server_down"]
+    flips = HealthEvent.objects.filter(service=svc.key_text).count()
+    incident = Incident.objects.get(rule="server_down")
+    assert flips >= 10, flips  # the agent saw it flap ...
+    assert incident.flaps >= 2, (incident.flaps, told)  # ... and the panel folded it into one incident
+    assert 1 <= len(told) <= 2, told
+    assert [i["status"] for i in told] in (["firing"], ["firing", "resolved"]), told
 
 
 def test_an_email_channel_sends_through_the_smtp_server(stack, watched, smtp):

@@ -126,6 +126,8 @@ class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's name)
         type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(type(self).answer)
+        if type(self).answer == 307:
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -187,6 +189,13 @@ def test_a_webhook_answering_an_error_is_recorded_with_its_status_and_retried(re
     assert (d.http_status, d.error) == (503, "HTTP 503 Service Unavailable")
 
 
+def test_a_webhook_that_redirects_is_not_followed_and_the_attempt_fails(receiver):
+    Receiver.answer = 307
+    channel = Channel.objects.create(name="ops", kind="webhook", url=receiver)
+    assert services.attempt(channel.pk, MSG, "m1", 1).outcome == "retrying"
+    assert Delivery.objects.get().http_status == 307 and len(Receiver.bodies) == 1
+
+
 def test_failed_attempts_wait_twice_as_long_each_time_and_the_fifth_gives_up():
     channel = Channel.objects.create(name="dead", kind="webhook", url=refused_url())
     schedule = [services.attempt(channel.pk, MSG, "m1", n).retry_in for n in range(1, 6)]
@@ -217,3 +226,40 @@ def test_only_http_and_https_webhook_urls_are_sent_to():
 
 def test_a_delivery_error_keeps_its_text_short():
     assert len(DeliveryFailed("x" * 1000).error) == 300
+
+
+def test_history_older_than_alert_history_days_is_pruned_once_an_hour(settings):
+    settings.ALERT_HISTORY_DAYS = 90
+    now = datetime.now(UTC)
+    channel = Channel.objects.create(name="ops", kind="webhook", url="http://127.0.0.1:9/hook")
+    old, recent = now - timedelta(days=91), now - timedelta(days=89)
+    for at in (old, recent):
+        Delivery.objects.create(channel=channel, message="m", status="firing", outcome="sent", at=at)
+    Incident.objects.create(rule="drift", key="[1]", summary="old", opened_at=old, resolved_at=old)
+    Incident.objects.create(rule="drift", key="[2]", summary="recent", opened_at=old, resolved_at=recent)
+    Incident.objects.create(rule="drift", key="[3]", summary="open", opened_at=old)
+    services.evaluate_and_notify(now)
+    assert list(Delivery.objects.values_list("at", flat=True)) == [recent]
+    assert sorted(Incident.objects.values_list("summary", flat=True)) == ["open", "recent"]  # open: resolved now
+    Delivery.objects.create(channel=channel, message="m", status="firing", outcome="sent", at=old)
+    services.evaluate_and_notify(now + timedelta(minutes=59))
+    assert Delivery.objects.count() == 2  # not pruned again within the hour
+    services.evaluate_and_notify(now + timedelta(minutes=61))
+    assert Delivery.objects.count() == 1
+
+
+def test_a_control_task_that_learnt_of_a_change_has_the_rules_evaluated_a_second_later(monkeypatch):
+    scheduled = []
+    monkeypatch.setattr(tasks.evaluate, "apply_async", lambda **kw: scheduled.append(kw))
+    monkeypatch.setattr(tasks, "_last_trigger", [0.0])
+
+    class Sender:
+        def __init__(self, name):
+            self.name = name
+
+    tasks._triggered(sender=Sender("lvsadmin.core.mark_offline"), result=0)  # nothing changed
+    tasks._triggered(sender=Sender("lvsadmin.core.resync"), result=3)  # not one that learns of a change
+    assert scheduled == []
+    tasks._triggered(sender=Sender("lvsadmin.core.mark_offline"), result=1)
+    tasks._triggered(sender=Sender("lvsadmin.core.record_health"), result=2)  # within the second: same evaluation
+    assert scheduled == [{"countdown": 1}]

@@ -130,3 +130,27 @@ def test_a_filter_that_cannot_be_read_is_refused_naming_it(viewer_client):
     response = viewer_client.get(reverse("alerts"), {"rule": "nonsense"})
     assert response.status_code == 422
     assert "rule: Select a valid choice." in response.content.decode()
+
+
+def test_the_alerts_pages_take_as_many_queries_whatever_their_length(group_admin_client,
+                                                                     django_assert_max_num_queries):
+    channel = Channel.objects.create(name="ops", kind="webhook", url=HOOK["url"])
+    now = timezone.now()
+    Incident.objects.bulk_create([Incident(rule="drift", key=f"[{n}]", cluster="web", summary=f"i{n}",
+                                           opened_at=now, resolved_at=None if n % 2 else now) for n in range(120)])
+    Delivery.objects.bulk_create([Delivery(channel=channel, message=f"m{n}", status="firing", outcome="sent",
+                                           incidents=[{"status": "firing", "summary": "x"}]) for n in range(120)])
+    for url in (reverse("alerts"), reverse("alert_channels"), reverse("alert_channel", args=["ops"])):
+        with django_assert_max_num_queries(12):
+            assert group_admin_client.get(url).status_code == 200
+
+
+def test_the_dashboard_says_how_many_incidents_are_open(viewer_client):
+    from lvsadmin.alerts.models import Incident
+
+    assert "open incident" not in viewer_client.get("/").content.decode()
+    Incident.objects.create(rule="balancer_offline", key='["balancer_offline", "web", "lb1"]', cluster="web",
+                            summary="lb1 offline")
+    Incident.objects.create(rule="drift", key='["drift", "web", "lb2"]', cluster="web", summary="drift on lb2",
+                            resolved_at=timezone.now())
+    assert ">1 open incident</a>" in viewer_client.get("/").content.decode()

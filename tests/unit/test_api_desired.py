@@ -154,3 +154,12 @@ def test_lists_take_the_same_number_of_queries_for_ten_or_two_hundred_objects(ap
                 "/api/v1/balancers/"):
         with django_assert_max_num_queries(6):
             assert api.get(url).status_code == 200
+
+
+def test_paging_parameters_out_of_range_are_refused_naming_them(api, web):
+    body = api.get("/api/v1/services/?limit=1&offset=1").json()
+    assert body["count"] == 2 and len(body["results"]) == 1 and body["previous"]
+    for query, name in (("limit=abc", "limit"), ("limit=0", "limit"), ("limit=1001", "limit"),
+                        ("offset=-5", "offset"), ("offset=99999999999999999999", "offset")):
+        response = api.get(f"/api/v1/real-servers/?{query}")
+        assert response.status_code == 422 and name in response.json()["errors"], query

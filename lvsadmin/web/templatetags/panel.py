@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from lvsadmin.core.versions import version_of
-from lvsadmin.web.formats import utc
+from lvsadmin.web.formats import seconds, utc
 from lvsadmin.web.live import STATUS_LABELS
 from lvsadmin.web.tables import record_diff
 
@@ -28,6 +28,7 @@ def version(obj) -> str:
 
 
 register.filter("utc", utc)
+register.filter("seconds", seconds)
 
 
 @register.filter

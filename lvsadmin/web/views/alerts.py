@@ -33,7 +33,7 @@ def incidents(request):
     return render_page(request, "web/alerts.html", context, fragments=("history",), status=200 if valid else 422)
 
 
-@policy(read=ADMIN, write=ADMIN)
+@policy(read=ADMIN)
 def channel_list(request):
     channels = list(Channel.objects.order_by("name"))
     return render_page(request, "web/alert_channels.html", {"channels": channels, "rules": RULES,
@@ -71,7 +71,7 @@ def _fields(data: dict) -> dict:
     return {k: data[k] for k in ("name", "kind", "url", "addresses", "rules", "cluster", "enabled")}
 
 
-@policy(read=ADMIN, write=ADMIN)
+@policy(read=ADMIN)
 def channel_detail(request, name):
     channel = get_object_or_404(Channel, name=name)
     deliveries = Paginator(Delivery.objects.filter(channel=channel).order_by("-id"), PER_PAGE)

@@ -1,4 +1,5 @@
-"""Sign in, sign out, change password; each audited."""
+"""Sign in, sign out, change password; each audited. A user with a second factor gives its code next
+(views/two_factor.py) before they are signed in."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from lvsadmin.audit.log import Actor
-from lvsadmin.core import users
+from lvsadmin.core import two_factor, users
 
 from .. import events
 from ..roles import SIGNED_IN, policy, public
+from ..two_factor import begin_code_step
 
 
 class LoginView(auth_views.LoginView):
@@ -22,8 +24,12 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def form_valid(self, form):
+        user = form.get_user()
+        if two_factor.enabled(user):
+            # The password was right; the session is signed in only once a code from the second factor is too.
+            return begin_code_step(self.request, user, self.get_success_url())
         response = super().form_valid(form)
-        events.login(self.request, form.get_user())
+        events.login(self.request, user)
         return response
 
     def form_invalid(self, form):

@@ -9,10 +9,11 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 
+from lvsadmin.alerts.models import Incident
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.backups.models import Backup
 from lvsadmin.backups.selectors import backup_policy, missed_by_balancer, missed_since_last_backup
-from lvsadmin.core import reports, services, trust, versions
+from lvsadmin.core import latency, reports, services, trust, versions
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, SecurityEvent, VirtualService
 from lvsadmin.monitoring import charts
 from lvsadmin.monitoring import selectors as health
@@ -69,7 +70,8 @@ def dashboard(request):
     summary = {}
     for b in balancers:
         summary[b.effective_status] = summary.get(b.effective_status, 0) + 1
-    context = {"clusters": clusters, "summary": sorted(summary.items()), "fleet": health.fleet_health()}
+    context = {"clusters": clusters, "summary": sorted(summary.items()), "fleet": health.fleet_health(),
+               "open_incidents": Incident.objects.filter(resolved_at=None).count()}
     fragment = fragment_name(request, ("clusters",))
     if fragment is None:
         context["missed_backups"] = missed_by_balancer()
@@ -94,19 +96,23 @@ def cluster_detail(request, name):
                "service_health": health.service_health(cluster.pk, table.rows)}
     fragments = ("services", "counters", "charts")
     fragment = fragment_name(request, fragments)
-    context["traffic"] = charts.for_cluster(cluster, request.GET.get("range"))
+    if fragment in (None, "charts"):  # not for the 5-second counters poll
+        context["traffic"] = charts.for_cluster(cluster, request.GET.get("range"))
     if fragment == "counters":
         context["oob"] = True
     else:
         balancers = list(Balancer.objects.filter(cluster=cluster).order_by("name"))
         context["balancers"] = _with_status(balancers, {cluster.pk: cluster})
+        applies = latency.summaries([b.pk for b in balancers])  # one query, whatever the fleet
+        for b in balancers:
+            b.latency = applies.get(b.pk)
         # Agents ahead of the panel or of another lineage: an admin may take them back (tables.take_back).
         context["taken_elsewhere"] = any(b.applied_revision > cluster.desired_revision
                                          or b.status_detail.startswith(reports.AHEAD_PREFIXES) for b in balancers)
     if fragment is None:
         context["backup_info"] = backup_info(cluster)
     return render_page(request, "web/cluster.html", context, fragments=fragments, fragment=fragment,
-                       status=422 if context["traffic"]["error"] else 200)
+                       status=charts.status(context))
 
 
 @policy(read=ADMIN, write=ADMIN)
@@ -199,12 +205,14 @@ def balancer_detail(request, name):
                "facts": balancer.facts or {}, "history": _history("balancer", balancer.pk), "backups": backups,
                "security_events": list(balancer.security_events.all()[:5]), "checker": health.checker(balancer),
                "previous_key_believed": trust.in_grace(balancer)}
-    context["traffic"] = charts.for_balancer(balancer, request.GET.get("range"))
     fragment = fragment_name(request, ("reports", "charts"))
     if fragment is None:
         context["backup_info"] = backup_info(cluster, balancer)
+        context["latency"] = latency.summaries([balancer.pk]).get(balancer.pk)
+    if fragment in (None, "charts"):
+        context["traffic"] = charts.for_balancer(balancer, request.GET.get("range"))
     return render_page(request, "web/balancer.html", context, fragments=("reports", "charts"), fragment=fragment,
-                       status=422 if context["traffic"]["error"] else 200)
+                       status=charts.status(context))
 
 
 def _int(value):

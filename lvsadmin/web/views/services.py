@@ -59,9 +59,10 @@ def service_detail(request, pk):
                "states": states, "history": history, "oob": fragment == "svc-health",
                "service_health": health.service_health(svc.cluster_id, [svc])[svc.pk]}
     context["health_panel"] = health_panel(svc)
-    context["traffic"] = charts.for_service(svc, request.GET.get("range"))
+    if fragment in (None, "charts"):  # not for the 5-second health poll
+        context["traffic"] = charts.for_service(svc, request.GET.get("range"))
     return render_page(request, "web/service.html", context, fragments=fragments, fragment=fragment,
-                       status=422 if context["traffic"]["error"] else 200)
+                       status=charts.status(context))
 
 
 @policy(read=OPERATOR, write=OPERATOR)

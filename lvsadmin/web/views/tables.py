@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 
-from lvsadmin.core import services
+from lvsadmin.core import latency, services
 from lvsadmin.core.models import Balancer, Cluster
 from lvsadmin.core.selectors import desired_table
 from lvsadmin.ipvs import rules
@@ -39,7 +39,8 @@ def plan(request, name):
         limit = None if show_all else plan_preview.PLAN_LINES_SHOWN
         # Real servers a balancer's health holds at weight 0 or out: marked, not taken for configuration changes.
         return {"plan": plan_preview.cluster_plan(cluster, limit=limit),
-                "held": health.held_by_health(cluster.pk, cluster.services.all())}
+                "held": health.held_by_health(cluster.pk, cluster.services.all()),
+                "applies": latency.latest_applies(cluster)}  # the result of the last apply, per balancer
 
     def apply(data, shown):
         # The second confirmation is checked against the plan the operator reviewed, computed again here.

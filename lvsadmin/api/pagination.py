@@ -1,0 +1,30 @@
+"""Lists page with `limit` (1..1000, 100 by default) and `offset`; a value out of range is a 422 naming the
+parameter, not a silent default (nor a number too large for the database)."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.pagination import LimitOffsetPagination
+
+MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = MAX_LIMIT
+
+    def get_limit(self, request):
+        return self._number(request, self.limit_query_param, 1, MAX_LIMIT, self.default_limit)
+
+    def get_offset(self, request):
+        return self._number(request, self.offset_query_param, 0, MAX_OFFSET, 0)
+
+    @staticmethod
+    def _number(request, name: str, low: int, high: int, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+            raise exceptions.ValidationError({name: [f"{name} must be {low}..{high}"]})
+        return int(raw)
