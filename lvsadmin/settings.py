@@ -134,7 +134,6 @@ INSTALLED_APPS = [
     "lvsadmin.monitoring",
     "lvsadmin.alerts",
     "lvsadmin.web",
-    "lvsadmin.alerts",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
