@@ -1,6 +1,7 @@
 """Benchmark the agent against ipvsadm, in the IPVS guest.
 
     scripts/ipvs-vm run -- .venv/bin/python bench/bench_agent.py [--services 1000] [--dests 10] [--repeat 5]
+        [--one-change [--changes 6] [--profile]]
     (make bench runs it with the defaults)
 
 For a table of SERVICES x DESTS real servers it times, in the same guest run:
@@ -16,7 +17,16 @@ For a table of SERVICES x DESTS real servers it times, in the same guest run:
   * the agent's bulk apply with signing on (the panel's envelope verified, the report signed: what the Celery
     task does in lvsadmin.agent.app) over the same without  ->  `signing-overhead` (target <= 1.05).
 
-For information it also times one real server's weight changed (a new revision: the full path), the first
+  * one real server's weight changed, as a delta from the revision the agent holds (the whole task: message
+    JSON, envelope verified, delta applied and both digests checked, the one service read, planned, changed and
+    verified, state kept, report signed and encoded)  vs  one `ipvsadm -e` process  ->  `one-change/ipvsadm-e`
+    (target <= 2.0; --one-change runs only this part, --services 100 shows it does not grow with the table).
+    Measured (deltas branch, 2 busy cores), --one-change --repeat 3 --changes 8:
+      11,000 objects: ipvsadm -e 90.1 ms, agent 46.3 ms   one-change/ipvsadm-e = 0.51
+       1,100 objects: ipvsadm -e 74.2 ms, agent 22.5 ms   one-change/ipvsadm-e = 0.30
+    (before deltas the same change was the full path: 1.61 s, 1.95 x ipvsadm -S -n)
+
+For information it also times one real server's weight changed as a whole snapshot (the full path), the first
 resync of a restarted agent (state file read back, caches cold but for its warm-up), and the netlink layer alone
 (IPVS.diff / IPVS.apply on an open socket, without the task around them).
 
@@ -114,6 +124,9 @@ def main() -> int:
     ap.add_argument("--dests", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=3, help="-S -n / no-op reconcile pairs per run")
+    ap.add_argument("--changes", type=int, default=6, help="one-change deltas and ipvsadm -e per run")
+    ap.add_argument("--one-change", action="store_true", help="only the one-change part (one-change/ipvsadm-e)")
+    ap.add_argument("--profile", action="store_true", help="cProfile the one-change deltas, print the top")
     args = ap.parse_args()
 
     t_import = time.perf_counter()
@@ -321,10 +334,114 @@ def main() -> int:
         if not rep % 2:
             signed_bulk(rep, snapshot, first_body)
 
+    edit_e, edit_delta, edit_breakdown = [], [], []
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+    def one_change_side(rep: int) -> None:
+        """One real server's weight changed, as the agent's Celery task does it (lvsadmin.agent.app), a delta from
+        the revision it holds: the message body decoded from JSON, the panel's envelope verified, the delta applied
+        (table built and its digest checked, only the service named read, planned, changed and verified), the
+        state kept, the report signed and encoded. Against one `ipvsadm -e` process doing the same kind of change
+        (on another service: the agent's own one would be drift), in the same namespace, interleaved."""
+        import json
+        import tempfile
+
+        from lvsadmin import signing
+        from lvsadmin.agent.backend import NetlinkBackend
+        from lvsadmin.agent.core import Agent
+        from lvsadmin.agent.state import StateStore
+        from lvsadmin.agent.trust import AgentKeys, Gate
+        from lvsadmin.ipvs import codec, delta
+        from lvsadmin.protocol import RECONCILE_TASK
+
+        fresh_netns()
+        panel, own = signing.Signer(signing.generate()), signing.Signer(signing.generate())
+        gate = Gate("bench", AgentKeys(signer=own, panel={panel.fingerprint: panel.public}), lambda *a, **k: None)
+        sent = []
+
+        def send(task, payload, expires=None):
+            sent.append(json.dumps(gate.seal(task, payload, ttl=expires)))
+
+        def body_of(message: dict) -> str:  # the panel's side, not timed
+            return json.dumps([[panel.seal(RECONCILE_TASK, message, to="bench", revision=message["revision"])], {},
+                               {}])
+
+        def task(agent, body):
+            (a, _kwargs, _embed) = json.loads(body)
+            return agent.reconcile(gate.open(RECONCILE_TASK, a[0], agent.newest_revision))
+
+        table = codec.table_to_dict(desired)
+        base = {"cluster": "bench", "revision": 1, "owns_whole_table": False, "drain_timeout": 0, "table": table,
+                "digest": codec.table_digest(table), "trigger": "apply", "balancer": "bench"}
+        first = svc_first = desired.services[0]
+        other = desired.services[-1]
+        with tempfile.TemporaryDirectory() as tmp:
+            agent = Agent("bench", NetlinkBackend(), StateStore(f"{tmp}/state.json"), send)
+            report = task(agent, body_of(base))
+            if report["outcome"] != "ok" or report["errors"]:
+                raise SystemExit(f"one-change: the bulk apply {report['outcome']} {report['errors'][:3]}")
+            report = task(agent, body_of(dict(base, trigger="resync", reported_digest=base["digest"])))
+            agent.follow_up()  # the heartbeat thread's, within HEARTBEAT_SECONDS: digests the table held, idle
+            held, revision = table, 1
+            flag = {"route": "-g", "masq": "-m", "tunnel": "-i"}
+            for k in range(args.changes):
+                # the control side: the next revision and its delta from the one the agent reported (not timed)
+                weight = 99 if k % 2 == 0 else svc_first.destinations[0].weight
+                sd = json.loads(json.dumps(held["services"][0]))
+                sd["destinations"][0]["weight"] = weight
+                new = dict(held, services=[sd, *held["services"][1:]])
+                change = delta.make(held, new)
+                message = {key: v for key, v in base.items() if key != "table"}
+                message.update(revision=revision + 1, digest=codec.table_digest(new), reported_digest=base["digest"],
+                               delta={"base_revision": revision, "base_digest": codec.table_digest(held), **change})
+                body = body_of(message)
+                od = other.destinations[0]
+                cmd = ["ipvsadm", "-e", "-t" if other.protocol == "tcp" else "-u", f"{other.address}:{other.port}",
+                       "-r", f"{od.address}:{od.port}", flag[od.forward], "-w",
+                       str(99 if k % 2 == 0 else od.weight)]
+                gc.collect()
+                for which in ((0, 1) if (rep + k) % 2 else (1, 0)):
+                    if which == 0:
+                        edit_e.append(timed(lambda: subprocess.run(cmd, check=True)))  # noqa: B023
+                    else:
+                        reports = []
+                        if profiler is not None:
+                            profiler.enable()
+                        edit_delta.append(timed(lambda: reports.append(task(agent, body))))  # noqa: B023
+                        if profiler is not None:
+                            profiler.disable()
+                        r = reports[0]
+                        want = [f"-e -t {first.address}:{first.port} -r {first.destinations[0].address}:"
+                                f"{first.destinations[0].port} {flag[first.destinations[0].forward]} -w {weight}"]
+                        if r["outcome"] != "ok" or r["operations"] != want or r["table"] is not None:
+                            raise SystemExit(f"one-change delta: {r['outcome']} {r['operations'][:3]} "
+                                             f"{r.get('needs_snapshot')}")
+                        edit_breakdown.append(r["durations"])
+                held, revision = new, revision + 1
+            netlink.IPVS().flush()
+
+    if args.one_change:
+        for rep in range(args.repeat):
+            one_change_side(rep)
+            print(f"run {rep + 1}: ipvsadm -e {' '.join(f'{x * 1000:.1f}' for x in edit_e[-args.changes:])} ms; "
+                  f"agent delta {' '.join(f'{x * 1000:.1f}' for x in edit_delta[-args.changes:])} ms", flush=True)
+        os.unlink(rules_path)
+        _print_one_change(args, n_objects, edit_e, edit_delta, edit_breakdown)
+        if profiler is not None:
+            import pstats
+
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        return 0
+
     for rep in range(args.repeat):
         for side in ((ipvsadm_side, our_side, agent_side) if rep % 2 == 0 else (agent_side, our_side, ipvsadm_side)):
             side(rep)
             gc.collect()
+        one_change_side(rep)
         print(f"run {rep + 1}: ipvsadm -R {restore[-1]:.3f}s, agent bulk {agent_apply[-1]:.3f}s "
               f"(signed {agent_apply_signed[-1]:.3f}s) "
               f"(netlink layer {ours_apply[-1]:.3f}s); "
@@ -365,7 +482,18 @@ def main() -> int:
     print(f"(the whole snapshot delivered again: noop-resend/ipvsadm-Sn = {med(agent_resend) / med(save):.2f})")
     print(f"(netlink layer: bulk {med(ours_apply) / med(restore):.2f}, no-op {med(ours_noop) / med(save):.2f}, "
           f"no-op with caches cleared {med(cold_noop) / med(save):.2f})")
+    _print_one_change(args, n_objects, edit_e, edit_delta, edit_breakdown)
     return 0
+
+
+def _print_one_change(args, n_objects, edit_e, edit_delta, breakdown) -> None:
+    med = statistics.median
+    steps = sorted({k for d in breakdown for k in d})
+    print(f"one change ({n_objects} objects, {len(edit_delta)} changes): ipvsadm -e {med(edit_e) * 1000:.1f} ms, "
+          f"agent delta task (JSON, envelope, delta, read/plan/apply/verify the one service, state, report) "
+          f"{med(edit_delta) * 1000:.1f} ms; the agent's own durations (medians, ms): "
+          + ", ".join(f"{k} {med([d.get(k, 0) for d in breakdown]) * 1000:.1f}" for k in steps))
+    print(f"one-change/ipvsadm-e = {med(edit_delta) / med(edit_e):.2f}")
 
 
 if __name__ == "__main__":

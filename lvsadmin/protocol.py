@@ -128,8 +128,17 @@ class Snapshot(TypedDict, total=False):
     lineage: str  # the cluster's lineage id: another one than the agent holds starts its revisions over
     owns_whole_table: bool
     drain_timeout: int
-    table: dict  # lvsadmin.ipvs.codec.table_to_dict
-    digest: str  # codec.table_digest of `table`
+    table: dict  # lvsadmin.ipvs.codec.table_to_dict (absent when `delta` stands for it)
+    digest: str  # codec.table_digest of `table` (with a delta: of the table the delta makes)
+    # Instead of `table`, to an agent whose last report said it holds revision `base_revision` of this lineage with
+    # a table of digest `base_digest` (and that it takes deltas, facts["deltas"]): what changed since, as
+    # lvsadmin.ipvs.delta describes it: {"base_revision", "base_digest", "services": {key text: service dict, or
+    # None: removed}, "timeouts" (only when changed), "order" (only when the order changed otherwise than by
+    # appending)}. The agent builds the table from its own and checks `digest`; any doubt (another base, a
+    # mismatch) and it answers with a report asking for the snapshot (needs_snapshot). An agent from before deltas
+    # finds no table and reports the snapshot malformed, changing nothing: the control side sends deltas only to
+    # agents whose facts say DELTAS.
+    delta: dict
     sync: SyncSettings
     health: dict  # {service key text: lvsadmin.health.spec.ServiceHealth.to_dict()}, services with checks only
     # This delivery only:
@@ -140,6 +149,10 @@ class Snapshot(TypedDict, total=False):
 
 
 DELIVERY_KEYS = ("balancer", "trigger", "reported_digest", "audit_head")
+
+# The agent's facts (reports, heartbeats) say it takes a Snapshot's "delta" with {DELTAS: DELTA_VERSION}.
+DELTAS = "deltas"
+DELTA_VERSION = 1
 
 
 
@@ -210,7 +223,8 @@ class Report:
     `operations_total`); errors: [{"op", "error"}]; drift: [{"kind", "text", …}]; unowned: service key texts;
     durations: {dump, plan, apply, verify, total: seconds}; table: the kernel table after the reconcile
     (configuration only) when the control side does not hold it already, else `table_digest` names it;
-    needs_snapshot: the agent was asked to reconverge to a revision it does not hold.
+    needs_snapshot: the agent was asked to reconverge to a revision it does not hold, or sent a delta it cannot
+    apply; applied_digest: the digest of the table of the snapshot of `applied_revision` (the base of a delta).
     """
 
     balancer: str = ""
@@ -236,6 +250,7 @@ class Report:
     table_digest: str | None = None
     needs_snapshot: bool = False
     lineage: str = ""  # the lineage of the revisions the agent holds (applied_revision's)
+    applied_digest: str = ""
 
     def to_dict(self) -> dict:
         out = shallow_dict(self)
@@ -256,7 +271,7 @@ class Report:
             applied_revision=_int_or_zero(d.get("applied_revision")), audit_head=d.get("audit_head"),
             facts=d.get("facts") or None, table=_dict_or_none(d.get("table")),
             table_digest=d.get("table_digest") or None, needs_snapshot=bool(d.get("needs_snapshot")),
-            lineage=str(d.get("lineage") or ""),
+            lineage=str(d.get("lineage") or ""), applied_digest=_str_or_none(d.get("applied_digest")) or "",
         )
 
 

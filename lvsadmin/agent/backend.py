@@ -32,6 +32,13 @@ class Backend(Protocol):
         """The part of the kernel that differs from `desired`: (the desired services the kernel lacks or holds
         otherwise, the kernel's version of those plus the services not desired, without destinations)."""
 
+    def partial_of(self, desired: Table, keys) -> tuple[Table, Table]:
+        """partial() of the services of these keys only (desired or not), each read by its key: the others are
+        taken as desired (a delta names what changed)."""
+
+    def diff_of(self, desired: Table, keys, owned=None) -> list:
+        """diff() of the services of these keys only, each read by its key (the verify of a delta's apply)."""
+
     def prepare(self, desired: Table) -> None:
         """Work out now what diff() and partial() will need of `desired` (an agent warming up at start)."""
 
@@ -86,6 +93,14 @@ class NetlinkBackend:
     def partial(self, desired: Table) -> tuple[Table, Table]:
         """IPVS.partial: what differs from `desired`."""
         return self.ipvs.partial(self._prepare(desired))
+
+    def partial_of(self, desired: Table, keys) -> tuple[Table, Table]:
+        """IPVS.partial_of: what differs from `desired` in these services, read one by one."""
+        return self.ipvs.partial_of(self._prepare(desired), keys)
+
+    def diff_of(self, desired: Table, keys, owned=None) -> list:
+        """IPVS.diff_of: what these services still lack of `desired`."""
+        return self.ipvs.diff_of(self._prepare(desired), keys, owned=owned)
 
     def prepare(self, desired: Table) -> None:
         """Work out the encoding of every service of `desired` now (an agent warming up at start), not during

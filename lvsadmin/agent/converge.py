@@ -28,6 +28,8 @@ class Convergence:
     """One converge of the kernel to a snapshot, as its steps (read → plan → apply → verify) fill it in."""
 
     partial: bool  # read: only the part of the kernel that differs from the snapshot (no drain under way)
+    only: set | None = None  # read: only these services (the keys a delta names), each by its key; partial too
+    read_timeouts: bool = True  # with `only`: whether the timeouts are read too (the delta changes them)
     to_plan: Table | None = None  # read: the desired services to plan (all of them, or those that differ)
     actual: Table | None = None  # read: the kernel's services to plan against
     drift: list = field(default_factory=list)  # read: how the kernel differed from what was applied last
@@ -50,7 +52,12 @@ class Convergence:
     def read(self, backend: Backend, desired: Table) -> None:
         """Read the kernel: the part that differs from `desired`, or all of it (without connection counts)."""
         mark = time.monotonic()
-        if self.partial:
+        if self.only is not None:
+            # The timeouts only when the delta changes them (the periodic resync compares them too).
+            self.to_plan, self.actual = backend.partial_of(desired, self.only)
+            if self.read_timeouts:
+                self.actual.timeouts = backend.timeouts()
+        elif self.partial:
             self.to_plan, self.actual = backend.partial(desired)
             self.actual.timeouts, self.actual.info = backend.timeouts(), backend.info()
         else:

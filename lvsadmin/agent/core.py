@@ -9,18 +9,18 @@ audit chain's head; the agent keeps the newest and every report, heartbeat and b
 of the audit log outside the panel's database.
 
 A reconcile that has work to do converges in four steps, each filling its part of a `Convergence`: read (only
-the part of the kernel that differs from the snapshot, or a full dump while drains need every connection
-count), plan, apply, verify (in one pass against the snapshot, or on a full dump); then the state is settled and
-the report built from it.
+the part of the kernel that differs from the snapshot, only the services a delta names (`.deltas`), or a full
+dump while drains need every connection count), plan, apply, verify (in one pass against the snapshot, or on a
+full dump); then the state is settled and the report (`.reporting`) built from it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from lvsadmin.ipvs import codec
 from lvsadmin.ipvs.model import Table
@@ -28,13 +28,14 @@ from lvsadmin.ipvs.plan import DELETE_DEST, SetTimeouts, service_key
 from lvsadmin.protocol import (
     BACKUP_RESULT_TASK,
     DELIVERY_KEYS,
+    DELTA_VERSION,
+    DELTAS,
     HEALTH_TASK,
     HEARTBEAT_TASK,
     REPORT_TASK,
     BackupRequest,
     HealthReport,
     ReconvergeRequest,
-    Report,
     newest,
 )
 
@@ -44,19 +45,20 @@ from .backend import Backend
 from .beat import Beats
 from .capture import backup_payload
 from .converge import Convergence, failure
+from .deltas import Deltas
 from .health.monitor import HealthMonitor
+from .reporting import build_report
+from .reporting import now_iso as _now_iso
 from .state import AgentState, StateStore
-from .tables import Decoded, KeysOf, OwnedKeys, decode_reusing, same_table
+from .tables import Decoded, KeyCache, OwnedKeys, decode_reusing, same_table
 
 log = logging.getLogger(__name__)
-
-MAX_REPORTED_OPERATIONS = 2000
 
 Sender = Callable[..., None]
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+def _timeouts(snapshot: dict | None):
+    return ((snapshot or {}).get("table") or {}).get("timeouts")
 
 
 def _kept(snapshot: dict) -> dict:
@@ -91,10 +93,12 @@ class Agent:
         self._facts_cache: dict | None = None
         # Worked out once per version: the last snapshot's table, its keys, the applied table, the keys owned.
         self._desired_cache: Decoded | None = None
-        self._desired_keys_cache: KeysOf | None = None
         self._applied_cache: Decoded | None = None
         self._owned_cache: OwnedKeys | None = None
         self._target_cache: tuple | None = None  # (target Table, its dict, its digest) when health holds servers
+        self._key_sets: list[tuple[Table, frozenset]] = []
+        self._keys = KeyCache()  # service keys of the desired and applied tables, per Service object
+        self._deltas = Deltas()  # builds the table a delta stands for from the one held
         self.health = HealthMonitor(act=self.act_on_health, send=self._send_health)
         self.health.remembered_down = set(self.state.health_down)
 
@@ -142,11 +146,21 @@ class Agent:
                 log.info("revision %s is older than revision %s (applied %s): ignored", revision,
                          self.newest_revision(), st.applied_revision)
                 return self._send_report(self._report(snapshot, trigger, "stale", started, t0))
+            touched = None
+            if "delta" in snapshot:
+                resolved = self._deltas.resolve(st, snapshot, self.store)
+                if resolved is None:  # not built on what this agent holds: the control side sends the snapshot
+                    return self._send_report(self._report(snapshot, trigger, "stale", started, t0,
+                                                          needs_snapshot=True))
+                snapshot, touched = resolved
             try:
-                desired = self._target(snapshot, self._desired_table(snapshot))
+                decoded = self._desired_table(snapshot)
+                desired = self._target(snapshot, decoded)
             except (KeyError, TypeError, ValueError) as exc:
                 return self._send_report(self._report(snapshot, trigger, "error", started, t0, errors=[
                     {"op": "snapshot", "error": f"malformed snapshot: {exc}"}]))
+            if desired is not decoded or self.state.drains:
+                touched = None  # health holds servers back, or drains need every connection count: read it all
             st.cluster = cluster
             st.lineage = lineage or st.lineage
             if self._already_converged(snapshot, desired):
@@ -159,7 +173,7 @@ class Agent:
                     durations={"noop_check": time.monotonic() - t0}))
             st.pending = _kept(snapshot)
             self.store.save(st)
-            return self._send_report(self._converge(snapshot, desired, trigger, started, t0))
+            return self._send_report(self._converge(snapshot, desired, trigger, started, t0, touched))
 
     def _send_report(self, report: dict) -> dict:
         self._send(REPORT_TASK, report)
@@ -205,24 +219,8 @@ class Agent:
 
     def _apply_daemons(self, snapshot: dict, errors: list) -> list:
         """Start and stop sync daemons; returns the operations done (failures go to `errors`)."""
-        try:
-            ops = self._daemon_ops(snapshot)
-        except Exception as exc:
-            log.exception("listing the sync daemons failed")
-            errors.append(failure("--list --daemon", exc))
-            return []
-        done = []
-        for op in ops:
-            try:
-                if isinstance(op, daemons.StartDaemon):
-                    self.backend.start_daemon(op.daemon)
-                else:
-                    self.backend.stop_daemon(op.state)
-                done.append(op)
-            except Exception as exc:
-                log.warning("%s failed: %s", op, exc)
-                errors.append(failure(str(op), exc))
-        self.state.started_daemons = daemons.started_after(self.state.started_daemons, done)
+        done, self.state.started_daemons = daemons.converge(self.backend, snapshot.get("sync"),
+                                                            self.state.started_daemons, errors)
         return done
 
     def _desired_table(self, snapshot: dict) -> Table:
@@ -336,9 +334,11 @@ class Agent:
             log.info("resuming revision %s, left unfinished by a previous run", pending.get("revision"))
             return self.reconcile(dict(pending, balancer=self.name), trigger="startup")
 
-    def _plan(self, snapshot: dict, desired: Table, actual: Table) -> planning.Plan:
+    def _plan(self, snapshot: dict, desired: Table, actual: Table, only: set | None = None) -> planning.Plan:
+        """planning.plan; `only`: the keys of the services read (those of `actual`), the others left alone."""
         st = self.state
-        return planning.plan(desired, actual, previously_owned=self._previously_owned(),
+        owned = self._previously_owned()
+        return planning.plan(desired, actual, previously_owned=owned if only is None else owned & only,
                              owns_whole_table=bool(snapshot.get("owns_whole_table")), drains=st.drains,
                              now=self.clock(), drain_timeout=float(snapshot.get("drain_timeout") or 0))
 
@@ -353,26 +353,38 @@ class Agent:
 
     # --- converge: read → plan → apply → verify ---------------------------------------------------
 
-    def _converge(self, snapshot: dict, desired: Table, trigger: str, started: str, t0: float) -> dict:
+    def _converge(self, snapshot: dict, desired: Table, trigger: str, started: str, t0: float,
+                  touched: set | None = None) -> dict:
         # With no drain under way, only the part of the kernel that differs from the snapshot is read and
-        # planned (Backend.partial); drains need every connection count: a full dump.
-        run = Convergence(partial=not self.state.drains)
+        # planned (Backend.partial); drains need every connection count: a full dump. A delta names what changed
+        # (`touched`): only those services are read (Backend.partial_of), unless they show drift, when the rest
+        # may have drifted too: then the kernel is read as for a snapshot.
+        run = Convergence(partial=not self.state.drains, only=touched,
+                          read_timeouts=touched is None or _timeouts(snapshot) != _timeouts(self.state.snapshot))
         try:
             run.read(self.backend, desired)
+            run.drift = self._drift(run, desired)
+            if run.only is not None and run.drift:
+                log.warning("drift in the services a delta names: reading the whole kernel table")
+                run = Convergence(partial=True)
+                run.read(self.backend, desired)
+                run.drift = self._drift(run, desired)
         except Exception as exc:  # the kernel could not be read: nothing was changed
             log.exception("dump failed")
             return self._report(snapshot, trigger, "error", started, t0, errors=[failure("dump", exc)])
-        run.drift = self._drift(run, desired)
         mark = time.monotonic()
-        run.plan = self._plan(snapshot, run.to_plan, run.actual)
+        run.plan = self._plan(snapshot, run.to_plan, run.actual, run.only)
         run.timed("plan", mark)
         run.apply(self.backend, self.apply_batch, self.apply_pause)
         self.state.mutations += run.applied
         self._verify(run, snapshot, desired)
-        run.daemon_ops = self._apply_daemons(snapshot, run.errors)
+        if run.only is None or snapshot.get("sync") != (self.state.snapshot or {}).get("sync"):
+            run.daemon_ops = self._apply_daemons(snapshot, run.errors)  # (a delta's: when its settings changed)
         run.applied += len(run.daemon_ops)
         self.state.mutations += len(run.daemon_ops)
         table, table_digest = self._settle(run, snapshot, desired)
+        if touched is not None and table is not None and table_digest == snapshot.get("digest"):
+            table = None  # the snapshot's own table, which the control side that sent the delta keeps
         return self._report(snapshot, trigger, run.outcome, started, t0, plan=run.plan, applied=run.applied,
                             errors=run.errors, drift=run.drift, remaining=run.remaining, durations=run.durations,
                             info=run.actual.info, table=table, table_digest=table_digest,
@@ -384,6 +396,17 @@ class Agent:
         if not run.partial:
             return planning.drift(self._applied_table(), run.actual)
         wanted = {service_key(s) for s in run.to_plan.services}
+        if run.only is not None:  # only these services were read: the others are not compared
+            applied = self._applied_table()
+            if applied is None:
+                return []
+            desired_keys = self._desired_keys(desired)
+            named = Table(services=list(itertools.compress(applied.services, map(
+                run.only.__contains__, self._keys.keys(applied)))), timeouts=applied.timeouts)
+            return planning.drift(named, run.actual,
+                                  matched={k for k in run.only if k in desired_keys and k not in wanted},
+                                  config_only={k for s in run.actual.services
+                                               if (k := service_key(s)) not in wanted})
         return planning.drift(self._applied_table(), run.actual,
                               matched={k for k in self._desired_keys(desired) if k not in wanted},
                               config_only={k for s in run.actual.services
@@ -400,11 +423,19 @@ class Agent:
         run.as_desired = run.partial and not plan.operations and not plan.drains  # already as desired
         if plan.operations and not run.errors and not plan.drains:
             try:
-                touched = {service_key(s) for s in run.to_plan.services} if run.partial else None
                 owned = True if snapshot.get("owns_whole_table") else self._previously_owned()
-                run.as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
+                if run.only is not None:  # a delta's: the services it names, each read by its key
+                    owned = owned if owned is True else owned & run.only
+                    run.as_desired = self.backend.diff_of(desired, run.only, owned=owned) == [] and (
+                        not run.read_timeouts or desired.timeouts is None
+                        or self.backend.timeouts() == desired.timeouts)
+                else:
+                    touched = {service_key(s) for s in run.to_plan.services} if run.partial else None
+                    run.as_desired = self._left_to_do(desired, owned=owned, only=touched) == []
             except Exception:
                 log.exception("one-pass verify failed: verifying on a full dump")
+        if not run.as_desired and run.only is not None and not plan.operations and not plan.drains:
+            run.as_desired = not run.errors  # the services it names were read as desired, the rest taken so
         if not run.as_desired and (plan.operations or run.partial):  # a partial reading verifies nothing
             try:
                 run.after = self.backend.dump(counters=False)
@@ -453,53 +484,21 @@ class Agent:
         self.store.save(st)
         return table, table_digest
 
-    def _desired_keys(self, desired: Table) -> list:
-        if self._desired_keys_cache is None or self._desired_keys_cache.table is not desired:
-            self._desired_keys_cache = KeysOf(desired, [service_key(s) for s in desired.services])
-        return self._desired_keys_cache.keys
+    def _desired_keys(self, table: Table) -> frozenset:
+        """The keys of a table's services (worked out once per table, the desired and the applied one, from the
+        keys of its Service objects: a new revision costs what changed)."""
+        for kept, keys in self._key_sets:
+            if kept is table:
+                return keys
+        keys = frozenset(self._keys.keys(table))
+        self._key_sets = [*self._key_sets[-1:], (table, keys)]
+        return keys
 
-    def _previously_owned(self) -> set:
+    def _previously_owned(self) -> frozenset:
         """The keys of the services this agent applied last (those a plan may delete when they leave)."""
-        return {service_key(s) for s in self._applied_table().services} if self.state.applied else set()
+        return frozenset() if (applied := self._applied_table()) is None else self._desired_keys(applied)
 
-    def _report(self, snapshot: dict, trigger: str, outcome: str, started: str, t0: float, *, plan=None,
-                applied: int = 0, errors=(), drift=(), remaining=(), durations=None, info=None,
-                table: dict | None = None, table_digest: str | None = None, extra=(),
-                needs_snapshot: bool = False) -> dict:
-        """The report of one reconcile (a protocol.Report). `table_digest`: the control side's digest of
-        `table`, when known; a table the control side already holds (its `reported_digest`) is not sent again."""
-        operations = plan.operations if plan else []
-        ops = [planning.describe(op) for op in operations[:MAX_REPORTED_OPERATIONS]] + list(extra)
-        if table is not None and table_digest and snapshot.get("reported_digest") == table_digest:
-            table = None  # unchanged since the last report: the control side keeps what it has
-        durations = dict(durations or {})
-        durations["total"] = time.monotonic() - t0
-        return Report(
-            balancer=self.name,
-            cluster=snapshot.get("cluster"),
-            revision=int(snapshot.get("revision") or 0),
-            trigger=trigger,
-            outcome=outcome,
-            operations=ops,
-            operations_total=len(operations) + len(extra),
-            applied=applied,
-            errors=list(errors),
-            drift=list(drift),
-            unowned=plan.unowned if plan else [],
-            pending_drains=[f"{svc} -> {dest}" for svc, dests in (plan.drains if plan else {}).items()
-                            for dest in dests],
-            remaining=list(remaining),
-            durations={k: round(v, 4) for k, v in durations.items()},
-            started=started,
-            finished=_now_iso(),
-            applied_revision=self.state.applied_revision,
-            lineage=self.state.lineage,
-            audit_head=self.state.audit_head,
-            facts=self.facts(info),
-            table=table,  # the kernel's table after this reconcile (configuration only), when read and new
-            table_digest=table_digest if table is None else None,  # when not sent: the one it still is
-            needs_snapshot=needs_snapshot,
-        ).to_dict()
+    _report = build_report  # the report of one reconcile (lvsadmin.agent.reporting)
 
     # --- drains -----------------------------------------------------------------------------------
 
@@ -508,6 +507,13 @@ class Agent:
 
         Called from the heartbeat thread; does nothing when no drain is pending or a reconcile is running.
         """
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:  # between reconciles: digest the table held, so that the first delta on it costs what it changes
+            if self.state.snapshot is not None:
+                self._deltas.prime(self.state.snapshot.get("table"))
+        finally:
+            self.lock.release()
         if not self.state.drains or self.state.snapshot is None:
             return None
         if not self.lock.acquire(blocking=False):
@@ -537,6 +543,8 @@ class Agent:
         out = dict(self._facts_cache)
         out.update(mutations=self.state.mutations, reconciles=self.state.reconciles,
                    drains=sum(len(d) for d in self.state.drains.values()))
+        out[DELTAS] = DELTA_VERSION  # the control side may send this agent deltas
+
         return out
 
     def heartbeat(self, startup: bool = False) -> dict:

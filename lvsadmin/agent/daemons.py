@@ -9,11 +9,14 @@ started, and leaves alone those someone else (keepalived, an operator's ipvsadm)
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
 from lvsadmin.ipvs.model import SyncDaemon
 from lvsadmin.ipvs.plan import START_DAEMON, STOP_DAEMON
+
+log = logging.getLogger(__name__)
 
 ROLES = ("master", "backup")
 
@@ -64,3 +67,26 @@ def started_after(started: list[str], done: list) -> list[str]:
     out = [s for s in started if s not in {op.state for op in done if isinstance(op, StopDaemon)}]
     out += [op.daemon.state for op in done if isinstance(op, StartDaemon) and op.daemon.state not in out]
     return sorted(out)
+
+
+def converge(backend, sync: dict | None, started: list[str], errors: list) -> tuple[list, list[str]]:
+    """Start and stop sync daemons as `sync` asks (on the agent's backend): the operations done, and the daemons
+    this agent started from now on (failures go to `errors`)."""
+    try:
+        ops = plan(sync, backend.daemons(), started)
+    except Exception as exc:
+        log.exception("listing the sync daemons failed")
+        errors.append({"op": "--list --daemon", "error": f"{type(exc).__name__}: {exc}"})
+        return [], started
+    done = []
+    for op in ops:
+        try:
+            if isinstance(op, StartDaemon):
+                backend.start_daemon(op.daemon)
+            else:
+                backend.stop_daemon(op.state)
+            done.append(op)
+        except Exception as exc:
+            log.warning("%s failed: %s", op, exc)
+            errors.append({"op": str(op), "error": f"{type(exc).__name__}: {exc}"})
+    return done, started_after(started, done)

@@ -89,6 +89,18 @@ class MemoryBackend:
                 actual.append(cur)
         return Table(services=changed, timeouts=desired.timeouts), Table(services=actual)
 
+    def partial_of(self, desired: Table, keys) -> tuple[Table, Table]:
+        """As the netlink backend's partial_of(): partial() of these services only."""
+        keys = set(keys)
+        changed, actual = self.partial(desired)
+        return (Table(services=[s for s in changed.services if plan.service_key(s) in keys], timeouts=changed.timeouts),
+                Table(services=[s for s in actual.services if plan.service_key(s) in keys]))
+
+    def diff_of(self, desired: Table, keys, owned=None) -> list:
+        """As the netlink backend's diff_of()."""
+        changed, actual = self.partial_of(desired, keys)
+        return plan.diff(changed, actual, owned)
+
     def timeouts(self) -> Timeouts:
         with self._lock:
             return copy.copy(self._load().timeouts or Timeouts())

@@ -11,6 +11,12 @@ that a reconcile that changed nothing (the periodic resync) rewrites only the fe
 and revisions. The state file is the commit point: table files are written and synced before it names them,
 and the ones it no longer names are removed after.
 
+A table the agent built from another by a delta (lvsadmin.ipvs.delta) is written as that delta, naming the file
+of its base ({"$base": file name, "$delta": …}): a one-server change writes a few hundred bytes, not the table.
+Reading one applies the chain of deltas to its first whole table. The chain is compacted (the table written
+whole) once its deltas add up to half the size of that whole table, or MAX_CHAIN deltas: the writes stay
+O(change) on average, and reading back stays within 1.5 times the table.
+
 The default path is /var/lib/lvsadmin-agent/state.json; LVSADMIN_AGENT_STATE sets another. A missing or
 unreadable file is an empty state: the agent then owns only what its next snapshot names.
 """
@@ -25,11 +31,15 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from lvsadmin.ipvs import delta
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/var/lib/lvsadmin-agent/state.json"
 FORMAT = "lvsadmin-agent-state/2"
 TABLE_REF = "$table"  # {"$table": "<file name>"} stands for a table kept in a file of its own
+BASE, DELTA = "$base", "$delta"  # a table file holding {"$base": "<file name>", "$delta": delta}
+MAX_CHAIN = 64
 
 
 @dataclass
@@ -87,6 +97,18 @@ class StateStore:
         # Tables already on disk: id(table dict) -> (the dict, its file name). The agent never mutates a table
         # dict once it is in its state (it replaces it), so the same object means the same content.
         self._files: dict[int, tuple[dict, str]] = {}
+        # file name -> (its base's file name or None, deltas in its chain, bytes of those deltas, bytes of the
+        # whole table the chain starts from)
+        self._chains: dict[str, tuple[str | None, int, int, int]] = {}
+        self._written: set[str] = set()  # the table files in use after the last save
+        self._swept = False  # whether a save has removed the table files no longer named (a glob of the directory)
+        # Tables built from a table by a delta and not yet on disk: id(table) -> (table, base table, delta).
+        self._derived: dict[int, tuple[dict, dict, dict]] = {}
+
+    def derived(self, table: dict, base: dict, change: dict) -> None:
+        """`table` is `base` changed by `change` (lvsadmin.ipvs.delta.apply): when `base` is on disk, the next
+        save writes `table` as that delta."""
+        self._derived = {id(table): (table, base, change)}
 
     def _table_glob(self) -> str:
         return f"{self.path.name}.table-*.json"
@@ -117,17 +139,34 @@ class StateStore:
 
     def _read_table(self, value: dict) -> dict:
         name = value.get(TABLE_REF) if isinstance(value, dict) else None
+        return self._read_file(name)
+
+    def _read_file(self, name, depth: int = 0) -> dict:
         if not isinstance(name, str) or "/" in name or not name.startswith(f"{self.path.name}.table-"):
             raise StateUnreadable(f"bad table file name {name!r}")
         for table, known_name in self._files.values():
             if known_name == name:
                 return table  # the snapshot and the pending snapshot often share one table
         try:
-            table = json.loads((self.path.parent / name).read_text())
+            text = (self.path.parent / name).read_text()
+            table = json.loads(text)
         except FileNotFoundError:
             raise StateUnreadable(f"table file {name} is missing") from None
         if not isinstance(table, dict):
             raise StateUnreadable(f"table file {name} holds no table")
+        if BASE in table:
+            if depth > MAX_CHAIN:
+                raise StateUnreadable(f"table file {name}: a chain of deltas too long")
+            base_name = table[BASE]
+            base = self._read_file(base_name, depth + 1)
+            try:
+                table = delta.apply(base, table.get(DELTA))[0]
+            except delta.DeltaError as exc:
+                raise StateUnreadable(f"table file {name}: {exc}") from None
+            _b, count, size, whole = self._chains.get(base_name, (None, 0, 0, len(text)))
+            self._chains[name] = (base_name, count + 1, size + len(text), whole)
+        else:
+            self._chains[name] = (None, 0, 0, len(text))
         self._files[id(table)] = (table, name)
         return table
 
@@ -144,8 +183,9 @@ class StateStore:
             known = self._files.get(id(table))
             if known is None or known[0] is not table:
                 name = f"{self.path.name}.table-{time.time_ns()}-{len(named)}.json"
-                _write_atomically(self.path.parent / name, json.dumps(table, separators=(",", ":")))
-                known = (table, name)
+                _write_atomically(self.path.parent / name, self._table_text(table, name))
+                self._written.add(name)
+                known = self._files[id(table)] = (table, name)
             named[id(table)] = known
             return {TABLE_REF: known[1]}
 
@@ -158,12 +198,40 @@ class StateStore:
                 value = ref(value)
             data[f.name] = value
         _write_atomically(self.path, json.dumps(data, separators=(",", ":")))
-        self._files = named
-        self._sync_dir()
+        # What the state names, and the files of the tables their deltas are based on.
         in_use = {name for _table, name in named.values()}
-        for stale in self.path.parent.glob(self._table_glob()):
-            if stale.name not in in_use:
-                stale.unlink(missing_ok=True)
+        for name in list(in_use):
+            while (name := self._chains.get(name, (None,))[0]) is not None and name not in in_use:
+                in_use.add(name)
+        self._files = {k: v for k, v in self._files.items() if v[1] in in_use}
+        self._chains = {k: v for k, v in self._chains.items() if k in in_use}
+        self._derived = {k: v for k, v in self._derived.items() if k not in self._files}
+        self._sync_dir()
+        # Table files no longer named: those this process knew of, and once, any left by an earlier one.
+        if self._swept:
+            stale = [self.path.parent / name for name in self._written - in_use]
+        else:
+            stale = [p for p in self.path.parent.glob(self._table_glob()) if p.name not in in_use]
+            self._swept = True
+        for path in stale:
+            path.unlink(missing_ok=True)
+        self._written = set(in_use)
+
+    def _table_text(self, table: dict, name: str) -> str:
+        """A new table file: the delta from a table on disk it was built from, or the whole table."""
+        derived = self._derived.get(id(table))
+        if derived is not None and derived[0] is table:
+            base = self._files.get(id(derived[1]))
+            chain = self._chains.get(base[1]) if base is not None and base[0] is derived[1] else None
+            if chain is not None:
+                text = json.dumps({BASE: base[1], DELTA: derived[2]}, separators=(",", ":"))
+                _b, count, size, whole = chain
+                if count < MAX_CHAIN and size + len(text) <= whole // 2:
+                    self._chains[name] = (base[1], count + 1, size + len(text), whole)
+                    return text
+        text = json.dumps(table, separators=(",", ":"))
+        self._chains[name] = (None, 0, 0, len(text))
+        return text
 
     def _sync_dir(self) -> None:
         try:

@@ -136,6 +136,10 @@ class Balancer(models.Model):
     # A one-time enrolment token (services.issue_enrolment_token): its SHA-256 only, and when it expires.
     enrol_token_hash = models.CharField(max_length=64, blank=True, default="")
     enrol_token_expires = models.DateTimeField(null=True, blank=True)
+    # The revision its agent last said it holds (its last report's applied revision, of the cluster's lineage) and
+    # the digest of that snapshot's table: the base of a delta (lvsadmin.core.dispatch). Empty: send whole snapshots.
+    base_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    base_digest = models.CharField(max_length=64, blank=True, default="", editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -410,6 +414,21 @@ class ReportedTable(models.Model):
     table = models.JSONField(help_text="ipvs.codec.table_to_dict of the kernel table.")
     digest = models.CharField(max_length=64, blank=True, default="",
                               help_text="ipvs.codec.table_digest of the table: agents leave out a table it matches.")
+
+
+class SnapshotTable(models.Model):
+    """The table of a snapshot the control side sent (a cluster at a revision), kept for the last few revisions:
+    the base of the deltas to balancers that hold one of them (lvsadmin.core.dispatch), and the kernel table of a
+    balancer that reports it holds exactly that one (it does not send it back)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="snapshot_tables")
+    revision = models.PositiveBigIntegerField()
+    table = models.JSONField(help_text="ipvs.codec.table_to_dict of the desired table at that revision.")
+    digest = models.CharField(max_length=64, help_text="ipvs.codec.table_digest of the table.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "revision"], name="snapshot_table_revision")]
 
 
 class SecurityEvent(models.Model):

@@ -40,7 +40,7 @@ from lvsadmin.monitoring import services as monitoring
 from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
 from . import dispatch, trust
-from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample, offline_cutoff
+from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample, SnapshotTable, offline_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +159,20 @@ def record_report(message: dict) -> ApplyReport | None:
     if outcome != ApplyReport.Outcome.STALE:
         # How far the kernel still is from the revision (/metrics' drift count); a stale report says nothing of it.
         fields["facts"] = {**fields.get("facts", balancer.facts or {}), DRIFT_COUNT: len(report.remaining)}
+    if report.needs_snapshot:
+        fields.update(base_revision=0, base_digest="")  # whatever it holds, it is no base for a delta
+    elif report.cluster in (None, cluster.name) and (report.lineage or cluster.lineage) == cluster.lineage:
+        # What the agent holds, whatever this report's outcome: the base of the next delta (dispatch.deltas).
+        fields.update(base_revision=report.applied_revision, base_digest=report.applied_digest)
     Balancer.objects.filter(pk=balancer.pk).update(**fields)
     if outcome != ApplyReport.Outcome.STALE:
-        _keep_reported_table(balancer, report, now)
+        _keep_reported_table(balancer, cluster, report, now)
     witness.saw(f"balancer {balancer.name}", report.audit_head)
     if report.needs_snapshot:
         # The agent lacks the revision a resync asked it to reconverge to: send it the snapshot itself.
         log.info("%s asks for the snapshot of %s", balancer, cluster)
         transaction.on_commit(lambda: dispatch.send_reconcile(cluster.pk, report.trigger or "resync",
-                                                              balancers=[balancer]))
+                                                              balancers=[balancer], full=True))
 
     # Periodic no-op reports (resync, drain checks, restarts) are not kept: they would bury the real ones. What
     # health checks did is not an apply of anyone's change: it goes to the health event log, not the audit chain.
@@ -236,15 +241,23 @@ def _store_report(balancer: Balancer, report: Report, outcome: str, now, committ
     )
 
 
-def _keep_reported_table(balancer: Balancer, report: Report, now) -> None:
-    """The kernel table the agent saw; a report that leaves it out names it by digest (it is unchanged)."""
+def _keep_reported_table(balancer: Balancer, cluster: Cluster, report: Report, now) -> None:
+    """The kernel table the agent saw; a report that leaves it out names it by digest: unchanged, or the very table
+    of the snapshot it applied (an agent applying a delta does not send back the table the control side sent)."""
     if report.table is not None:
         ReportedTable.objects.update_or_create(
             balancer=balancer, defaults={"reported_at": now, "revision": report.revision, "table": report.table,
                                          "digest": table_digest(report.table)})
     elif report.table_digest:
-        ReportedTable.objects.filter(balancer=balancer, digest=report.table_digest).update(
-            reported_at=now, revision=report.revision)
+        if ReportedTable.objects.filter(balancer=balancer, digest=report.table_digest).update(
+                reported_at=now, revision=report.revision):
+            return
+        sent = (SnapshotTable.objects.filter(cluster=cluster, revision=report.revision, digest=report.table_digest)
+                .values_list("table", flat=True).first())
+        if sent is not None:
+            ReportedTable.objects.update_or_create(
+                balancer=balancer, defaults={"reported_at": now, "revision": report.revision, "table": sent,
+                                             "digest": report.table_digest})
 
 
 # --- heartbeats ------------------------------------------------------------------------------------

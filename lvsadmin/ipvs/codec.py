@@ -85,8 +85,54 @@ def table_from_dict(data: dict) -> Table:
     )
 
 
-def table_digest(data: dict) -> str:
-    """SHA-256 of a table dict in canonical JSON: the control side names a snapshot's table, or the table an
-    agent reported, by it (so neither is sent again when the other side already holds it)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+_DIGEST_FORMAT = b"lvsadmin-table-digest/2\n"
+
+
+def _canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def service_digest(data: dict) -> bytes:
+    """SHA-256 of one service dict in canonical JSON (the part of a table digest that is this service's)."""
+    return hashlib.sha256(_canonical(data)).digest()
+
+
+class DigestCache:
+    """Service digests kept by the identity of their dict, for one holder of tables that never mutates a service
+    dict once it is in a table (the agent: its tables come from JSON and are replaced, never edited). A new
+    revision shares every unchanged service dict with the previous one, so its digest costs what changed."""
+
+    def __init__(self, limit: int = 10_000):
+        self.limit = limit
+        self._digests: dict[int, bytes] = {}
+        self._kept: dict[int, dict] = {}  # the dicts digested: kept alive, so that their ids name only them
+
+    def digests(self, services: list) -> list[bytes]:
+        """The digest of each service dict, looked up by identity in C; only the new ones are worked out."""
+        found = list(map(self._digests.get, map(id, services)))
+        if None in found:
+            if len(self._digests) + len(services) > max(self.limit, 3 * len(services)):
+                self._digests.clear()
+                self._kept.clear()
+            i = -1
+            for _ in range(found.count(None)):
+                i = found.index(None, i + 1)  # found in C
+                sd = services[i]
+                found[i] = self._digests[id(sd)] = service_digest(sd)
+                self._kept[id(sd)] = sd
+        return found
+
+
+def table_digest(data: dict, cache: DigestCache | None = None) -> str:
+    """The digest of a table dict: SHA-256 over the SHA-256 of each service's canonical JSON, in table order, and
+    the canonical JSON of the rest (timeouts…). The control side names a snapshot's table, or the table an agent
+    reported, by it (so neither is sent again when the other side already holds it), and an agent checks a delta's
+    result against it. Made of the services' own digests so that a holder of successive tables (`cache`) digests
+    only the services that changed; the same value with or without a cache."""
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, list):
+        return hashlib.sha256(_DIGEST_FORMAT + _canonical(data)).hexdigest()
+    h = hashlib.sha256(_DIGEST_FORMAT)
+    h.update(b"".join(cache.digests(services) if cache is not None else map(service_digest, services)))
+    h.update(_canonical({k: v for k, v in data.items() if k != "services"}))
+    return h.hexdigest()

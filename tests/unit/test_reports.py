@@ -295,12 +295,14 @@ def test_an_agent_that_lacks_the_revision_it_is_asked_for_gets_the_snapshot(bala
                                                                            django_capture_on_commit_callbacks):
     sent = []
     monkeypatch.setattr("lvsadmin.core.dispatch.send_reconcile",
-                        lambda cluster_id, trigger="apply", balancers=None: sent.append((trigger, balancers)))
+                        lambda cluster_id, trigger="apply", balancers=None, full=False: sent.append(
+                            (trigger, balancers, full)))
     with django_capture_on_commit_callbacks(execute=True):
         stored = reports.record_report(report(edited.desired_revision, outcome="stale", trigger="resync",
                                               needs_snapshot=True, operations=[], applied=0))
     assert stored is None and Balancer.objects.get(pk=balancer.pk).applied_revision == 0
-    assert [(t, [b.name for b in bs]) for t, bs in sent] == [("resync", ["lb1"])]
+    # the whole snapshot, never a delta: the agent said it cannot build on what it holds
+    assert [(t, [b.name for b in bs], full) for t, bs, full in sent] == [("resync", ["lb1"], True)]
 
 
 def test_the_periodic_jobs_are_made_once(db, settings):

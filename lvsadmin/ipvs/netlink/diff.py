@@ -9,6 +9,7 @@ between reconciles (a long-running agent sees the same ones again); the caches h
 
 from __future__ import annotations
 
+import errno
 import itertools
 import operator
 import socket
@@ -17,7 +18,9 @@ import struct
 from .. import plan
 from ..model import DEST_SETTINGS, FWMARK, Destination, Service, Table
 from .constants import (
+    CMD_ATTR_SERVICE,
     CMD_GET_DEST,
+    CMD_GET_SERVICE,
     CMD_NEW_DEST,
     DEST_ADDR,
     DEST_PORT,
@@ -38,10 +41,12 @@ from .wire import (
     _ERR,
     _GENLHDR,
     _HDRLEN,
+    _NLA,
     _NLMSGHDR,
     _parse_service_walk,
     _svc_values,
     dest_full_attr,
+    service_key_attr,
 )
 
 _ap_cache: dict[tuple[str, int], bytes] = {}
@@ -110,6 +115,14 @@ def _expected_dests(wanted: list[Destination]) -> dict[bytes, tuple[bytes, int]]
 
 _chunk_structs: dict[int, struct.Struct] = {}
 _GET_DEST_GENL = _GENLHDR.pack(CMD_GET_DEST, IPVS_GENL_VERSION, 0)
+_GET_SERVICE_GENL = _GENLHDR.pack(CMD_GET_SERVICE, IPVS_GENL_VERSION, 0)
+
+
+def _service_of_key(key: tuple) -> Service:
+    """A Service of this identity (plan.service_key), to ask the kernel for its copy."""
+    if key[0] == FWMARK:
+        return Service(FWMARK, fwmark=key[2], fwmark_family=key[1])
+    return Service(key[0], key[1], key[2])
 
 
 def _chunk_struct(count: int) -> struct.Struct:
@@ -137,14 +150,29 @@ class Prepared:
         """`previous`: the Prepared of an earlier table; what it worked out for the very same Service
         objects (a new snapshot shares the services that did not change) is taken over."""
         self.table = table
-        self.by_key = {plan.service_key(s): s for s in table.services}
-        self.configs: dict[tuple, tuple] = {}
-        self.expected: dict[tuple, dict | None] = {}
-        if previous is not None:
-            old = previous.by_key
-            same = [k for k, svc in self.by_key.items() if old.get(k) is svc]
-            self.configs.update((k, previous.configs[k]) for k in same if k in previous.configs)
-            self.expected.update((k, previous.expected[k]) for k in same if k in previous.expected)
+        services = table.services
+        if previous is None:
+            self.by_key = {plan.service_key(s): s for s in services}
+            self.configs: dict[tuple, tuple] = {}
+            self.expected: dict[tuple, dict | None] = {}
+            return
+        # The keys of the Service objects `previous` has, found by identity in C; only the new ones are worked out
+        # (a new revision changes a few services of many: this costs what changed).
+        key_of = dict(zip(map(id, previous.by_key.values()), previous.by_key, strict=True))
+        keys = list(map(key_of.get, map(id, services)))
+        fresh = set()
+        if None in keys:
+            for i, k in enumerate(keys):
+                if k is None:
+                    keys[i] = k = plan.service_key(services[i])
+                    fresh.add(k)
+        self.by_key = dict(zip(keys, services, strict=True))
+        self.configs = dict(previous.configs)
+        self.expected = dict(previous.expected)
+        stale = fresh | (previous.by_key.keys() - self.by_key.keys()) if fresh or len(keys) != len(key_of) else ()
+        for k in stale:
+            self.configs.pop(k, None)
+            self.expected.pop(k, None)
 
     def expected_dests(self, key: tuple, svc: Service) -> dict | None:
         """_expected_dests of the service's destinations (None: not encodable as they are)."""
@@ -234,6 +262,83 @@ class Diffs(Reads):
         todo.update(k for k in desired_by_key if k not in found)
         changed = Table(services=[s for k, s in desired_by_key.items() if k in todo], timeouts=desired.timeouts)
         return changed, Table(services=actual)
+
+    def diff_of(self, desired: Table | Prepared, keys, owned=None, drain=None) -> list:
+        """diff() of these services only (desired or not), each read by its key: what an apply of them left
+        undone, in O(the services named) whatever the size of the table."""
+        changed, actual = self.partial_of(desired, keys)
+        return plan.diff(changed, actual, owned, drain)
+
+    @_without_gc
+    def partial_of(self, desired: Table | Prepared, keys) -> tuple[Table, Table]:
+        """partial() of the services of these keys only, each read by its key (one GET_SERVICE, and a dump of
+        its destinations when the settings match): (the desired ones the kernel lacks or holds otherwise, the
+        kernel's version of those and of the named services not desired, these without destinations).
+
+        The services not named are taken as they are desired: for a change that names what it changes (a delta),
+        this reads O(the change) of the kernel, not the table."""
+        prepared = desired if isinstance(desired, Prepared) else Prepared(desired)
+        desired_by_key = prepared.by_key
+        todo: list[Service] = []
+        actual: list[Service] = []
+        config_of = plan.config_of
+        for k in keys:
+            want = desired_by_key.get(k)
+            probe = want if want is not None else _service_of_key(k)
+            span = self._get_service_span(service_key_attr(probe), probe)
+            if span is None:
+                if want is not None:
+                    todo.append(want)
+                continue
+            data, start, end = span
+            v = _svc_values(data, start, end)
+            if v is None:
+                ksvc, key_attr = _parse_service_walk(data, start, end)
+                v = (ksvc.protocol, ksvc.address, ksvc.port, ksvc.fwmark, ksvc.fwmark_family, ksvc.scheduler,
+                     ksvc.persistent, ksvc.timeout, ksvc.netmask, ksvc.pe_name, ksvc.one_packet, ksvc.sched_flags,
+                     key_attr)
+            if want is None:
+                actual.append(Service(*v[:12]))
+                continue
+            key_attr, protocol, address, fw_family = v[12], v[0], v[1], v[4]
+            msgs = self._dump_matching(key_attr, prepared.expected_dests(k, want), want)
+            if msgs is None and prepared.config(k, want) == config_of(
+                    *v[5:12], fw_family if protocol == FWMARK else (6 if ":" in address else 4)):
+                continue
+            ksvc = Service(*v[:12])
+            if msgs is None:
+                msgs = self._dest_messages(key_attr, ksvc)
+            ksvc.destinations = self._decode_dests(msgs, False)
+            actual.append(ksvc)
+            todo.append(want)
+        return Table(services=todo, timeouts=prepared.table.timeouts), Table(services=actual)
+
+    def _get_service_span(self, key_attr: bytes, svc: Service):
+        """The kernel's service of this identity attribute: (data, start, end) of its attributes; None if absent."""
+        seq = self._next_seq()
+        sock = self.sock
+        sock.send(_NLMSGHDR.pack(_HDRLEN + len(key_attr), self.family, NLM_F_REQUEST, seq, 0)
+                  + _GET_SERVICE_GENL + key_attr)
+        found = None
+        while True:
+            data = sock.recv(65536)
+            off, n = 0, len(data)
+            while off + 16 <= n:
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if mseq == seq:
+                    if mtype == NLMSG_ERROR:
+                        err = -_ERR.unpack_from(data, off + 16)[0]
+                        if err in (errno.ESRCH, errno.ENOENT):
+                            return None
+                        if err:
+                            raise make_error(CMD_GET_SERVICE, err, svc)
+                        return found
+                    if mtype == NLMSG_DONE:
+                        return found
+                    alen, atype = _NLA.unpack_from(data, off + _HDRLEN)
+                    if atype & 0x3FFF == CMD_ATTR_SERVICE:
+                        return data, off + _HDRLEN + 4, off + _HDRLEN + alen
+                off += (length + 3) & ~3
 
     def _dump_matching(self, key_attr: bytes, expected: dict | None, svc: Service):
         """Dump one service's destinations and compare them, byte for byte, with `expected`
