@@ -30,11 +30,9 @@ from lvsadmin.protocol import (
     DELIVERY_KEYS,
     DELTA_VERSION,
     DELTAS,
-    HEALTH_TASK,
     HEARTBEAT_TASK,
     REPORT_TASK,
     BackupRequest,
-    HealthReport,
     ReconvergeRequest,
     newest,
 )
@@ -47,6 +45,7 @@ from .capture import backup_payload
 from .converge import Convergence, failure
 from .deltas import Deltas
 from .health.monitor import HealthMonitor
+from .health.overlaying import HealthOverlay
 from .reporting import build_report
 from .reporting import now_iso as _now_iso
 from .state import AgentState, StateStore
@@ -66,7 +65,7 @@ def _kept(snapshot: dict) -> dict:
     return {k: v for k, v in snapshot.items() if k not in DELIVERY_KEYS}
 
 
-class Agent:
+class Agent(HealthOverlay):
     def __init__(self, name: str, backend: Backend | Callable[[], Backend], store: StateStore, send: Sender,
                  clock: Callable[[], float] = time.time, apply_batch: int = 0, apply_pause: float = 0.0):
         """`backend`: a Backend, or a factory called once per thread (a netlink socket is not thread-safe).
@@ -159,11 +158,17 @@ class Agent:
             except (KeyError, TypeError, ValueError) as exc:
                 return self._send_report(self._report(snapshot, trigger, "error", started, t0, errors=[
                     {"op": "snapshot", "error": f"malformed snapshot: {exc}"}]))
-            if desired is not decoded or self.state.drains:
-                touched = None  # health holds servers back, or drains need every connection count: read it all
+            if self.state.drains:
+                touched = None  # drains need every connection count: read it all
+            elif trigger == "health" or (touched is not None and desired is not decoded):
+                touched = self._changed_since_applied(desired, touched)  # None: read it all
+            elif desired is not decoded:
+                touched = None
             st.cluster = cluster
             st.lineage = lineage or st.lineage
-            if self._already_converged(snapshot, desired):
+            if trigger == "health" and touched == set():
+                return None  # health changed nothing the kernel holds (a ramp step that rounds the same)
+            if trigger != "health" and self._already_converged(snapshot, desired):
                 st.reconciles += 1
                 self.store.save(st)  # the counters only: the tables it names are already on disk
                 # The kernel holds exactly the snapshot's table (under health's overlay): the table to report.
@@ -237,38 +242,6 @@ class Agent:
         decoded = decode_reusing(table, cached)
         self._desired_cache = Decoded(digest, table, decoded)
         return decoded
-
-    # --- health: an overlay on the desired table (lvsadmin.agent.health.monitor) -----------------
-
-    def _target(self, snapshot: dict, desired: Table) -> Table:
-        """What the kernel should hold for `snapshot`: its table, with what health holds back (effective weight
-        = desired weight × health × slow-start ramp); the snapshot's own decoded table when health holds nothing."""
-        self.health.configure(snapshot, desired)
-        target = self.health.overlay(desired)
-        self.state.health_down = self.health.down_keys()  # saved with the state the reconcile writes
-        return target
-
-    def _table_of(self, snapshot: dict, target: Table) -> tuple[dict, str | None]:
-        """`target` as a table dict and its digest: the snapshot's own unless health changed it."""
-        if target is self._desired_table(snapshot):
-            return snapshot["table"], snapshot.get("digest")
-        cached = self._target_cache
-        if cached is None or cached[0] is not target:
-            data = codec.table_to_dict(target)
-            cached = self._target_cache = (target, data, codec.table_digest(data))
-        return cached[1], cached[2]
-
-    def act_on_health(self) -> None:
-        """Converge the kernel to the health overlay now: the health monitor's thread calls this on a transition
-        (under the lock: never interleaved with a reconcile)."""
-        with self.lock:
-            snap = self.state.pending or self.state.snapshot
-            if snap is not None:
-                self.reconcile(dict(snap, balancer=self.name), trigger="health")
-
-    def _send_health(self, transitions: list) -> None:
-        self._send(HEALTH_TASK, HealthReport(balancer=self.name, cluster=self.state.cluster, transitions=transitions,
-                                             audit_head=self.state.audit_head).to_dict())
 
     def newest_revision(self) -> int:
         """Revisions only move forward: older than the applied one, or than one being applied, is stale."""

@@ -228,3 +228,31 @@ def test_a_server_down_before_a_restart_starts_down_and_comes_back_only_after_ri
     feed(again, A, UP, 2, clock)
     again.act_on_health()
     assert weights(kernel)[A] == 100
+
+
+def test_acting_on_a_transition_reads_and_changes_only_the_services_it_changed(agent, kernel, clock, sent):
+    others = [Service(protocol="tcp", address=f"10.1.1.{i}", port=80, destinations=[
+        Destination(address=f"10.3.{i}.1", port=80, forward="masq")]) for i in range(1, 30)]
+    agent.reconcile(snap(health={SERVICE: ServiceHealth(check=HTTP)}, extra=others))
+    read, depth = [], [0]
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            if not depth[0]:  # what the agent asks for, not what the fake kernel does inside
+                read.append((name, args[1:]))
+            depth[0] += 1
+            try:
+                return real(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+        return call
+
+    for name in ("dump", "partial", "diff", "partial_of", "diff_of"):
+        setattr(kernel, name, spy(name, getattr(kernel, name)))
+    feed(agent, A, DOWN, 2, clock)
+    agent.act_on_health()
+    assert {name for name, _ in read} <= {"partial_of", "diff_of"}, read
+    assert all(set(args[0]) == {("tcp", VIP, 80)} for _, args in read), read
+    assert weights(kernel) == {A: 0, B: 100, C: 100}
+    report = [p for task, p in sent if task == REPORT_TASK][-1]
+    assert report["operations"] == [f"-e -t {VIP}:80 -r {A}:80 -m -w 0"]
