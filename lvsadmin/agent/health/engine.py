@@ -1,0 +1,244 @@
+"""A lean probe engine for TCP and HTTP checks: one `select.epoll`, one timer heap, no asyncio per probe.
+
+The asyncio probes (probes.py) cost about 12 ms of CPU a probe in the bench's emulated guest, four times
+keepalived's C checker: per probe a task sleeping, futures and timer handles for each sock_* call, two nested
+timeouts, a 64 KiB buffer per read, and a getpid system call each time asyncio looks up its running loop. Here a
+probe is a non-blocking socket walked through connect → send the request → read, by readiness events from one
+epoll; the schedule (interval ± jitter, from start to start) and the timeout (one deadline a probe) are one
+entry each in one heap; reads go into one buffer that lives as long as the engine.
+
+What a probe finds is probes.py's own rules, not a copy of them: the request (`_request`), the socket and its
+source address (`_socket`), the reasons (`_reason`), and the reply's parse (`_judge`: status line, expected
+statuses, the body pattern on the first 64 KiB, chunked), a coroutine the engine drives itself by sending it
+each chunk read. So a server gives the same Result here as there (tests/unit/test_health_engine.py runs both).
+
+The engine is driven from outside: `run()` handles whatever is ready and whatever is due, and returns when it
+next has something due. The runner calls it from its asyncio loop, on the epoll's fd (`fileno()`) becoming
+readable and at that time. Only address literals come here: a name would need a resolver.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import os
+import random
+import select
+import socket
+import time
+import types
+from collections import deque
+from collections.abc import Callable
+
+from lvsadmin.agent.health import probes
+from lvsadmin.health.spec import Result
+
+KINDS = ("tcp", "http")
+_IDLE, _CONNECTING, _SENDING, _READING = range(4)
+_STARTED = (0, errno.EINPROGRESS)
+
+
+@types.coroutine
+def _more():
+    """probes._judge's `recv` here: suspends the parse until the engine sends it the next chunk (b"": closed)."""
+    return (yield)
+
+
+def literal(address: str) -> bool:
+    """Whether ADDRESS is an IPv4 or IPv6 literal (the engine resolves no names)."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class _Probe:
+    """One job's record, reused by each of its probes: its schedule and, while a probe runs, its state."""
+
+    __slots__ = ("key", "check", "address", "port", "sockaddr", "interval", "spread", "timer", "started",
+                 "sock", "state", "request", "sent", "parse")
+
+    def __init__(self, job, interval: float, spread: float):
+        self.key, self.check, self.address, self.port = job.key, job.check, job.address, job.port
+        # as asyncio's sock_connect words it, in a connect failure's reason
+        self.sockaddr = (job.address, job.port, 0, 0) if ":" in job.address else (job.address, job.port)
+        self.interval, self.spread = interval, spread
+        self.timer = -1  # the sequence number of this record's one live heap entry (-1: none)
+        self.started = 0.0
+        self.sock: socket.socket | None = None
+        self.state = _IDLE
+        self.request = b""
+        self.sent = 0
+        self.parse = None  # probes._judge's coroutine while the reply is read
+
+
+class Engine:
+    """Probes TCP and HTTP jobs at their intervals; every Result goes to `on_result(key, result)`."""
+
+    def __init__(self, on_result: Callable[[tuple, Result], None], *, jitter: float = 0.1,
+                 max_concurrent: int = 256, min_interval: float = 0.1):
+        self._on_result = on_result
+        self._jitter = jitter
+        self._max_concurrent = max_concurrent
+        self._min_interval = min_interval
+        self._epoll = select.epoll()
+        self._heap: list[tuple[float, int, _Probe]] = []  # (when, sequence, record): starts and deadlines
+        self._sequence = itertools.count()
+        self._records: dict[tuple, _Probe] = {}
+        self._by_fd: dict[int, _Probe] = {}
+        self._waiting: deque[_Probe] = deque()  # due, but max_concurrent probes are running
+        self._running = 0
+        self._draining = False
+        self._buffer = bytearray(probes.BODY_LIMIT)  # every read lands here, as asyncio's sock_recv(BODY_LIMIT)
+        self._view = memoryview(self._buffer)
+
+    @staticmethod
+    def serves(job) -> bool:
+        return job.check.kind in KINDS and literal(job.address)
+
+    def fileno(self) -> int:
+        return self._epoll.fileno()
+
+    def keys(self):
+        return self._records.keys()
+
+    def add(self, job) -> None:
+        """Probe JOB from now on, first at a random point of its first interval (1,000 jobs do not beat in step)."""
+        if job.key in self._records:
+            return
+        interval = max(job.check.interval, self._min_interval)
+        record = _Probe(job, interval, self._jitter * interval)
+        self._records[job.key] = record
+        self._at(record, time.monotonic() + random.uniform(0, interval))
+
+    def discard(self, key: tuple) -> None:
+        """Stop probing KEY; a probe under way ends without a result (as a cancelled task's)."""
+        record = self._records.pop(key, None)
+        if record is None:
+            return
+        record.timer = -1
+        if record.state != _IDLE:
+            self._close(record)
+        elif record in self._waiting:
+            self._waiting.remove(record)
+
+    def close(self) -> None:
+        for key in list(self._records):
+            self.discard(key)
+        self._heap.clear()
+        self._epoll.close()
+
+    def run(self, timeout: float = 0) -> float | None:
+        """Handle the sockets that are ready (waiting up to TIMEOUT seconds for one) and the timers that are due;
+        returns the time.monotonic() of the next timer, None when there is none."""
+        by_fd = self._by_fd
+        for fd, _events in self._epoll.poll(timeout):
+            record = by_fd.get(fd)
+            if record is not None:
+                self._advance(record)
+        heap = self._heap
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            _, sequence, record = heapq.heappop(heap)
+            if sequence != record.timer:
+                continue  # superseded: the probe ended before its deadline, or the job was removed
+            record.timer = -1
+            if record.state == _IDLE:
+                self._start(record)
+            else:
+                self._finish(record, Result(False, f"timeout after {float(record.check.timeout)} s"))
+        while heap and heap[0][1] != heap[0][2].timer:  # so that the caller does not wake for a dead entry
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    # --- one probe ---------------------------------------------------------------------------------------------
+
+    def _at(self, record: _Probe, when: float) -> None:
+        record.timer = sequence = next(self._sequence)
+        heapq.heappush(self._heap, (when, sequence, record))
+
+    def _start(self, record: _Probe) -> None:
+        if self._running >= self._max_concurrent:
+            self._waiting.append(record)
+            return
+        self._running += 1
+        record.started = started = time.monotonic()
+        record.state = _CONNECTING
+        check = record.check
+        try:
+            if check.kind == "http":
+                record.request = probes._request(check, record.address, record.port, 80)
+            record.sock = sock = probes._socket(record.address, check.source)
+            failed = sock.connect_ex(record.sockaddr)
+            if failed not in _STARTED:
+                raise OSError(failed, os.strerror(failed))
+        except Exception as error:  # noqa: BLE001 — a probe reports what went wrong, it never raises
+            self._finish(record, Result(False, probes._reason(error), time.monotonic() - started))
+            return
+        self._by_fd[sock.fileno()] = record
+        self._epoll.register(sock, select.EPOLLOUT)
+        self._at(record, started + check.timeout)
+
+    def _advance(self, record: _Probe) -> None:
+        """The next step of a probe whose socket is ready."""
+        try:
+            result = self._step(record)
+        except StopIteration as done:  # the parse has judged the reply
+            up, reason, weight = done.value
+            result = Result(up, reason, time.monotonic() - record.started, weight)
+        except (BlockingIOError, InterruptedError):
+            return  # a spurious wake-up: epoll says so again when the socket is ready
+        except Exception as error:  # noqa: BLE001 — as above
+            result = Result(False, probes._reason(error), time.monotonic() - record.started)
+        if result is not None:
+            self._finish(record, result)
+
+    def _step(self, record: _Probe) -> Result | None:
+        sock = record.sock
+        if record.state == _CONNECTING:
+            failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if failed:
+                raise OSError(failed, f"Connect call failed {record.sockaddr}")
+            if record.check.kind == "tcp":
+                return Result(True, "ok", time.monotonic() - record.started)
+            record.state, record.sent = _SENDING, 0
+        if record.state == _SENDING:
+            record.sent += sock.send(record.request[record.sent:] if record.sent else record.request)
+            if record.sent < len(record.request):
+                return None  # the rest when the socket is writable again
+            record.parse = parse = probes._judge(record.check, _more)
+            parse.send(None)  # up to its first read
+            record.state = _READING
+            self._epoll.modify(sock, select.EPOLLIN)
+            return None
+        read = sock.recv_into(self._buffer)
+        record.parse.send(bytes(self._view[:read]))
+        return None
+
+    def _finish(self, record: _Probe, result: Result) -> None:
+        self._close(record)
+        now = time.monotonic()
+        self._at(record, max(record.started + record.interval + random.uniform(-record.spread, record.spread), now))
+        self._on_result(record.key, result)
+        if not self._draining:  # a waiting probe that fails at once ends here too: no recursion per probe
+            self._draining = True
+            try:
+                while self._waiting and self._running < self._max_concurrent:
+                    self._start(self._waiting.popleft())
+            finally:
+                self._draining = False
+
+    def _close(self, record: _Probe) -> None:
+        """Ends a probe's socket and parse (closing the fd takes it out of the epoll too)."""
+        self._running -= 1
+        record.state = _IDLE
+        record.timer = -1
+        if record.parse is not None:
+            record.parse.close()
+            record.parse = None
+        if record.sock is not None:
+            self._by_fd.pop(record.sock.fileno(), None)
+            record.sock.close()
+            record.sock = None
