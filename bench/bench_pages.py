@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server time of the panel's pages on a small and a large data set, side by side.
 
-    .venv/bin/python bench/bench_pages.py [--runs 15] [--scale 1.0] [--keep]
+    .venv/bin/python bench/bench_pages.py [--runs 15] [--scale 1.0] [--keep] [--balancers 50 [--reporting]]
 
 The large set is one cluster with 10,000 virtual services and 100,000 real servers, two balancers with
 counters for every service and 1,000 apply reports each, and 1,000,000 audit records (a valid hash chain).
@@ -13,6 +13,11 @@ with bulk_create; the database is a SQLite file in a temporary directory unless 
 two sets alternately; the fastest run is printed, wall time and this process's CPU time (Python and the
 in-process SQLite: the work itself, without the waits of a busy machine), with the ratios large/small.
 List pages should stay at or under 1.5.
+
+A fleet (issue 13): `--balancers 50` gives both sets 50 balancers instead of two (counters, apply reports with their
+latency, a reported table each), and `--reporting` keeps them reporting while the pages are timed: another process
+records a heartbeat of each balancer every 5 s (100 services' counters changed, as an agent sends them) through
+core.reports.record_heartbeat, on the same database.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+BALANCERS = 2  # --balancers
 SMALL = {"services": 100, "servers_each": 10, "records": 1_000, "reports": 100}
 LARGE = {"services": 10_000, "servers_each": 10, "records": 1_000_000, "reports": 1_000}
 
@@ -37,6 +43,7 @@ def setup_django(database_url: str) -> None:
     os.environ.setdefault("SECURE", "0")  # plain HTTP in-process: no redirect to https
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("AXES_ENABLED", "0")
+    os.environ.setdefault("TWO_FACTOR_REQUIRED", "none")  # the bench's admin signs in with force_login
     import django
 
     django.setup()
@@ -51,9 +58,19 @@ def _address(n: int) -> str:
 
 def grow(state: dict, target: dict) -> None:
     """Bring the data set up to `target` (services, real servers, samples, reports, audit records)."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
-    from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, ServiceSample, VirtualService
+    from lvsadmin.core.models import (
+        ApplyReport,
+        Balancer,
+        Cluster,
+        RealServer,
+        ReportedTable,
+        ServiceSample,
+        VirtualService,
+    )
 
     cluster = Cluster.objects.get(name="web")
     balancers = list(Balancer.objects.filter(cluster=cluster))
@@ -79,8 +96,11 @@ def grow(state: dict, target: dict) -> None:
     for b in balancers:
         ApplyReport.objects.bulk_create([
             ApplyReport(balancer=b, revision=i, outcome="ok", trigger="apply", started=now, finished=now, applied=2,
-                        operations=[f"-a -t {_address(i)}:80 -r 192.0.2.1:80 -g -w 1", "-e -t ... -w 2"])
+                        operations=[f"-a -t {_address(i)}:80 -r 192.0.2.1:80 -g -w 1", "-e -t ... -w 2"],
+                        committed=now - timedelta(seconds=0.2 + i % 7 / 10))
             for i in range(state.get("reports", 0), target["reports"])], batch_size=5_000)
+        ReportedTable.objects.get_or_create(balancer=b, defaults={"reported_at": now, "revision": 1, "digest": "x",
+                                                                  "table": {"services": []}})
 
     add_records(cluster, state.get("records", 0), target["records"], now)
     state.update(target)
@@ -103,8 +123,8 @@ def add_records(cluster, start: int, stop: int, now) -> None:
     first = now - timedelta(seconds=stop)  # one record a second, the newest now
     js = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     sql = ("INSERT INTO audit_changerecord (time, user_id, username, request_id, action, object_type, object_id, "
-           "object_repr, cluster_id, cluster_name, before, after, comment, prev_hash, hash) "
-           f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {js}, {js}, %s, %s, %s)")
+           "object_repr, cluster_id, cluster_name, before, after, comment, prev_hash, hash, keyed) "
+           f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {js}, {js}, %s, %s, %s, %s)")
     users = ("otto", "ada", "agent:lb1", "agent:lb2", "vera")
     actions = ("update", "create", "apply", "delete", "login")
     for chunk in range(start, stop, 50_000):
@@ -123,7 +143,8 @@ def add_records(cluster, start: int, stop: int, now) -> None:
             rows.append((connection.ops.adapt_datetimefield_value(when), None, content["username"],
                          content["request_id"], content["action"],
                          "realserver", content["object_id"], content["object_repr"], cluster.pk, cluster.name,
-                         json.dumps(content["before"]), json.dumps(content["after"]), "", prev, digest))
+                         json.dumps(content["before"]), json.dumps(content["after"]), "", prev, digest,
+                         False))  # plain SHA-256, as records from before the audit key (audit.log)
             prev = digest
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(sql, rows)
@@ -144,8 +165,8 @@ def base_data() -> None:
     users.create_user(setup, username="vera", password="bench password 1", role="viewer")
     User.objects.create_superuser("ada", "", "bench password 1")
     cluster = services.create_cluster(setup, name="web")
-    for name in ("lb1", "lb2"):
-        services.create_balancer(setup, cluster, name=name)
+    for n in range(1, BALANCERS + 1):
+        services.create_balancer(setup, cluster, name=f"lb{n}")
 
 
 def pages() -> list[tuple[str, str, dict]]:
@@ -236,6 +257,37 @@ def measure(sets: dict, runs: int) -> dict[str, dict[str, tuple[float, float]]]:
     return out
 
 
+def heartbeats(database_url: str, seconds: float = 5.0) -> None:
+    """Until killed: a heartbeat of every balancer each `seconds`, as the control worker records them (the child
+    process of `--reporting`)."""
+    import random
+
+    setup_django(database_url)
+    from django.utils import timezone
+
+    from lvsadmin.core import reports
+    from lvsadmin.core.models import Balancer, ServiceSample
+
+    names = list(Balancer.objects.values_list("name", flat=True))
+    keys = list(ServiceSample.objects.filter(balancer__name="lb1").values_list("service_key", flat=True))
+    while True:
+        started = time.monotonic()
+        for name in names:
+            samples = {k: {"conns": random.randrange(10**6), "active_conns": random.randrange(100)}
+                       for k in random.sample(keys, min(100, len(keys)))}
+            reports.record_heartbeat({"balancer": name, "cluster": "web", "sent": timezone.now().isoformat(),
+                                      "applied_revision": 1, "facts": {"ipvs_version": "1.2.1"},
+                                      "samples": samples})
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+
+
+def reporting(database_url: str):
+    """Start the heartbeat writer on `database_url`; returns its process (terminate it when done)."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, __file__, "--heartbeats-to", database_url], cwd=ROOT)
+
+
 def fast_sqlite() -> None:
     from django.db import connection
 
@@ -260,7 +312,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the SQLite files and print their paths")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the large set (e.g. 0.1) for a quick look")
+    parser.add_argument("--balancers", type=int, default=2, help="balancers in the cluster, each with counters and "
+                                                                 "apply reports")
+    parser.add_argument("--reporting", action="store_true", help="keep every balancer heartbeating meanwhile")
+    parser.add_argument("--heartbeats-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.heartbeats_to:
+        heartbeats(args.heartbeats_to)
+        return 0
+    global BALANCERS
+    BALANCERS = args.balancers
     if args.scale != 1.0:
         LARGE.update({k: max(SMALL[k], int(v * args.scale)) for k, v in LARGE.items() if k != "servers_each"})
     tmp = tempfile.mkdtemp(prefix="lvsadmin-bench-")
@@ -269,21 +330,34 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    print(f"database: {connection.vendor}", flush=True)
+    print(f"database: {connection.vendor}, {BALANCERS} balancers{', reporting' if args.reporting else ''}",
+          flush=True)
+    writers = []
+
+    def timed(sets: dict, urls: list[str]) -> dict:
+        writers.extend(reporting(url) for url in urls if args.reporting)
+        try:
+            return measure(sets, args.runs)
+        finally:
+            for writer in writers:
+                writer.terminate()
+                writer.wait()
+            writers.clear()
+
     if given or connection.vendor != "sqlite":
         # One database, measured small, then grown to the large set and measured again.
         state: dict = {}
         build(SMALL, state)
-        small = measure({"small": None}, args.runs)["small"]
+        small = timed({"small": None}, [given])["small"]
         build(LARGE, state)
-        large = measure({"large": None}, args.runs)["large"]
+        large = timed({"large": None}, [given])["large"]
     else:
         paths = {"small": f"{tmp}/small.sqlite3", "large": f"{tmp}/large.sqlite3"}
         build(SMALL, {})
         use(paths["large"])
         call_command("migrate", verbosity=0)
         build(LARGE, {})
-        result = measure(paths, args.runs)
+        result = timed(paths, [f"sqlite:///{path}" for path in paths.values()])
         small, large = result["small"], result["large"]
 
     width = max(len(k) for k in small)

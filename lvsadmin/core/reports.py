@@ -112,7 +112,10 @@ def _settled_status(balancer: Balancer, cluster: Cluster) -> tuple[str, str]:
 
 
 def _lock(name: str) -> Balancer | None:
-    return Balancer.objects.select_for_update().select_related("cluster").filter(name=name).first()
+    """The balancer's row, locked, with its cluster as it is now. Only the balancer's row: locking the cluster's
+    too (a plain FOR UPDATE over the join) made every report and heartbeat of a fleet wait for the one before, and
+    every edit wait for them. The cluster is read in the same statement: its revision and commit time agree."""
+    return Balancer.objects.select_for_update(of=("self",)).select_related("cluster").filter(name=name).first()
 
 
 # --- reconcile reports ---------------------------------------------------------------------------
@@ -126,7 +129,7 @@ def record_report(message: dict) -> ApplyReport | None:
     if balancer is None:
         log.warning("report from unknown balancer %r ignored", message.get("balancer"))
         return None
-    cluster = Cluster.objects.get(pk=balancer.cluster_id)
+    cluster = balancer.cluster
     now = timezone.now()
     revision, errors, drift, applied = report.revision, report.errors, report.drift, report.applied
     outcome = report.outcome or ApplyReport.Outcome.ERROR
@@ -271,7 +274,7 @@ def record_heartbeat(message: dict) -> Balancer | None:
     if balancer is None:
         log.warning("heartbeat from unknown balancer %r ignored", message.get("balancer"))
         return None
-    cluster = Cluster.objects.get(pk=balancer.cluster_id)
+    cluster = balancer.cluster
     now = timezone.now()
     sent = _when(beat.sent, now)
     previous = _when((balancer.facts or {}).get("heartbeat_at"), None) if (balancer.facts or {}).get(

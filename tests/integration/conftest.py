@@ -65,18 +65,26 @@ class Agent:
         self.starts = 0
 
     def start(self) -> Agent:
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> Agent:
+        """Start the worker without waiting for it (a fleet starts its agents together, then waits for all)."""
         self.starts += 1
         env = base_env(LVSADMIN_BALANCER=self.name, LVSADMIN_BROKER_URL=self.stack.redis.url,
-                       LVSADMIN_AGENT_STATE=self.state_path, HEARTBEAT_SECONDS=HEARTBEAT,
+                       LVSADMIN_AGENT_STATE=self.state_path, HEARTBEAT_SECONDS=self.stack.heartbeat,
                        LVSADMIN_AGENT_BACKEND=f"memory:{self.kernel.path}", LVSADMIN_AGENT_KEY=self.key_path,
                        LVSADMIN_PANEL_PUBLIC_KEY=panel_public_key())
         env.pop("DJANGO_SETTINGS_MODULE", None)
         enrol(self.name, self.public_key)  # when the balancer exists already (else make_cluster enrols it)
         self.proc = Proc(agent_argv(self.name), self.dir / f"agent-{self.starts}.log", env=env,
                          name=f"agent {self.name}").start()
-        self.proc.wait_log(r"ready\.", timeout=60)
         self.stack.procs.append(self.proc)
         return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.proc.wait_log(r"ready\.", timeout=timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -94,6 +102,9 @@ class Stack:
     """The processes of one test module. Every agent is enrolled: its key pair made in its directory, its public key
     registered with its balancer (harness.AGENT_KEYS[name] for a balancer made after the agent started)."""
 
+    heartbeat = HEARTBEAT  # seconds between an agent's heartbeats
+    offline_after = OFFLINE_AFTER
+
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.redis = RedisServer(workdir / "redis")
@@ -104,8 +115,8 @@ class Stack:
         self.beat: Proc | None = None
 
     def env(self) -> dict:
-        return base_env(DATABASE_URL=self.db.url, REDIS_URL=self.redis.url, HEARTBEAT_SECONDS=HEARTBEAT,
-                        OFFLINE_AFTER_SECONDS=OFFLINE_AFTER, RESYNC_SECONDS=3600, DEBUG=1)
+        return base_env(DATABASE_URL=self.db.url, REDIS_URL=self.redis.url, HEARTBEAT_SECONDS=self.heartbeat,
+                        OFFLINE_AFTER_SECONDS=self.offline_after, RESYNC_SECONDS=3600, DEBUG=1)
 
     def start(self) -> Stack:
         self.redis.start()
