@@ -5,6 +5,10 @@ probes, hands the result over and sleeps again: the interval is from start to st
 falls at a random point of the first interval, so that 1,000 checks of the same interval do not beat in step. A
 job is never probed twice at once; a semaphore keeps the sockets open at once under `max_concurrent`.
 
+TCP and HTTP jobs of an address literal are probed by the epoll engine (engine.py) instead, driven from this same
+loop (its epoll's fd as a reader, its next timer as a call_at): the same Results, a fraction of the CPU. It keeps
+the same schedule, and `max_concurrent` sockets of its own.
+
 Results go to `on_results` in batches (whatever finished within BATCH_SECONDS), called in the runner's thread:
 the callee only queues them. The runner decides nothing about up or down.
 
@@ -23,6 +27,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from lvsadmin.agent.health import probes
+from lvsadmin.agent.health.engine import Engine
 from lvsadmin.agent.health.probes import PROBES
 from lvsadmin.health.spec import Check, Result
 
@@ -32,6 +38,9 @@ BATCH_SECONDS = 0.05
 SAFETY_SECONDS = 1.0  # past a check's timeout, the runner cancels a probe that has not ended by itself
 STALL_INTERVALS = 3
 MIN_INTERVAL = 0.1  # an interval of 0 would spin the loop
+
+# The kinds the engine probes, as long as PROBES holds these very probes (a test that swaps one in gets it run).
+_ENGINE_PROBES = {"tcp": probes.tcp, "http": probes.http}
 
 OnResults = Callable[[list[tuple[tuple, Result, float]]], None]
 
@@ -70,6 +79,8 @@ class Runner:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._stop_event: asyncio.Event | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._engine: Engine | None = None
+        self._engine_timer: asyncio.TimerHandle | None = None
 
     # --- what other threads call ---------------------------------------------------------------------------
 
@@ -148,8 +159,18 @@ class Runner:
             if self._stopped:  # stop() came before the loop was up
                 return
             self._loop = asyncio.get_running_loop()
-        self._sync()
-        await self._stop_event.wait()
+        self._engine = Engine(self._finished, jitter=self._jitter, max_concurrent=self._max_concurrent,
+                              min_interval=MIN_INTERVAL)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._engine.fileno(), self._drive)
+        try:
+            self._sync()
+            await self._stop_event.wait()
+        finally:
+            loop.remove_reader(self._engine.fileno())
+            if self._engine_timer is not None:
+                self._engine_timer.cancel()
+            self._engine.close()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -163,11 +184,32 @@ class Runner:
         """Start the tasks of new jobs and cancel those of removed ones (in the loop, after update())."""
         with self._lock:
             wanted = self._wanted
+        engine = self._engine
         for key in self._tasks.keys() - wanted.keys():
             self._tasks.pop(key).cancel()
+        for key in engine.keys() - wanted.keys():
+            engine.discard(key)
         loop = asyncio.get_running_loop()
-        for key in wanted.keys() - self._tasks.keys():
-            self._tasks[key] = loop.create_task(self._every(wanted[key]))
+        for key in wanted.keys() - self._tasks.keys() - engine.keys():
+            job = wanted[key]
+            if PROBES.get(job.check.kind) is _ENGINE_PROBES.get(job.check.kind) and engine.serves(job):
+                engine.add(job)
+            else:
+                self._tasks[key] = loop.create_task(self._every(job))
+        self._drive()
+
+    def _drive(self) -> None:
+        """Lets the engine handle what is ready and due, and wakes it again when its next timer is due."""
+        due = self._engine.run()
+        timer = self._engine_timer
+        if due is not None and (timer is None or due < timer.when()):
+            if timer is not None:
+                timer.cancel()
+            self._engine_timer = self._loop.call_at(due, self._engine_due)
+
+    def _engine_due(self) -> None:
+        self._engine_timer = None
+        self._drive()
 
     async def _every(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
@@ -201,7 +243,7 @@ class Runner:
         self._last_finished = now
         self._pending.append((key, result, now))
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush)
+            self._flush_handle = self._loop.call_later(BATCH_SECONDS, self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
