@@ -283,3 +283,40 @@ def test_a_real_tcp_probe_runs_in_the_runner():
     finally:
         runner.stop()
         listener.close()
+
+
+def test_real_http_checks_run_in_the_engine_and_stop_when_removed():
+    """tcp and http jobs of an address literal go to the epoll engine, not to a task of their own."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+
+    def answer():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    collected = Collector()
+    runner = Runner(collected)
+    runner.start()
+    try:
+        http_job = Job.of(Check(kind="http", interval=0.1, timeout=0.5), "127.0.0.1", port)
+        runner.update([http_job])
+        assert wait_for(lambda: len(collected.results()) >= 3)
+        assert {result.reason for _, result, _ in collected.results()} == {"HTTP 503"}
+        assert not runner._tasks and list(runner._engine.keys()) == [http_job.key]
+        runner.update([])
+        time.sleep(0.2)
+        count = len(collected.results())
+        time.sleep(0.3)
+        assert len(collected.results()) == count and not runner._engine.keys()
+    finally:
+        runner.stop()
+        listener.close()
