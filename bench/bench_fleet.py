@@ -37,7 +37,7 @@ def main() -> int:
              "tests/integration/test_fleet.py::"
              "test_fifty_agents_apply_a_hundred_one_server_changes_and_all_end_on_the_last_revision"],
             cwd=ROOT, env=env, capture_output=True, text=True)
-        lines = [line for line in result.stdout.splitlines() if line.startswith(("fleet-", "per report", str(
+        lines = [line for line in result.stdout.splitlines() if line.startswith(("fleet-", "per report", "CPU per", str(
             args.balancers)))]
         print("\n".join(lines))
         if not figures_path.exists():

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,19 @@ def fleet(tmp_path_factory, django_db_blocker):
         stack.stop()
 
 
+def cpu_seconds(groups: list[int]) -> float:
+    """CPU time (user + system) used so far by the live processes of these process groups (each Proc is one)."""
+    wanted, total = set(groups), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in wanted:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def applied_everywhere(cluster, revision: int, expected: int) -> bool:
     from lvsadmin.core.models import Balancer
 
@@ -108,6 +122,8 @@ def test_fifty_agents_apply_a_hundred_one_server_changes_and_all_end_on_the_last
     wait_for(lambda: applied_everywhere(cluster, cluster.desired_revision, FLEET), 300, 0.2,
              message="the fleet on the first revision")
     to_report, wall, phases = [], [], {}
+    agents, control = [a.proc.pid for a in fleet["agents"]], [fleet["stack"].control.pid]
+    cpu_before = cpu_seconds(agents), cpu_seconds(control), time.process_time()
     for n in range(CHANGES):
         started = time.monotonic()
         revision = change_weight(fleet, 2 + n % 50)
@@ -116,6 +132,8 @@ def test_fifty_agents_apply_a_hundred_one_server_changes_and_all_end_on_the_last
         wall.append(time.monotonic() - started)
         to_report.append(to_last_report(cluster, revision, phases))
 
+    cpu = [(after - before) / CHANGES for before, after in zip(
+        cpu_before, (cpu_seconds(agents), cpu_seconds(control), time.process_time()), strict=True)]
     for agent in fleet["agents"]:
         kernel = agent.kernel.table().by_key()[("tcp", "10.1.0.1", 80)]
         assert {d.address: d.weight for d in kernel.destinations} == {"10.2.0.1": 2 + (CHANGES - 1) % 50,
@@ -127,6 +145,8 @@ def test_fifty_agents_apply_a_hundred_one_server_changes_and_all_end_on_the_last
     print(f"\nfleet-{FLEET}: commit -> all {FLEET} reports recorded: p50 {figures['p50']:.3f} s, "
           f"p95 {figures['p95']:.3f} s, max {figures['max']:.3f} s (wall, as the test saw it: p95 "
           f"{figures['wall_p95']:.3f} s)")
+    print(f"CPU per change: the {FLEET} agents {cpu[0]:.3f} s, the control worker {cpu[1]:.3f} s, this process (the "
+          f"commit, the {FLEET} signed snapshots sent, the polling) {cpu[2]:.3f} s; {os.cpu_count()} CPUs")
     print("per report, p50 / p95: " + "; ".join(
         f"{name} {latency.percentile(v, 0.5):.3f} / {latency.percentile(v, 0.95):.3f} s" for name, v in phases.items()))
     if os.environ.get("FLEET_FIGURES"):

@@ -187,3 +187,29 @@ def test_offline_balancers_are_not_resynced_so_their_queues_do_not_pile_up(web, 
     monkeypatch.setattr(reports, "resync_cluster",
                         lambda c, trigger="resync", balancers=None: asked.extend(b.name for b in balancers) or 1)
     assert reports.resync_all() == 1 and asked == ["lb1"]
+
+
+# --- the control worker's database connection -----------------------------------------------------------------
+
+
+def test_the_control_worker_keeps_its_connection_but_drops_one_that_failed(monkeypatch):
+    from lvsadmin import celery as control
+
+    class Connection:
+        connection = object()
+
+        def __init__(self, failed: bool):
+            self.errors_occurred, self.usable, self.closed = failed, not failed, False
+
+        def is_usable(self):
+            return self.usable
+
+        def close(self):
+            self.closed = True
+
+    good, failed = Connection(False), Connection(True)
+    monkeypatch.setattr(control.connections, "all", lambda initialized_only=False: [good, failed])
+    control._drop_failed_connections()
+    assert failed.closed and not good.closed
+    # Celery's Django fixup reads it by this name: without it, it closes the connection around every task.
+    assert control.app.conf.get("CELERY_DB_REUSE_MAX") == 100
