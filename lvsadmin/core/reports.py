@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
@@ -423,7 +424,7 @@ def resync_all(trigger: str = "resync") -> int:
     batches = [ids[i:i + RESYNC_BATCH] for i in range(0, len(ids), RESYNC_BATCH)]
     if not batches:
         return 0
-    step = settings.RESYNC_SECONDS / 2 / len(batches)
+    step = resync_interval() / 2 / len(batches)
     for number, batch in enumerate(batches[1:], start=1):
         # Imported here: core.tasks imports this module.
         from .tasks import resync_balancers
@@ -431,6 +432,14 @@ def resync_all(trigger: str = "resync") -> int:
         resync_balancers.apply_async(args=[batch, trigger], countdown=round(number * step, 1))
     resync_balancers_now(batches[0], trigger)
     return len(ids)
+
+
+def resync_interval() -> float:
+    """Seconds between two periodic resyncs: the job's schedule as edited in the panel, else RESYNC_SECONDS."""
+    job = PeriodicTask.objects.filter(name=RESYNC_TASK_NAME, enabled=True).select_related("interval").first()
+    if job is None or job.interval is None:
+        return float(settings.RESYNC_SECONDS)
+    return job.interval.schedule.run_every.total_seconds()
 
 
 def resync_balancers_now(balancer_ids: list[int], trigger: str = "resync") -> int:
@@ -465,8 +474,6 @@ def mark_offline(now=None) -> int:
 
 def ensure_periodic_tasks() -> list[str]:
     """The resync and offline jobs in django-celery-beat's tables (editable in the panel); made when missing."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
     made = []
     jobs = [
         (RESYNC_TASK_NAME, "lvsadmin.core.resync", settings.RESYNC_SECONDS),

@@ -177,6 +177,15 @@ def test_the_resync_of_50_balancers_goes_out_in_batches_spread_over_half_its_int
     assert now_sent == [reports.RESYNC_BATCH]  # the first batch at once, the others later
     assert later == [(6.0, 10), (12.0, 10), (18.0, 10), (24.0, 10)]
     assert reports.resync_balancers_now([b.pk for b in Balancer.objects.all()[:7]]) == 7
+    # An operator who makes the job run every 20 s in the panel: the batches go 2 s apart.
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    reports.ensure_periodic_tasks()
+    PeriodicTask.objects.filter(name=reports.RESYNC_TASK_NAME).update(
+        interval=IntervalSchedule.objects.create(every=20, period=IntervalSchedule.SECONDS))
+    later.clear()
+    reports.resync_all()
+    assert [countdown for countdown, _ in later] == [2.0, 4.0, 6.0, 8.0]
 
 
 def test_offline_balancers_are_not_resynced_so_their_queues_do_not_pile_up(web, actor, monkeypatch):
