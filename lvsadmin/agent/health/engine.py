@@ -177,7 +177,7 @@ class Engine:
         record.state = _CONNECTING
         check = record.check
         try:
-            if check.kind == "http":
+            if check.kind == "http" and not record.request:  # once a job: hashing a Check is not free
                 record.request = probes._request(check, record.address, record.port, 80)
             record.sock = sock = probes._socket(record.address, check.source)
             failed = sock.connect_ex(record.sockaddr)

@@ -199,7 +199,8 @@ class Runner:
         self._drive()
 
     def _drive(self) -> None:
-        """Lets the engine handle what is ready and due, and wakes it again when its next timer is due."""
+        """Lets the engine handle what is ready and due, and wakes it again when its next timer is due. Ready
+        sockets first, always: after a stall, a reply that has come counts, not the deadline that has passed."""
         due = self._engine.run()
         timer = self._engine_timer
         if due is not None and (timer is None or due < timer.when()):
