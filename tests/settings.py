@@ -24,5 +24,5 @@ CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The suite's admins sign in with force_login or a password alone; the two-factor tests (tests/unit/
-# test_two_factor.py, tests/browser/test_two_factor.py) put the production default back.
+# test_two_factor.py, tests/browser/test_two_factor_in_the_browser.py) put the production default back.
 TWO_FACTOR_REQUIRED = "none"
