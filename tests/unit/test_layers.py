@@ -99,3 +99,17 @@ def test_no_function_is_over_80_lines():
                 if lines > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = lines
     assert long == {}
+
+
+def test_no_two_test_modules_outside_packages_share_a_name():
+    # pytest imports the modules of tests/unit, tests/kernel and tests/browser by their bare names (those folders
+    # are no packages): two of one name and the second is not collected at all.
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").glob("*/test_*.py")):
+        if (path.parent / "__init__.py").exists():
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen[path.name] = path
+    assert clashes == []
