@@ -12,9 +12,19 @@ source address (`_socket`), the reasons (`_reason`), and the reply's parse (`_ju
 statuses, the body pattern on the first 64 KiB, chunked), a coroutine the engine drives itself by sending it
 each chunk read. So a server gives the same Result here as there (tests/unit/test_health_engine.py runs both).
 
-The engine is driven from outside: `run()` handles whatever is ready and whatever is due, and returns when it
-next has something due. The runner calls it from its asyncio loop, on the epoll's fd (`fileno()`) becoming
-readable and at that time. Only address literals come here: a name would need a resolver.
+The engine is driven from outside: `run(timeout)` waits on the epoll up to TIMEOUT, handles whatever is ready and
+whatever is due, and returns how long until it next has something due. The runner calls it in a loop in a thread
+of its own (no asyncio wake-ups between the kernel and a probe); `wake()`, from any thread, ends a wait early and
+calls `on_wake` in the engine's thread (the runner's jobs changed, or it stops). Only address literals come here:
+a name would need a resolver.
+
+Each system call costs microseconds on a host and tens of them in an emulated guest, so a probe makes as few as
+keepalived's: the socket is created non-blocking (no ioctl), bound only for a source address, an HTTP request is
+sent right after connect() (a near server has answered the SYN by then; if not, the send says EAGAIN and the
+epoll waits for writable; if the connect failed, the send reports why: no getsockopt), one epoll_ctl to wait for
+the reply, one recv into the engine's buffer, close (which also takes the fd out of the epoll). The clock is read
+once a wake-up (`now`): a probe's elapsed time is measured to its wake-ups. Timers due within START_AHEAD of a
+wake-up start in it, not in a wake-up of their own.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from lvsadmin.agent.health import probes
 from lvsadmin.health.spec import Result
 
 KINDS = ("tcp", "http")
+START_AHEAD = 0.005  # seconds: probes due this soon start in the current wake-up (1,000 jobs at 20 s: 50 a second)
 _IDLE, _CONNECTING, _SENDING, _READING = range(4)
 
 
@@ -65,13 +76,14 @@ def _connected(sock: socket.socket) -> bool:
 class _Probe:
     """One job's record, reused by each of its probes: its schedule and, while a probe runs, its state."""
 
-    __slots__ = ("key", "check", "address", "port", "sockaddr", "interval", "spread", "timer", "started",
+    __slots__ = ("key", "check", "address", "port", "family", "sockaddr", "interval", "spread", "timer", "started",
                  "sock", "events", "state", "request", "sent", "parse")
 
     def __init__(self, job, interval: float, spread: float):
         self.key, self.check, self.address, self.port = job.key, job.check, job.address, job.port
         # as asyncio's sock_connect words it, in a connect failure's reason
         self.sockaddr = (job.address, job.port, 0, 0) if ":" in job.address else (job.address, job.port)
+        self.family = socket.AF_INET6 if ":" in job.address else socket.AF_INET
         self.interval, self.spread = interval, spread
         self.timer = -1  # the sequence number of this record's one live heap entry (-1: none)
         self.started = 0.0
@@ -102,13 +114,18 @@ class Engine:
         self._draining = False
         self._buffer = bytearray(probes.BODY_LIMIT)  # every read lands here, as asyncio's sock_recv(BODY_LIMIT)
         self._view = memoryview(self._buffer)
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self.on_wake: Callable[[], None] | None = None  # called in run() after wake() (in the engine's thread)
+        self.now = time.monotonic()  # the clock at the last wake-up
 
     @staticmethod
     def serves(job) -> bool:
         return job.check.kind in KINDS and literal(job.address)
 
-    def fileno(self) -> int:
-        return self._epoll.fileno()
+    def wake(self) -> None:
+        """Ends the engine's wait now (any thread may call it); run() then calls on_wake."""
+        os.eventfd_write(self._wake, 1)
 
     def keys(self):
         return self._records.keys()
@@ -138,29 +155,44 @@ class Engine:
             self.discard(key)
         self._heap.clear()
         self._epoll.close()
+        os.close(self._wake)
 
     def run(self, timeout: float = 0) -> float | None:
-        """Handle the sockets that are ready (waiting up to TIMEOUT seconds for one) and the timers that are due;
-        returns the time.monotonic() of the next timer, None when there is none."""
+        """Handle the sockets that are ready (waiting up to TIMEOUT seconds for one; -1: for ever) and the timers
+        that are due; returns the seconds from `now` to the next timer, None when there is none."""
         by_fd = self._by_fd
-        for fd, _events in self._epoll.poll(timeout):
+        events = self._epoll.poll(timeout)
+        self.now = now = time.monotonic()
+        woken = False
+        for fd, _events in events:
             record = by_fd.get(fd)
             if record is not None:
-                self._advance(record)
+                self._advance(record, now)
+            elif fd == self._wake:
+                os.eventfd_read(self._wake)
+                woken = True
+        if woken and self.on_wake is not None:
+            self.on_wake()
         heap = self._heap
-        now = time.monotonic()
-        while heap and heap[0][0] <= now:
-            _, sequence, record = heapq.heappop(heap)
+        later = []
+        while heap and heap[0][0] <= now + START_AHEAD:
+            entry = heapq.heappop(heap)
+            when, sequence, record = entry
             if sequence != record.timer:
                 continue  # superseded: the probe ended before its deadline, or the job was removed
-            record.timer = -1
             if record.state == _IDLE:
-                self._start(record)
+                record.timer = -1
+                self._start(record, now)
+            elif when <= now:
+                record.timer = -1
+                self._finish(record, Result(False, f"timeout after {float(record.check.timeout)} s"), now)
             else:
-                self._finish(record, Result(False, f"timeout after {float(record.check.timeout)} s"))
+                later.append(entry)  # a deadline is never early
+        for entry in later:
+            heapq.heappush(heap, entry)
         while heap and heap[0][1] != heap[0][2].timer:  # so that the caller does not wake for a dead entry
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return heap[0][0] - now if heap else None
 
     # --- one probe ---------------------------------------------------------------------------------------------
 
@@ -168,68 +200,77 @@ class Engine:
         record.timer = sequence = next(self._sequence)
         heapq.heappush(self._heap, (when, sequence, record))
 
-    def _start(self, record: _Probe) -> None:
+    def _start(self, record: _Probe, now: float) -> None:
         if self._running >= self._max_concurrent:
             self._waiting.append(record)
             return
         self._running += 1
-        record.started = started = time.monotonic()
+        record.started = now
         record.state = _CONNECTING
         check = record.check
         try:
             if check.kind == "http" and not record.request:  # once a job: hashing a Check is not free
                 record.request = probes._request(check, record.address, record.port, 80)
-            record.sock = sock = probes._socket(record.address, check.source)
+            if check.source:
+                record.sock = sock = probes._socket(record.address, check.source)
+            else:  # non-blocking from the start: no ioctl
+                record.sock = sock = socket.socket(record.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             failed = sock.connect_ex(record.sockaddr)
             if failed not in (0, errno.EINPROGRESS):
                 raise OSError(failed, os.strerror(failed))
-            # A near server (loopback, a veth) has usually answered the SYN before connect() returns: then the
-            # request goes at once, without waiting for the socket to be writable.
-            connected = failed == 0 or _connected(sock)
+            # A near server (loopback, a veth) has usually answered the SYN before connect() returns.
+            connected = check.kind == "tcp" and (failed == 0 or _connected(sock))
         except Exception as error:  # noqa: BLE001 — a probe reports what went wrong, it never raises
-            self._finish(record, Result(False, probes._reason(error), time.monotonic() - started))
+            self._finish(record, Result(False, probes._reason(error), 0.0), now)
             return
-        if connected and check.kind == "tcp":
-            self._finish(record, Result(True, "ok", time.monotonic() - started))
+        if connected:
+            self._finish(record, Result(True, "ok", 0.0), now)
             return
         self._by_fd[sock.fileno()] = record
-        self._at(record, started + check.timeout)
-        if connected:
-            record.state, record.sent = _SENDING, 0
-            self._advance(record)
-        else:
+        self._at(record, now + check.timeout)
+        if check.kind == "tcp":
             self._want(record, select.EPOLLOUT)
+        else:  # the request goes at once: a send before the connect is done says EAGAIN, and then epoll waits
+            record.state, record.sent = _SENDING, 0
+            self._advance(record, now)
 
     def _want(self, record: _Probe, events: int) -> None:
         if record.events != events:
             (self._epoll.modify if record.events else self._epoll.register)(record.sock, events)
             record.events = events
 
-    def _advance(self, record: _Probe) -> None:
+    def _advance(self, record: _Probe, now: float) -> None:
         """The next step of a probe whose socket is ready."""
         try:
-            result = self._step(record)
+            result = self._step(record, now)
         except StopIteration as done:  # the parse has judged the reply
             up, reason, weight = done.value
-            result = Result(up, reason, time.monotonic() - record.started, weight)
+            result = Result(up, reason, now - record.started, weight)
         except (BlockingIOError, InterruptedError):
             return  # a spurious wake-up: epoll says so again when the socket is ready
         except Exception as error:  # noqa: BLE001 — as above
-            result = Result(False, probes._reason(error), time.monotonic() - record.started)
+            result = Result(False, probes._reason(error), now - record.started)
         if result is not None:
-            self._finish(record, result)
+            self._finish(record, result, now)
 
-    def _step(self, record: _Probe) -> Result | None:
+    def _step(self, record: _Probe, now: float) -> Result | None:
         sock = record.sock
-        if record.state == _CONNECTING:
+        if record.state == _CONNECTING:  # a TCP check's socket is writable: connected, or failed
             failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if failed:
                 raise OSError(failed, f"Connect call failed {record.sockaddr}")
-            if record.check.kind == "tcp":
-                return Result(True, "ok", time.monotonic() - record.started)
-            record.state, record.sent = _SENDING, 0
+            return Result(True, "ok", now - record.started)
         if record.state == _SENDING:
-            record.sent += sock.send(record.request[record.sent:] if record.sent else record.request)
+            try:
+                record.sent += sock.send(record.request[record.sent:] if record.sent else record.request)
+            except BlockingIOError:
+                self._want(record, select.EPOLLOUT)  # not connected yet, or a full send buffer
+                return None
+            except OSError as error:
+                if record.sent or error.errno in (errno.ECONNRESET, errno.EPIPE):
+                    raise
+                # the connect failed: worded as asyncio's sock_connect words it ("connect refused" stays)
+                raise OSError(error.errno, f"Connect call failed {record.sockaddr}") from None
             if record.sent < len(record.request):
                 self._want(record, select.EPOLLOUT)
                 return None  # the rest when the socket is writable again
@@ -242,16 +283,15 @@ class Engine:
         record.parse.send(bytes(self._view[:read]))
         return None
 
-    def _finish(self, record: _Probe, result: Result) -> None:
+    def _finish(self, record: _Probe, result: Result, now: float) -> None:
         self._close(record)
-        now = time.monotonic()
         self._at(record, max(record.started + record.interval + random.uniform(-record.spread, record.spread), now))
         self._on_result(record.key, result)
         if not self._draining:  # a waiting probe that fails at once ends here too: no recursion per probe
             self._draining = True
             try:
                 while self._waiting and self._running < self._max_concurrent:
-                    self._start(self._waiting.popleft())
+                    self._start(self._waiting.popleft(), now)
             finally:
                 self._draining = False
 

@@ -1,20 +1,23 @@
-"""The scheduler of the probes: one thread of its own running one asyncio loop for every check of the balancer.
+"""The scheduler of the probes: a thread running one asyncio loop, and a thread running the epoll engine.
 
 Each job (one check of one ADDRESS:PORT, however many services use it) is a task that sleeps until its next start,
 probes, hands the result over and sleeps again: the interval is from start to start, ± jitter, and the first start
 falls at a random point of the first interval, so that 1,000 checks of the same interval do not beat in step. A
 job is never probed twice at once; a semaphore keeps the sockets open at once under `max_concurrent`.
 
-TCP and HTTP jobs of an address literal are probed by the epoll engine (engine.py) instead, driven from this same
-loop (its epoll's fd as a reader, its next timer as a call_at): the same Results, a fraction of the CPU. It keeps
-the same schedule, and `max_concurrent` sockets of its own.
+TCP and HTTP jobs of an address literal are probed by the epoll engine (engine.py) instead, in a thread of its
+own that waits on the engine's epoll itself: the same Results, a fraction of the CPU (driven from the asyncio
+loop, every probe cost two more wake-ups of that loop, and asyncio's own system calls). It keeps the same
+schedule, and `max_concurrent` sockets of its own. The engine thread reads no clock of its own per result: a
+result is stamped with its wake-up's monotonic time, turned into the runner's clock once a batch.
 
-Results go to `on_results` in batches (whatever finished within BATCH_SECONDS), called in the runner's thread:
-the callee only queues them. The runner decides nothing about up or down.
+Results go to `on_results` in batches (whatever finished within BATCH_SECONDS), called in the thread that probed
+them: the callee only queues them. The runner decides nothing about up or down.
 
-keepalived's checker is known to stall silently; this one says so: `status()["stalled"]` is True when jobs exist
-and no probe has finished for STALL_INTERVALS × the smallest interval (+ that check's timeout), or the thread
-died. A blocked `on_results` blocks the loop, and shows there too.
+keepalived's checker is known to stall silently; this one says so: `status()["stalled"]` is True when a thread
+died, or when either thread has jobs and none of its probes has finished for STALL_INTERVALS × the smallest
+interval of its jobs (+ that check's timeout): each thread is watched on its own, so a busy loop does not hide a
+stalled engine. A blocked `on_results` blocks its thread, and shows there too.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ MIN_INTERVAL = 0.1  # an interval of 0 would spin the loop
 # The kinds the engine probes, as long as PROBES holds these very probes (a test that swaps one in gets it run).
 _ENGINE_PROBES = {"tcp": probes.tcp, "http": probes.http}
 
+
+def _in_engine(job) -> bool:
+    """Whether the engine probes JOB (else a task of the asyncio loop does)."""
+    return PROBES.get(job.check.kind) is _ENGINE_PROBES.get(job.check.kind) and Engine.serves(job)
+
+
 OnResults = Callable[[list[tuple[tuple, Result, float]]], None]
 
 
@@ -67,10 +76,13 @@ class Runner:
         self._max_concurrent = max_concurrent
         self._lock = threading.Lock()  # guards what update(), status() and stop() share with the loop
         self._wanted: dict[tuple, Job] = {}
-        self._stall_after: float | None = None  # seconds without a finished probe that mean stalled
+        # by thread ("probes": the asyncio loop's, "engine"): seconds without a finished probe that mean stalled
+        self._stall_after: dict[str, float] = {}
         self._counting_from: float | None = None  # clock time of the start, or of the newest job
-        self._last_finished: float | None = None
+        self._last_finished: float | None = None  # the asyncio thread's newest result
+        self._engine_last: float | None = None  # the engine thread's
         self._thread: threading.Thread | None = None
+        self._engine_thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         # The loop's own (touched in the runner thread only):
@@ -79,19 +91,22 @@ class Runner:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._stop_event: asyncio.Event | None = None
         self._semaphore: asyncio.Semaphore | None = None
-        self._engine: Engine | None = None
-        self._engine_timer: asyncio.TimerHandle | None = None
+        self._engine: Engine | None = None  # while the engine thread runs
 
     # --- what other threads call ---------------------------------------------------------------------------
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
             self._stopped = False
-            self._counting_from = self._clock()
-            self._thread = threading.Thread(target=self._run, name="lvsadmin-health-probes", daemon=True)
-            self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                self._counting_from = self._clock()
+                self._thread = threading.Thread(target=self._run, name="lvsadmin-health-probes", daemon=True)
+                self._thread.start()
+            if self._engine_thread is None or not self._engine_thread.is_alive():
+                self._counting_from = self._clock()
+                self._engine_thread = threading.Thread(target=self._serve, name="lvsadmin-health-engine",
+                                                       daemon=True)
+                self._engine_thread.start()
 
     def update(self, jobs: Iterable[Job]) -> None:
         """Probe these jobs from now on: new keys start, removed keys stop, the others keep their schedule."""
@@ -100,9 +115,14 @@ class Runner:
             if wanted.keys() - self._wanted.keys():
                 self._counting_from = self._clock()  # a new job's first probe may be an interval away
             self._wanted = wanted
-            self._stall_after = min((STALL_INTERVALS * max(job.check.interval, MIN_INTERVAL) + job.check.timeout
-                                     for job in wanted.values()), default=None)
-            loop = self._loop
+            self._stall_after = {}
+            for job in wanted.values():
+                group = "engine" if _in_engine(job) else "probes"
+                after = STALL_INTERVALS * max(job.check.interval, MIN_INTERVAL) + job.check.timeout
+                self._stall_after[group] = min(self._stall_after.get(group, after), after)
+            loop, engine = self._loop, self._engine
+        if engine is not None:
+            engine.wake()
         if loop is not None:
             try:
                 loop.call_soon_threadsafe(self._sync)
@@ -112,25 +132,32 @@ class Runner:
     def stop(self, timeout: float = 5) -> None:
         with self._lock:
             self._stopped = True
-            loop, thread = self._loop, self._thread
+            loop, engine, threads = self._loop, self._engine, (self._thread, self._engine_thread)
         if loop is not None:
             try:
                 loop.call_soon_threadsafe(self._stop_event.set)
             except RuntimeError:
                 pass
-        if thread is not None:
-            thread.join(timeout)
+        if engine is not None:
+            engine.wake()
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def status(self) -> dict:
         with self._lock:
-            thread, jobs, stopped = self._thread, len(self._wanted), self._stopped
+            threads, jobs, stopped = (self._thread, self._engine_thread), len(self._wanted), self._stopped
             stall_after, counting_from = self._stall_after, self._counting_from
-        last = self._last_finished
-        running = thread is not None and thread.is_alive()
+        lasts = {"probes": self._last_finished, "engine": self._engine_last}
+        running = all(thread is not None and thread.is_alive() for thread in threads)
         stalled = False
-        if jobs and thread is not None and not stopped:
-            since = max(t for t in (last, counting_from) if t is not None)
-            stalled = not running or self._clock() - since > stall_after
+        if jobs and threads[0] is not None and not stopped:
+            now = self._clock()
+            stalled = not running or any(
+                now - max(t for t in (lasts[group], counting_from) if t is not None) > after
+                for group, after in stall_after.items())
+        last = max((t for t in lasts.values() if t is not None), default=None)
         return {"running": running, "stalled": stalled, "probes": jobs, "last_round": last}
 
     # --- the runner's thread -------------------------------------------------------------------------------
@@ -159,18 +186,8 @@ class Runner:
             if self._stopped:  # stop() came before the loop was up
                 return
             self._loop = asyncio.get_running_loop()
-        self._engine = Engine(self._finished, jitter=self._jitter, max_concurrent=self._max_concurrent,
-                              min_interval=MIN_INTERVAL)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._engine.fileno(), self._drive)
-        try:
-            self._sync()
-            await self._stop_event.wait()
-        finally:
-            loop.remove_reader(self._engine.fileno())
-            if self._engine_timer is not None:
-                self._engine_timer.cancel()
-            self._engine.close()
+        self._sync()
+        await self._stop_event.wait()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -184,33 +201,13 @@ class Runner:
         """Start the tasks of new jobs and cancel those of removed ones (in the loop, after update())."""
         with self._lock:
             wanted = self._wanted
-        engine = self._engine
         for key in self._tasks.keys() - wanted.keys():
             self._tasks.pop(key).cancel()
-        for key in engine.keys() - wanted.keys():
-            engine.discard(key)
         loop = asyncio.get_running_loop()
-        for key in wanted.keys() - self._tasks.keys() - engine.keys():
+        for key in wanted.keys() - self._tasks.keys():
             job = wanted[key]
-            if PROBES.get(job.check.kind) is _ENGINE_PROBES.get(job.check.kind) and engine.serves(job):
-                engine.add(job)
-            else:
+            if not _in_engine(job):
                 self._tasks[key] = loop.create_task(self._every(job))
-        self._drive()
-
-    def _drive(self) -> None:
-        """Lets the engine handle what is ready and due, and wakes it again when its next timer is due. Ready
-        sockets first, always: after a stall, a reply that has come counts, not the deadline that has passed."""
-        due = self._engine.run()
-        timer = self._engine_timer
-        if due is not None and (timer is None or due < timer.when()):
-            if timer is not None:
-                timer.cancel()
-            self._engine_timer = self._loop.call_at(due, self._engine_due)
-
-    def _engine_due(self) -> None:
-        self._engine_timer = None
-        self._drive()
 
     async def _every(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
@@ -249,6 +246,63 @@ class Runner:
     def _flush(self) -> None:
         self._flush_handle = None
         batch, self._pending = self._pending, []
+        try:
+            self._on_results(batch)
+        except Exception:
+            log.exception("on_results failed: %d health results dropped", len(batch))
+
+    # --- the engine's thread -------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Runs the engine until stop(): waits on its epoll, hands its results over every BATCH_SECONDS."""
+        pending: list[tuple[tuple, Result, float]] = []  # (key, result, the monotonic time of its wake-up)
+        engine = Engine(lambda key, result: pending.append((key, result, engine.now)), jitter=self._jitter,
+                        max_concurrent=self._max_concurrent, min_interval=MIN_INTERVAL)
+        engine.on_wake = self._sync_engine
+        with self._lock:
+            if self._stopped:
+                engine.close()
+                return
+            self._engine = engine
+        try:
+            self._sync_engine()
+            wait, flush_at = 0.0, None  # a first turn at once: the jobs just added have timers
+            while not self._stopped:
+                wait = engine.run(-1 if wait is None else max(wait, 0.0))
+                if pending:
+                    if flush_at is None:
+                        flush_at = engine.now + BATCH_SECONDS
+                    elif engine.now >= flush_at:
+                        self._hand_over(pending)
+                        flush_at = None
+                if flush_at is not None:
+                    wait = flush_at - engine.now if wait is None else min(wait, flush_at - engine.now)
+            if pending:
+                self._hand_over(pending)
+        except BaseException:  # the thread ends either way (status() reports it stalled): say why
+            log.exception("the health checker's engine stopped on an error")
+        finally:
+            with self._lock:
+                self._engine = None
+            engine.close()
+
+    def _sync_engine(self) -> None:
+        """Add the engine's new jobs and drop its removed ones (in the engine's thread, after update())."""
+        with self._lock:
+            wanted = self._wanted
+        engine = self._engine
+        for key in engine.keys() - wanted.keys():
+            engine.discard(key)
+        for key, job in wanted.items():
+            if key not in engine.keys() and _in_engine(job):
+                engine.add(job)
+
+    def _hand_over(self, pending: list[tuple[tuple, Result, float]]) -> None:
+        """The engine's results to on_results, stamped on the runner's clock (read once a batch)."""
+        offset = self._clock() - time.monotonic()
+        batch = [(key, result, at + offset) for key, result, at in pending]
+        pending.clear()
+        self._engine_last = batch[-1][2]
         try:
             self._on_results(batch)
         except Exception:
