@@ -320,3 +320,49 @@ def test_real_http_checks_run_in_the_engine_and_stop_when_removed():
     finally:
         runner.stop()
         listener.close()
+
+
+def test_a_stalled_engine_is_reported_though_the_loops_probes_go_on(fake, make_runner):
+    """The engine has a thread of its own, watched on its own: the loop's results do not hide its stall. Its
+    results carry the runner's clock."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def answer():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    http_job = Job.of(Check(kind="http", interval=0.1, timeout=0.2), "127.0.0.1", listener.getsockname()[1])
+    loop_job = job("loop", interval=0.1)  # a fake probe's, in the asyncio loop
+    collected, blocking, release = Collector(), threading.Event(), threading.Event()
+
+    def on_results(batch):
+        collected(batch)
+        if blocking.is_set() and any(key == http_job.key for key, _, _ in batch):
+            release.wait()
+
+    runner = make_runner(on_results, clock=lambda: time.time() + 5000)
+    try:
+        runner.update([http_job, loop_job])
+        assert wait_for(lambda: collected.results(http_job.key))
+        assert abs(collected.results(http_job.key)[0][2] - (time.time() + 5000)) < 1
+        assert not runner.status()["stalled"]
+        blocking.set()  # the engine's next batch blocks its thread
+        assert wait_for(lambda: runner.status()["stalled"], 2.0)
+        count = len(collected.results(loop_job.key))
+        assert wait_for(lambda: len(collected.results(loop_job.key)) > count + 2)  # the loop goes on
+        assert runner.status()["stalled"]
+        blocking.clear()
+        release.set()
+        assert wait_for(lambda: not runner.status()["stalled"], 2.0)
+    finally:
+        release.set()
+        listener.close()
