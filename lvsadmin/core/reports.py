@@ -16,7 +16,12 @@ one transaction each, with their ChangeRecords written explicitly, like `core.se
 - `resync_cluster` / `resync_all` (periodic): re-send what each balancer should carry, so that lost messages
   heal and drift is repaired: the snapshot to a balancer behind, a short reconverge request to one at the
   revision. Edits no operator applied yet (`requested_revision` behind `desired_revision`) are not pushed:
-  the agents re-converge to what they last applied. `mark_offline` (periodic): balancers not heard from.
+  the agents re-converge to what they last applied. For a fleet, `resync_all` sends RESYNC_BATCH balancers at a
+  time, spread over half the job's interval, and skips offline ones. `mark_offline` (periodic): balancers not
+  heard from.
+
+A report that first brings a balancer to the desired revision keeps when that revision was committed
+(ApplyReport.committed): the network-programming latency of that apply (core.latency).
 
 The messages' shapes are `lvsadmin.protocol`'s (plain JSON dicts on the wire, read with `from_dict`).
 """
