@@ -238,7 +238,7 @@ def all_checked_servers_down(text: str) -> str:
 def test_keepalived_builds_the_table_lvsadmin_imports_from_the_same_file(ipvs_guest):
     expected = {"steady": format_save(parse_keepalived(STEADY).table), "failing": all_checked_servers_down(FAILING)}
     runs = {"steady": [STEADY, expected["steady"]], "failing": [FAILING, expected["failing"]]}
-    out = ipvs_guest.run([sys.executable, "tests/kernel/test_keepalived_import_against_keepalived.py", "--guest"], cwd=REPO,
+    out = ipvs_guest.run([sys.executable, os.path.relpath(__file__, REPO), "--guest"], cwd=REPO,
                          input=json.dumps(runs), timeout=300).stdout
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     assert line, out
