@@ -36,6 +36,19 @@ def test_a_balancer_offline_drifted_or_in_error_fires_with_its_status_detail(web
     assert firing.summary == f"Balancer lb1 (web) {words}: no heartbeat for 40 s"
 
 
+def test_a_balancer_ahead_of_the_panel_fires_an_alert_saying_so(web):
+    from lvsadmin.core import reports
+
+    Balancer.objects.update(status=Balancer.Status.IN_SYNC)
+    ahead = web["cluster"].desired_revision + 5  # a panel restored from an older database, or a forged snapshot
+    now = timezone.now().isoformat()
+    reports.record_report({"balancer": "lb1", "cluster": "web", "revision": ahead, "trigger": "resync",
+                           "outcome": "stale", "applied_revision": ahead, "operations": [], "errors": [],
+                           "drift": [], "unowned": [], "durations": {}, "started": now, "finished": now})
+    (firing,) = rules.firing().values()
+    assert firing.key == ("apply_error", "web", "lb1") and "ahead of the panel" in firing.summary
+
+
 def test_scheduled_backups_missed_since_the_newest_backup_fire_per_balancer(web):
     Balancer.objects.update(status=Balancer.Status.IN_SYNC)
     now = timezone.now()
