@@ -1,12 +1,17 @@
 from django.urls import path, re_path
 
-from . import schema, views, views_desired, views_health
+from . import schema, views, views_apply, views_desired, views_health, views_ipvsadm
 
 app_name = "api"
 
 urlpatterns = [
     path("v1/clusters/", views.ClusterList.as_view(), name="clusters"),
     path("v1/clusters/<slug:name>/", views.ClusterDetail.as_view(), name="cluster"),
+    path("v1/clusters/<slug:name>/ipvsadm/", views_ipvsadm.Commands.as_view(), name="ipvsadm"),
+    path("v1/clusters/<slug:name>/ipvsadm/save/", views_ipvsadm.Save.as_view(), name="ipvsadm_save"),
+    path("v1/clusters/<slug:name>/ipvsadm/list/", views_ipvsadm.List.as_view(), name="ipvsadm_list"),
+    path("v1/clusters/<slug:name>/plan/", views_apply.Plan.as_view(), name="plan"),
+    path("v1/clusters/<slug:name>/apply/", views_apply.Apply.as_view(), name="apply"),
     path("v1/balancers/", views.BalancerList.as_view(), name="balancers"),
     path("v1/balancers/<slug:name>/", views.BalancerDetail.as_view(), name="balancer"),
     path("v1/services/", views_desired.ServiceList.as_view(), name="services"),
