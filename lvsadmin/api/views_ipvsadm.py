@@ -105,7 +105,7 @@ def _body(request) -> dict:
         raise exceptions.ValidationError({"non_field_errors": ["a JSON object: commands (or argv), dry_run, revision"]})
     errors = {}
     argv, commands = body.get("argv"), body.get("commands")
-    if (argv is None) == (commands is None):
+    if (argv is None) == (commands is None) and not (body.get("restore") is True and commands is not None):
         errors["commands"] = ["send the ipvsadm lines in `commands` (or one line's words in `argv`)"]
     elif argv is not None and not (isinstance(argv, list) and argv and all(isinstance(w, str) for w in argv)):
         errors["argv"] = ["a list of words, as on a command line"]
@@ -158,7 +158,10 @@ class Commands(Endpoint):
     def _run(run: Run, cluster: Cluster, body: dict, dry_run: bool) -> str:
         if body.get("restore"):
             run.stdin = io.StringIO(body.get("commands") or "")
-            return run.line(cluster.name, ["-R"], dry_run)
+            words = body.get("argv") or ["-R"]  # -R's line as typed: ipvsadm refuses any option with it
+            if ipvsadm.read_command_line(words).kind != "restore":
+                raise ipvsadm.BadInput("restore: true takes -R (and the save in `commands`)")
+            return run.line(cluster.name, words, dry_run)
         if body.get("argv") is not None:
             words = body["argv"]
         else:

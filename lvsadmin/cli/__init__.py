@@ -1,0 +1,1 @@
+"""The `lvsadmin` command: ipvsadm against a panel over its REST API (a client: no Django)."""
