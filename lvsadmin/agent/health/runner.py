@@ -120,9 +120,8 @@ class Runner:
                 group = "engine" if _in_engine(job) else "probes"
                 after = STALL_INTERVALS * max(job.check.interval, MIN_INTERVAL) + job.check.timeout
                 self._stall_after[group] = min(self._stall_after.get(group, after), after)
-            loop, engine = self._loop, self._engine
-        if engine is not None:
-            engine.wake()
+            loop = self._loop
+            self._wake_engine()
         if loop is not None:
             try:
                 loop.call_soon_threadsafe(self._sync)
@@ -132,18 +131,22 @@ class Runner:
     def stop(self, timeout: float = 5) -> None:
         with self._lock:
             self._stopped = True
-            loop, engine, threads = self._loop, self._engine, (self._thread, self._engine_thread)
+            loop, threads = self._loop, (self._thread, self._engine_thread)
+            self._wake_engine()
         if loop is not None:
             try:
                 loop.call_soon_threadsafe(self._stop_event.set)
             except RuntimeError:
                 pass
-        if engine is not None:
-            engine.wake()
         deadline = time.monotonic() + timeout
         for thread in threads:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _wake_engine(self) -> None:
+        """Under the lock: the engine thread closes its engine under it too, so a wake never hits a closed fd."""
+        if self._engine is not None:
+            self._engine.wake()
 
     def status(self) -> dict:
         with self._lock:
@@ -284,7 +287,7 @@ class Runner:
         finally:
             with self._lock:
                 self._engine = None
-            engine.close()
+                engine.close()
 
     def _sync_engine(self) -> None:
         """Add the engine's new jobs and drop its removed ones (in the engine's thread, after update())."""
