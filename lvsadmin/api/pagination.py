@@ -15,7 +15,7 @@ class Pagination(LimitOffsetPagination):
     max_limit = MAX_LIMIT
 
     def get_limit(self, request):
-        return self._number(request, self.limit_query_param, 1, MAX_LIMIT, self.default_limit)
+        return limit_of(request, self.default_limit)
 
     def get_offset(self, request):
         return self._number(request, self.offset_query_param, 0, MAX_OFFSET, 0)
@@ -28,3 +28,8 @@ class Pagination(LimitOffsetPagination):
         if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
             raise exceptions.ValidationError({name: [f"{name} must be {low}..{high}"]})
         return int(raw)
+
+
+def limit_of(request, default: int = Pagination.default_limit) -> int:
+    """`limit` as every list takes it (the keyset lists too, which have no offset)."""
+    return Pagination._number(request, "limit", 1, MAX_LIMIT, default)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import schema, views, views_apply, views_desired, views_health, views_ipvsadm
+from . import schema, views, views_apply, views_audit, views_desired, views_health, views_ipvsadm
 
 app_name = "api"
 
@@ -21,6 +21,8 @@ urlpatterns = [
     path("v1/real-servers/", views_desired.RealServerList.as_view(), name="real_servers"),
     path("v1/real-servers/<int:pk>/", views_desired.RealServerDetail.as_view(), name="real_server"),
     path("v1/real-servers/<int:pk>/check/", views_health.ServerCheck.as_view(), name="server_check"),
+    path("v1/audit/", views_audit.AuditList.as_view(), name="audit"),
+    path("v1/audit/<int:pk>/", views_audit.AuditDetail.as_view(), name="audit_record"),
     path("v1/schema/", schema.Schema.as_view(), name="schema"),
     path("v1/docs/", schema.Docs.as_view(), name="docs"),
     re_path(r"^.*$", views.NotFound.as_view(), name="not_found"),

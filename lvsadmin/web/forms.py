@@ -270,6 +270,7 @@ class AuditFilterForm(forms.Form):
     object = forms.CharField(required=False, max_length=255, label="Object",
                              widget=forms.TextInput(attrs={"placeholder": "text starts with"}))
     action = forms.ChoiceField(required=False, choices=[("", "any action")] + ChangeRecord.Action.choices)
+    request_id = forms.CharField(required=False, max_length=64, label="Request id")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

@@ -179,6 +179,8 @@ class AuditLog:
             qs = qs.filter(object_repr__startswith=d["object"])
         if d.get("action"):
             qs = qs.filter(action=d["action"])
+        if d.get("request_id"):
+            qs = qs.filter(request_id=d["request_id"])
         if d.get("since"):
             qs = qs.filter(time__gte=_midnight(d["since"]))
         if d.get("until"):
@@ -203,7 +205,7 @@ class AuditLog:
 
     def filtered(self) -> bool:
         return any(self.data.get(k) not in (None, "") for k in (
-            "user", "cluster", "object_type", "object_id", "object", "action", "since", "until"))
+            "user", "cluster", "object_type", "object_id", "object", "action", "request_id", "since", "until"))
 
 
 def _midnight(day: dt.date) -> dt.datetime:
