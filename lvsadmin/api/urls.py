@@ -1,6 +1,15 @@
 from django.urls import path, re_path
 
-from . import schema, views, views_apply, views_audit, views_desired, views_health, views_ipvsadm
+from . import (
+    schema,
+    views,
+    views_apply,
+    views_audit,
+    views_backups,
+    views_desired,
+    views_health,
+    views_ipvsadm,
+)
 
 app_name = "api"
 
@@ -23,6 +32,10 @@ urlpatterns = [
     path("v1/real-servers/<int:pk>/check/", views_health.ServerCheck.as_view(), name="server_check"),
     path("v1/audit/", views_audit.AuditList.as_view(), name="audit"),
     path("v1/audit/<int:pk>/", views_audit.AuditDetail.as_view(), name="audit_record"),
+    path("v1/backups/", views_backups.BackupList.as_view(), name="backups"),
+    path("v1/backups/<int:pk>/", views_backups.BackupDetail.as_view(), name="backup"),
+    path("v1/backups/<int:pk>/restore/", views_backups.Restore.as_view(), name="backup_restore"),
+    path("v1/balancers/<slug:name>/backups/", views_backups.TakeBackup.as_view(), name="take_backup"),
     path("v1/schema/", schema.Schema.as_view(), name="schema"),
     path("v1/docs/", schema.Docs.as_view(), name="docs"),
     re_path(r"^.*$", views.NotFound.as_view(), name="not_found"),

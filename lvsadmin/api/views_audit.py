@@ -50,10 +50,11 @@ def audit_log(params) -> tuple[AuditLog, int | None]:
     return AuditLog(form), form.cleaned_data.get("before")
 
 
-@extend_schema(parameters=FILTERS, responses={200: AuditPageSerializer, **problems(422)})
 class AuditList(Endpoint):
     """GET: audit records, newest first, filtered as on the audit page; `next` is the older page."""
 
+    @extend_schema(operation_id="audit_list", parameters=FILTERS, responses={200: AuditPageSerializer,
+                                                                            **problems(422)})
     def get(self, request):
         log, cursor = audit_log(request.query_params)
         page = KeysetPage.of(log.queryset(), limit_of(request), before=cursor)

@@ -145,6 +145,16 @@ def request_backup(actor: Actor, balancer: Balancer, trigger: str = Backup.Trigg
 
 
 @transaction.atomic
+def take_backup(actor: Actor, balancer: Balancer) -> int | None:
+    """Someone asks for a backup now (the panel's button, the API): audited as asked, then requested from the
+    agent. Returns the id of the balancer's newest backup so far: the one asked for will be newer."""
+    newest = Backup.objects.filter(balancer=balancer).order_by("-id").values_list("id", flat=True).first()
+    record(actor, "backup", balancer, cluster=balancer.cluster, after={"requested": Backup.Trigger.MANUAL})
+    request_backup(actor, balancer)
+    return newest
+
+
+@transaction.atomic
 def run_scheduled(policy: BackupPolicy, now: datetime | None = None) -> tuple[int, int]:
     """Due time of a schedule: request a backup from each online balancer, record a miss for each offline one."""
     now = now or timezone.now()

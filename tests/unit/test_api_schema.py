@@ -34,7 +34,9 @@ def test_the_schema_describes_every_endpoint_its_token_and_its_problems(schema):
         "/api/v1/services/", "/api/v1/services/{id}/", "/api/v1/real-servers/", "/api/v1/real-servers/{id}/",
         "/api/v1/services/{id}/check/", "/api/v1/services/{id}/health-policy/", "/api/v1/real-servers/{id}/check/",
         "/api/v1/clusters/{name}/ipvsadm/", "/api/v1/clusters/{name}/ipvsadm/save/",
-        "/api/v1/clusters/{name}/ipvsadm/list/", "/api/v1/clusters/{name}/plan/", "/api/v1/clusters/{name}/apply/"}
+        "/api/v1/clusters/{name}/ipvsadm/list/", "/api/v1/clusters/{name}/plan/", "/api/v1/clusters/{name}/apply/",
+        "/api/v1/audit/", "/api/v1/audit/{id}/", "/api/v1/backups/", "/api/v1/backups/{id}/",
+        "/api/v1/backups/{id}/restore/", "/api/v1/balancers/{name}/backups/"}
     assert schema["components"]["securitySchemes"]["bearer"] == {
         "type": "http", "scheme": "bearer", "description": "An API token (lvs_…), made on the panel's API tokens page."}
     patch = schema["paths"]["/api/v1/services/{id}/"]["patch"]

@@ -226,9 +226,9 @@ def _int(value):
 def balancer_backup(request, name):
     """Ask the balancer's agent for a backup of its kernel table now (it arrives, audited, when taken)."""
     balancer = get_object_or_404(Balancer, name=name)
-    from lvsadmin.backups.services import request_backup
+    from lvsadmin.backups.services import take_backup
 
-    request_backup(actor(request), balancer)
+    take_backup(actor(request), balancer)
     messages.success(request, f"Backup of {balancer} requested from its agent; it is listed here once taken.")
     return redirect(request, reverse("balancer", args=[balancer.name]))
 
