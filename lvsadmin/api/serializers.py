@@ -29,16 +29,22 @@ class Versioned(serializers.Serializer):
         return versions.version_of(obj)
 
 
+MAX_SECONDS = 2**31 - 1
+
+
 class ClusterSerializer(Versioned):
+    """Read and write: the writable fields are the cluster form's (services.CLUSTER_FIELDS)."""
+
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(read_only=True)
-    description = serializers.CharField(read_only=True)
-    tcp_timeout = serializers.IntegerField(read_only=True)
-    tcpfin_timeout = serializers.IntegerField(read_only=True)
-    udp_timeout = serializers.IntegerField(read_only=True)
-    owns_whole_table = serializers.BooleanField(read_only=True)
-    auto_apply = serializers.BooleanField(read_only=True)
-    drain_timeout = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=64, required=False, help_text="A slug; required to create.")
+    description = serializers.CharField(allow_blank=True, required=False)
+    tcp_timeout = bounded(validate.CLUSTER_TIMEOUTS["tcp"], help_text="seconds; ipvsadm --set tcp")
+    tcpfin_timeout = bounded(validate.CLUSTER_TIMEOUTS["tcpfin"], help_text="seconds; ipvsadm --set tcpfin")
+    udp_timeout = bounded(validate.CLUSTER_TIMEOUTS["udp"], help_text="seconds; ipvsadm --set udp")
+    owns_whole_table = serializers.BooleanField(required=False)
+    auto_apply = serializers.BooleanField(required=False)
+    drain_timeout = serializers.IntegerField(min_value=0, max_value=MAX_SECONDS, required=False,
+                                             help_text="Seconds a removed TCP real server drains.")
     desired_revision = serializers.IntegerField(read_only=True)
     requested_revision = serializers.IntegerField(read_only=True)
     services = serializers.IntegerField(read_only=True, source="service_count", help_text="How many services.")
@@ -56,11 +62,16 @@ class CountersSerializer(serializers.Serializer):
 
 
 class BalancerSerializer(Versioned):
+    """Read and write: the writable fields are the balancer form's (its cluster, services.BALANCER_FIELDS)."""
+
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(read_only=True)
-    cluster = serializers.CharField(read_only=True, source="cluster.name")
-    address = serializers.CharField(read_only=True)
-    description = serializers.CharField(read_only=True)
+    name = serializers.CharField(max_length=64, required=False, help_text="A slug; required to create.")
+    cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all(), required=False,
+                                           help_text="The cluster's name; required to create. Changing it moves "
+                                                     "the balancer (a new table to converge to).")
+    address = serializers.CharField(max_length=255, allow_blank=True, required=False,
+                                    help_text="Management address, for reference.")
+    description = serializers.CharField(allow_blank=True, required=False)
     status = serializers.ChoiceField(read_only=True, source="effective_status", choices=Balancer.Status.values,
                                      help_text="As the panel shows it: offline wins, then error and drift as "
                                                "reported, then pending until the desired revision is applied.")
@@ -69,12 +80,30 @@ class BalancerSerializer(Versioned):
     desired_revision = serializers.IntegerField(read_only=True, source="cluster.desired_revision")
     last_seen = serializers.DateTimeField(read_only=True, allow_null=True)
     facts = serializers.JSONField(read_only=True, help_text="Kernel and agent facts from the last heartbeat.")
-    sync_role = serializers.CharField(read_only=True)
-    sync_interface = serializers.CharField(read_only=True)
-    sync_id = serializers.IntegerField(read_only=True)
+    sync_role = serializers.ChoiceField(choices=Balancer.SyncRole.values, required=False)
+    sync_interface = serializers.CharField(max_length=15, allow_blank=True, required=False,
+                                           help_text="Multicast interface, e.g. eth1.")
+    sync_id = bounded(validate.SYNC_ID, help_text="0 accepts every sync id (backup).")
     key_fingerprint = serializers.CharField(read_only=True)
     key_revoked = serializers.BooleanField(read_only=True)
     counters = CountersSerializer(read_only=True, help_text="The latest counters, summed over its services.")
+
+
+class NewBalancerSerializer(BalancerSerializer):
+    """A balancer just created: with its one-time enrolment token, shown this once."""
+
+    enrolment_token = serializers.CharField(read_only=True, help_text=(
+        "For its agent's enrolment (LVSADMIN_ENROL_TOKEN of scripts/run-agent), valid 24 hours; shown once."))
+
+
+class EnrolmentTokenSerializer(serializers.Serializer):
+    balancer = serializers.CharField()
+    enrolment_token = serializers.CharField(help_text="Shown once; the previous one no longer works.")
+    expires = serializers.DateTimeField()
+
+
+class BalancerKeySerializer(serializers.Serializer):
+    public_key = serializers.CharField(max_length=100, help_text="The agent's public key (ed25519:…).")
 
 
 SCHED_FLAGS_MESSAGE = "scheduler flags: the sum of bits 1, 2 and 4 (0..7)"
@@ -142,3 +171,20 @@ class ProblemSerializer(serializers.Serializer):
     version = serializers.CharField(required=False, help_text="A stale write: the current version.")
     changes = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True,
                                     help_text="A stale write: what changed since your version, when known.")
+
+
+class ApiTokenSerializer(serializers.Serializer):
+    """An API token as its pages show it: never its secret."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    user = serializers.CharField(source="user.username")
+    prefix = serializers.CharField(help_text="Enough to recognise it, nothing to use.")
+    scopes = serializers.ListField(child=serializers.CharField())
+    allowed_networks = serializers.ListField(child=serializers.CharField(), help_text="Empty: any address.")
+    expires = serializers.DateTimeField(allow_null=True)
+    created = serializers.DateTimeField()
+    revoked = serializers.DateTimeField(allow_null=True)
+    last_used = serializers.DateTimeField(allow_null=True)
+    last_used_from = serializers.CharField()
+    active = serializers.BooleanField(help_text="Neither revoked nor expired.")

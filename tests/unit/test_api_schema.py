@@ -31,6 +31,8 @@ def test_the_schema_is_valid_openapi_3(schema):
 def test_the_schema_describes_every_endpoint_its_token_and_its_problems(schema):
     assert set(schema["paths"]) == {
         "/api/v1/clusters/", "/api/v1/clusters/{name}/", "/api/v1/balancers/", "/api/v1/balancers/{name}/",
+        "/api/v1/balancers/{name}/enrolment-token/", "/api/v1/balancers/{name}/key/",
+        "/api/v1/tokens/", "/api/v1/tokens/{id}/",
         "/api/v1/services/", "/api/v1/services/{id}/", "/api/v1/real-servers/", "/api/v1/real-servers/{id}/",
         "/api/v1/services/{id}/check/", "/api/v1/services/{id}/health-policy/", "/api/v1/real-servers/{id}/check/",
         "/api/v1/clusters/{name}/ipvsadm/", "/api/v1/clusters/{name}/ipvsadm/save/",

@@ -12,6 +12,7 @@ functions and nothing else to change the database (users are written by `core.us
 
 from .clusters import (
     create_balancer,
+    create_balancer_to_enrol,
     create_cluster,
     delete_balancer,
     delete_cluster,
@@ -47,7 +48,8 @@ from .virtual_services import (
 __all__ = [
     "BALANCER_FIELDS", "CLUSTER_FIELDS", "REAL_SERVER_FIELDS", "SERVICE_FIELDS",
     "Change", "StalePlan", "TableChanges",
-    "apply_cluster", "create_balancer", "create_cluster", "create_real_server", "create_service",
+    "apply_cluster", "create_balancer", "create_balancer_to_enrol", "create_cluster", "create_real_server",
+    "create_service",
     "delete_balancer", "delete_cluster", "delete_real_server", "delete_service", "preview_table",
     "enrol_with_token", "issue_enrolment_token", "revoke_balancer_key", "rotate_balancer_key", "set_balancer_key",
     "take_back",

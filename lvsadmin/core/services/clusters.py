@@ -126,6 +126,8 @@ def delete_balancer(actor: Actor, balancer: Balancer, *, expected_version: str |
     balancer = Balancer.objects.select_for_update().select_related("cluster").get(pk=balancer.pk)
     before = snapshot(balancer, BALANCER_FIELDS)
     versions.check(expected_version, before, object_type="balancer", object_id=balancer.pk)
+    if n_backups := balancer.backups.count():  # kept, and their foreign key protects the balancer
+        raise ValidationError(f"Balancer {balancer} has {n_backups} backup(s), which are kept: it cannot be deleted.")
     record(actor, "delete", balancer, cluster=balancer.cluster, before=before)
     balancer.delete()
 
@@ -221,6 +223,13 @@ def issue_enrolment_token(actor: Actor, balancer: Balancer) -> str:
            after={"enrolment_token_expires": balancer.enrol_token_expires.isoformat()},
            comment="enrolment token issued")
     return token
+
+
+@transaction.atomic
+def create_balancer_to_enrol(actor: Actor, cluster: Cluster, **data) -> tuple[Balancer, str]:
+    """A new balancer and the one-time token its agent enrols with, both or neither (the API's create)."""
+    balancer = create_balancer(actor, cluster, **data)
+    return balancer, issue_enrolment_token(actor, balancer)
 
 
 @transaction.atomic
