@@ -104,4 +104,7 @@ urlpatterns = [
     # API tokens (lvsadmin/api): one's own
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/revoke/", tokens.token_revoke, name="token_revoke"),
+    # every user's, for admins
+    path("tokens/all/", tokens.token_admin, name="tokens_admin"),
+    path("tokens/all/<int:pk>/revoke/", tokens.token_admin_revoke, name="token_admin_revoke"),
 ]

@@ -222,7 +222,7 @@ def test_a_viewer_finds_no_editing_control_and_every_unsafe_url_refused(site, pa
             if not isinstance(p, URLPattern) or p.callback.lvs_policy.get("public"):
                 continue
             route = "/" + str(p.pattern)
-            pk = {"/services/": svc.pk, "/servers/": rs.pk, "/users/": 1, "/backups/": 1}.get(
+            pk = {"/services/": svc.pk, "/servers/": rs.pk, "/users/": 1, "/backups/": 1, "/tokens/": 1}.get(
                 route[: route.find("/", 1) + 1])
             url = route.replace("<slug:name>", "lb1" if route.startswith("/balancers/") else objects["<slug:name>"])
             url = url.replace("<int:pk>", str(pk))

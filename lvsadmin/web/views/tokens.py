@@ -1,5 +1,6 @@
 """API tokens, for every user with a role: one's own tokens (name, scopes, expiry, allowed addresses, last use),
-a new one (its text shown once, on the page that made it), revoking one. The writes are lvsadmin.api.tokens'."""
+a new one (its text shown once, on the page that made it), revoking one; for admins, every user's tokens, any of
+which they may revoke. The writes are lvsadmin.api.tokens'."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import timedelta
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -18,7 +21,7 @@ from lvsadmin.api.models import ApiToken
 
 from ..forms import bind_errors
 from ..pages import redirect, render_page
-from ..roles import VIEWER, policy, role_of
+from ..roles import ADMIN, VIEWER, policy, role_of
 from .common import actor
 
 MAX_DAYS = 3650
@@ -79,3 +82,38 @@ def token_revoke(request):
         tokens.revoke_token(actor(request), token)
         messages.success(request, f"Revoked the token {token.name}: it is refused from now on.")
     return redirect(request, reverse("tokens"))
+
+
+# --- every user's tokens, for admins -----------------------------------------------------------------
+
+PER_PAGE = 50
+
+
+class TokenSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100, label="Search", help_text="Name, user or token id")
+    page = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+
+
+@policy(read=ADMIN)
+def token_admin(request):
+    """Every user's tokens: name, user, scopes, last use (time and address), expiry; search and pages."""
+    form = TokenSearchForm(request.GET)
+    valid = form.is_valid()
+    found = ApiToken.objects.select_related("user").order_by("user__username", "-created", "-id")
+    q = form.cleaned_data.get("q", "").strip() if valid else ""
+    if q:
+        found = found.filter(Q(name__icontains=q) | Q(user__username__icontains=q) | Q(key_id__icontains=q))
+    page = Paginator(found, PER_PAGE).get_page(form.cleaned_data.get("page") if valid else 1)
+    return render_page(request, "web/tokens_admin.html", {"form": form, "page_obj": page, "q": q, "nav": "users"},
+                       fragments=("tokens",), status=200 if valid else 422)
+
+
+@policy(read=ADMIN, write=ADMIN)
+def token_admin_revoke(request, pk):
+    """GET: ask, naming the token and its user; POST: revoke it (audited as the admin's)."""
+    token = get_object_or_404(ApiToken.objects.select_related("user"), pk=pk)
+    if request.method == "POST":
+        tokens.revoke_token(actor(request), token)
+        messages.success(request, f"Revoked {token.user}'s token {token.name}: it is refused from now on.")
+        return redirect(request, reverse("tokens_admin"))
+    return render_page(request, "web/token_revoke.html", {"token": token, "nav": "users"})
