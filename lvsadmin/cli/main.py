@@ -5,9 +5,13 @@
     lvsadmin --cluster web -R [--dry-run] < saved        replace it with a save
     lvsadmin --cluster web plan                          what applying would change on each balancer
     lvsadmin --cluster web apply [--revision N] [--wait SECONDS]
+    lvsadmin backup list [--balancer NAME]               backups, newest first (no --cluster needed)
+    lvsadmin backup show ID                              one backup's ipvsadm -S -n text, hash checked
+    lvsadmin backup take BALANCER [--wait SECONDS]       ask the balancer's agent for a backup now
 
-The output and exit codes are manage.py ipvsadm's (0 ok, 2 bad input); 1: the panel could not be reached or
-refused the request, or an apply failed or did not finish within --wait. The panel and the token come from
+The output and exit codes are manage.py ipvsadm's (0 ok, 2 bad input), and manage.py backups' for `backup`;
+1: the panel could not be reached or refused the request, or an apply or a backup failed or did not finish
+within --wait. The panel and the token come from
 --url/--token, else LVSADMIN_URL/LVSADMIN_TOKEN, else ~/.config/lvsadmin/config (`url = …`, `token = …`; it
 must not be readable by group or others). A client only: the standard library, nothing of Django.
 """
@@ -22,9 +26,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
-OWN_VALUED = ("--cluster", "--url", "--token", "--revision", "--wait")
+OWN_VALUED = ("--cluster", "--url", "--token", "--revision", "--wait", "--balancer")
 OWN_FLAGS = ("--dry-run",)
 ACTIONS = ("plan", "apply")
 
@@ -55,8 +60,10 @@ def split_argv(argv: list[str]) -> tuple[dict, list[str]]:
             if value is None:
                 raise Failure(f"ipvsadm: {name} needs a value", 2)
         own[name] = value
-    if "--cluster" not in own:
+    if "--cluster" not in own and rest[:1] != ["backup"]:
         raise Failure("ipvsadm: --cluster NAME is required", 2)
+    if "--balancer" in own and rest[:2] != ["backup", "list"]:
+        raise Failure("lvsadmin: --balancer is for `backup list`", 2)
     return own, rest
 
 
@@ -84,9 +91,12 @@ def settings(own: dict) -> tuple[str, str]:
 
 
 class Api:
-    def __init__(self, url: str, token: str, cluster: str):
+    # The problems that are bad input (exit 2, named as the command does): a backup command adds 409, a corrupt
+    # backup, which manage.py backups refuses with 2 too.
+    def __init__(self, url: str, token: str, cluster: str, program: str = "ipvsadm", bad_input=(404, 422)):
         self.base, self.token = f"{url}/api/v1", token
         self.cluster = urllib.parse.quote(cluster, safe="")
+        self.program, self.bad_input = program, bad_input
 
     def call(self, method: str, path: str, body: dict | None = None, query: list | None = None):
         url = f"{self.base}/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -100,8 +110,8 @@ class Api:
         except urllib.error.HTTPError as exc:
             problem = _problem(exc)
             detail = problem.get("detail") or exc.reason
-            if exc.code in (404, 422):  # bad input, as manage.py ipvsadm says it
-                raise Failure(f"ipvsadm: {detail}", 2) from None
+            if exc.code in self.bad_input:  # bad input, as manage.py ipvsadm (or backups) says it
+                raise Failure(f"{self.program}: {detail}", 2) from None
             raise Failure(f"lvsadmin: {exc.code} {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise Failure(f"lvsadmin: cannot reach {self.base}: {getattr(exc, 'reason', exc)}") from None
@@ -191,11 +201,63 @@ def wait(api: Api, revision: int, deadline: float) -> int:
         time.sleep(1)
 
 
+def backup(own: dict, words: list[str]) -> int:
+    """`backup list|show|take`: manage.py backups' verbs and output, over the API."""
+    verb, args = (words[1] if len(words) > 1 else ""), words[2:]
+    api = Api(*settings(own), "", program="lvsadmin", bad_input=(404, 409, 422))
+    if verb == "list" and not args:
+        sys.stdout.write(backup_list(api, own.get("--balancer")))
+        return 0
+    if verb == "show" and len(args) == 1 and args[0].isascii() and args[0].isdigit():
+        sys.stdout.write(api.call("GET", f"backups/{int(args[0])}/", query=[("format", "text")]))
+        return 0
+    if verb == "take" and len(args) == 1:
+        return backup_take(api, args[0], own.get("--wait"))
+    raise Failure("lvsadmin: backup list [--balancer NAME] | backup show ID | backup take BALANCER [--wait S]", 2)
+
+
+def backup_list(api: Api, balancer: str | None) -> str:
+    query = [("limit", "50")] + ([("balancer", balancer)] if balancer else [])
+    rows = api.call("GET", "backups/", query=query)["results"]
+    if balancer and not rows and not api.call("GET", "balancers/", query=[("name", balancer)])["results"]:
+        raise Failure(f"lvsadmin: no balancer named {balancer!r}", 2)
+    out = [f"{'ID':>6}  {'TAKEN (UTC)':19}  {'BALANCER':16} {'TRIGGER':15} {'SVC':>5} {'RS':>6}  SHA256"]
+    for b in rows:
+        taken = datetime.fromisoformat(b["taken_at"]).astimezone(UTC)
+        out.append(f"{b['id']:>6}  {taken:%Y-%m-%d %H:%M:%S}  {b['balancer']:16} {b['trigger']:15} "
+                   f"{b['services']:>5} {b['real_servers']:>6}  {b['sha256'][:16]}")
+    return "\n".join(out) + "\n"
+
+
+def backup_take(api: Api, balancer: str, wait: str | None) -> int:
+    sent = api.call("POST", f"balancers/{urllib.parse.quote(balancer, safe='')}/backups/")
+    print(f"backup of {sent['balancer']} requested")
+    if wait is None:
+        return 0
+    try:
+        deadline = time.monotonic() + float(wait)
+    except ValueError:
+        raise Failure("lvsadmin: --wait takes seconds", 2) from None
+    while True:
+        rows = api.call("GET", "backups/", query=[("balancer", balancer), ("ordering", "-id"), ("limit", "1")])
+        newest = rows["results"][0] if rows["results"] else None
+        if newest and newest["id"] > (sent["newest"] or 0):
+            print(f"backup {newest['id']} taken: {newest['services']} services, sha256 {newest['sha256']}")
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"lvsadmin: no backup arrived from {balancer} within {float(wait):g} s (is its agent running?)",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
 def run(argv: list[str]) -> int:
     if argv in (["--help"], ["-h"]):
         print(__doc__.strip())
         return 0
     own, words = split_argv(argv)
+    if words[:1] == ["backup"]:
+        return backup(own, words)
     api = Api(*settings(own), own["--cluster"])
     if words[:1] == ["plan"] and len(words) == 1:
         sys.stdout.write(show_plan(api.call("GET", api.cluster_path("plan"))))

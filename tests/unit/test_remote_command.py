@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from lvsadmin.api import tokens
 from lvsadmin.audit.log import Actor
+from lvsadmin.backups.models import Backup
 from lvsadmin.core import services
 from lvsadmin.core.management.commands.ipvsadm import Command
 from tests.unit.test_rules_seed import SEED_SAVE_NUMERIC
@@ -104,3 +106,65 @@ def test_plan_and_apply_without_balancers_and_the_config_files_permissions(env, 
     assert code == 1 and "chmod 600" in err
     config.chmod(0o600)
     assert remote(bare, "remote", ["-Ln"])[0] == 0
+
+
+def manage_backups(*words: str) -> tuple[int, str]:
+    out = io.StringIO()
+    try:
+        call_command("backups", *words, stdout=out, stderr=io.StringIO())
+        code = 0
+    except CommandError as exc:
+        code = exc.returncode
+    return code, out.getvalue()
+
+
+def lvsadmin(env: dict, *words: str) -> tuple[int, str, str]:
+    """The command without --cluster, as `backup` takes it."""
+    done = subprocess.run([sys.executable, str(ROOT / "bin" / "lvsadmin"), *words], capture_output=True, env=env,
+                          timeout=60)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.fixture
+def backups_env(env, monkeypatch):
+    """Two balancers with backups; a backup asked for is taken at once, as its agent would (the live server runs
+    in this process)."""
+    from lvsadmin.backups import services as backups
+    from lvsadmin.core.models import Cluster
+    from tests.unit.test_web_backups import store
+
+    actor = Actor.system("test")
+    cluster = Cluster.objects.get(name="remote")
+    services.create_service(actor, cluster, protocol="tcp", address="10.0.0.1", port=80, scheduler="rr")
+    lb1, lb2 = (services.create_balancer(actor, cluster, name=name) for name in ("lb1", "lb2"))
+    taken = [store(actor, lb1), store(actor, lb2), store(actor, lb1)]
+    monkeypatch.setattr(backups, "send_backup_request", lambda balancer, trigger, by: store(actor, balancer))
+    return env, taken
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backup_list_show_and_take_print_what_manage_py_backups_prints(backups_env):
+    env, taken = backups_env
+    for words in (["list"], ["list", "--balancer", "lb1"], ["show", str(taken[1].pk)], ["show", "999999"]):
+        code, out = manage_backups(*words)
+        remote_code, remote_out, remote_err = lvsadmin(env, "backup", *words)
+        assert (remote_code, remote_out) == (code, out), (words, remote_err)
+    assert lvsadmin(env, "backup", "show", str(taken[1].pk))[1] == taken[1].text
+    assert lvsadmin(env, "backup", "list", "--balancer", "nope")[0] == 2
+    code, out, _ = lvsadmin(env, "backup", "take", "lb2", "--wait", "10")
+    newest = Backup.objects.latest("id")
+    assert code == 0 and out == (f"backup of lb2 requested\n"
+                                 f"backup {newest.pk} taken: 1 services, sha256 {newest.sha256}\n")
+    code, _, err = lvsadmin(env, "backup", "take", "nope")
+    assert code == 2 and "no balancer named 'nope'" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_corrupt_backup_is_not_shown_and_a_bad_backup_command_is_exit_2(backups_env):
+    env, (backup, *_) = backups_env
+    Backup.objects.filter(pk=backup.pk).update(text=backup.text[:-3])
+    code, out, err = lvsadmin(env, "backup", "show", str(backup.pk))
+    assert (code, out) == (2, "") and "does not match its SHA-256" in err
+    assert manage_backups("show", str(backup.pk))[0] == 2
+    for words in (["backup"], ["backup", "show", "x"], ["backup", "drop", "1"], ["-Ln", "--balancer", "lb1"]):
+        assert remote(env, "web", words)[0] == 2, words
