@@ -183,7 +183,7 @@ class AuditLog:
             qs = qs.filter(request_id=d["request_id"])
         if d.get("since"):
             qs = qs.filter(time__gte=_midnight(d["since"]))
-        if d.get("until"):
+        if d.get("until") and d["until"] < dt.date.max:  # up to the last day there is: no bound (nor overflow)
             qs = qs.filter(time__lt=_midnight(d["until"] + dt.timedelta(days=1)))
         return qs
 
