@@ -20,6 +20,15 @@ class Pagination(LimitOffsetPagination):
     def get_offset(self, request):
         return self._number(request, self.offset_query_param, 0, MAX_OFFSET, 0)
 
+    def get_schema_operation_parameters(self, view):
+        """The schema states the bounds the lists enforce, so a client (or schemathesis) knows them."""
+        bounds = {self.limit_query_param: (1, MAX_LIMIT), self.offset_query_param: (0, MAX_OFFSET)}
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            low, high = bounds[parameter["name"]]
+            parameter["schema"] = {**parameter["schema"], "minimum": low, "maximum": high}
+        return parameters
+
     @staticmethod
     def _number(request, name: str, low: int, high: int, default: int) -> int:
         raw = request.query_params.get(name)

@@ -99,9 +99,13 @@ class Filters:
         return (*out, "id")
 
     def parameters(self) -> list[OpenApiParameter]:
-        return [OpenApiParameter(name, OpenApiTypes.INT if parse is pk else OpenApiTypes.STR)
+        """The filters with the bounds `apply` enforces (a value outside them is a 422), so the schema says them."""
+        text = {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": "^[^\\x00]*$"}
+        number = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+        fields = "|".join(self.ordering)
+        return [OpenApiParameter(name, number if parse is pk else text)
                 for name, (_, parse) in self.filters.items()] + [
-            OpenApiParameter("ordering", OpenApiTypes.STR,
+            OpenApiParameter("ordering", {"type": "string", "pattern": f"^-?({fields})(,-?({fields}))*$"},
                              description=f"Comma-separated, a leading - reverses: {', '.join(self.ordering)}")]
 
 
