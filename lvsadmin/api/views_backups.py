@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -68,11 +68,17 @@ FORMAT = OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "text"],
 
 
 @extend_schema(parameters=[FORMAT], responses={(200, "application/json"): BackupDetailSerializer,
-                                               (200, "text/plain"): OpenApiTypes.STR, **problems(404, 409)})
+                                               (200, "text/plain"): OpenApiTypes.STR, **problems(404, 409, 422)})
 class BackupDetail(Endpoint):
     """GET: one backup with its text and its JSON, after checking both against their hashes."""
 
     renderer_classes = [renderers.JSONRenderer, TextRenderer]
+
+    def perform_content_negotiation(self, request, force=False):
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:  # DRF's answer to an unknown ?format=, which would read as "no such backup"
+            raise exceptions.ValidationError({"format": ["json or text"]}) from None
 
     def get(self, request, pk):
         backup = _backup(pk)

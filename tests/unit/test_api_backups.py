@@ -101,6 +101,8 @@ def test_one_backup_as_json_and_as_the_panels_text_download(web, backup, viewer,
     assert api.get(f"/api/v1/backups/{backup.pk}/", HTTP_ACCEPT="text/plain").content == backup.text.encode()
     assert is_problem(api.get("/api/v1/backups/999999/"), 404)
     assert is_problem(api.get("/api/v1/backups/999999/?format=text"), 404)
+    response = api.get(f"/api/v1/backups/{backup.pk}/?format=xml")
+    assert is_problem(response, 422) and response.json()["errors"] == {"format": ["json or text"]}
 
 
 @pytest.mark.parametrize("field, says", [("text", "ipvsadm text does not match its SHA-256"),
