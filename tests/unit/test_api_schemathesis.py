@@ -40,6 +40,9 @@ def panel(role_groups, live_server):
     _, text = tokens.create_token(actor, admin, name="fuzz", scopes=["read", "write", "apply", "admin"])
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {text}"
+    # One request per connection, as the remote command makes: the live server's threads then share the test's
+    # (in-memory SQLite) connection only as Django means them to.
+    session.headers["Connection"] = "close"
     raw = session.get(f"{live_server.url}/api/v1/schema/?format=json", timeout=30)
     assert raw.status_code == 200
     return live_server.url, session, schemathesis.openapi.from_dict(raw.json())
