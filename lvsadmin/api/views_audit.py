@@ -16,24 +16,33 @@ from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.web.forms import AuditFilterForm
 from lvsadmin.web.tables import AuditLog, KeysetPage, record_diff
 
-from .pagination import limit_of
+from .pagination import MAX_LIMIT, Pagination, limit_of
 from .serializers_records import AuditPageSerializer, AuditRecordDetailSerializer, AuditRecordSerializer
 from .views import Endpoint, problems
 
 PAGE_ONLY = ("before", "after")  # the page's own paging fields: here `cursor` alone pages
+
+
+def _text(name: str, description: str = "") -> OpenApiParameter:
+    """A text filter with the form field's bounds (a value past them is a 422), so the schema says them."""
+    schema = {"type": "string", "maxLength": AuditFilterForm.base_fields[name].max_length, "pattern": "^[^\\x00]*$"}
+    return OpenApiParameter(name, schema, description=description)
+
+
 FILTERS = [
-    OpenApiParameter("user", OpenApiTypes.STR, description="who (the user name as it was then)"),
-    OpenApiParameter("cluster", OpenApiTypes.STR, description="the cluster's name"),
-    OpenApiParameter("object_type", OpenApiTypes.STR, description="virtualservice, realserver, balancer, backup …"),
+    _text("user", "who (the user name as it was then)"),
+    _text("cluster", "the cluster's name"),
+    _text("object_type", "virtualservice, realserver, balancer, backup …"),
     OpenApiParameter("object_id", OpenApiTypes.INT),
-    OpenApiParameter("object", OpenApiTypes.STR, description="the object's name starts with this (the page's "
-                                                             "search), e.g. `TCP 10.0.0.1`"),
+    _text("object", "the object's name starts with this (the page's search), e.g. `TCP 10.0.0.1`"),
     OpenApiParameter("action", OpenApiTypes.STR, enum=ChangeRecord.Action.values),
-    OpenApiParameter("request_id", OpenApiTypes.STR, description="every record of one request (X-Request-ID)"),
+    _text("request_id", "every record of one request (X-Request-ID)"),
     OpenApiParameter("since", OpenApiTypes.DATE, description="from this day on (UTC)"),
     OpenApiParameter("until", OpenApiTypes.DATE, description="up to and including this day (UTC)"),
-    OpenApiParameter("cursor", OpenApiTypes.INT, description="records older than this id: the `next` link's"),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="1..1000, 100 by default"),
+    OpenApiParameter("cursor", {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                     description="records older than this id: the `next` link's"),
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                     description=f"1..{MAX_LIMIT}, {Pagination.default_limit} by default"),
 ]
 
 
