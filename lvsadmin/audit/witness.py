@@ -36,11 +36,14 @@ def saw(name: str, head) -> bool:
     if parsed is None or parsed[0] == 0:
         return False
     sequence, hash_ = parsed
-    kept = Witness.objects.filter(name=name).first()
-    if kept is not None and (kept.sequence > sequence or (kept.sequence, kept.hash) == parsed):
-        return False
-    Witness.objects.update_or_create(name=name, defaults={"sequence": sequence, "hash": hash_,
-                                                          "seen_at": timezone.now()})
+    kept = Witness.objects.filter(name=name).values_list("sequence", "hash").first()
+    if kept is not None and (kept[0] > sequence or kept == parsed):
+        return False  # one query in the usual case: every report and heartbeat of a fleet comes here
+    values = {"sequence": sequence, "hash": hash_, "seen_at": timezone.now()}
+    if kept is None:
+        Witness.objects.get_or_create(name=name, defaults=values)
+    else:
+        Witness.objects.filter(name=name, sequence__lte=sequence).update(**values)  # unless a newer came meanwhile
     return True
 
 

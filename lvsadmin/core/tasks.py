@@ -13,6 +13,7 @@ import logging
 
 from celery import shared_task
 from celery.signals import beat_init, worker_ready
+from django.db import transaction
 
 from lvsadmin.protocol import HEARTBEAT_TASK, REKEY_TASK, REPORT_TASK, SECURITY_EVENT_TASK
 
@@ -23,16 +24,18 @@ log = logging.getLogger(__name__)
 
 @shared_task(name=REPORT_TASK)
 def record_report(message: dict) -> int | None:
-    report = trust.accept(REPORT_TASK, message)  # signed by the balancer it names, or dropped and recorded
-    stored = reports.record_report(report) if report is not None else None
+    with transaction.atomic():  # its nonce and what it says: one commit (a fleet's reports are a commit each)
+        report = trust.accept(REPORT_TASK, message)  # signed by the balancer it names, or dropped and recorded
+        stored = reports.record_report(report) if report is not None else None
     return stored.pk if stored is not None else None
 
 
 @shared_task(name=HEARTBEAT_TASK)
 def record_heartbeat(message: dict) -> None:
-    beat = trust.accept(HEARTBEAT_TASK, message)
-    if beat is not None:
-        reports.record_heartbeat(beat)
+    with transaction.atomic():
+        beat = trust.accept(HEARTBEAT_TASK, message)
+        if beat is not None:
+            reports.record_heartbeat(beat)
 
 
 @shared_task(name=SECURITY_EVENT_TASK)

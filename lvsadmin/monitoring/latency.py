@@ -23,14 +23,16 @@ BOUNDS = tuple(floatToGoString(b) for b in BUCKETS) + (INF,)  # the `le` of each
 
 
 def observe(cluster_id: int, seconds: float) -> None:
-    """Count one apply of `seconds` in the cluster's histogram (two queries; inside the caller's transaction)."""
+    """Count one apply of `seconds` in the cluster's histogram (one query, three the first time; inside the caller's
+    transaction)."""
     seconds = max(0.0, float(seconds))  # the web and the control worker may run on hosts whose clocks differ a bit
-    # The cluster's rows exist from its first observation on; making them is a no-op after that.
-    ApplyLatencyBucket.objects.bulk_create([ApplyLatencyBucket(cluster_id=cluster_id, le=le) for le in BOUNDS],
-                                           ignore_conflicts=True)
     within = [le for bound, le in zip(BUCKETS, BOUNDS, strict=False) if seconds <= bound] + [INF]
-    ApplyLatencyBucket.objects.filter(cluster_id=cluster_id, le__in=within).update(
-        count=F("count") + 1, sum=F("sum") + seconds)
+    rows = ApplyLatencyBucket.objects.filter(cluster_id=cluster_id, le__in=within)
+    if not rows.update(count=F("count") + 1, sum=F("sum") + seconds):
+        # The cluster's first observation: its rows are made (each a no-op if a concurrent first made it).
+        ApplyLatencyBucket.objects.bulk_create([ApplyLatencyBucket(cluster_id=cluster_id, le=le) for le in BOUNDS],
+                                               ignore_conflicts=True)
+        rows.update(count=F("count") + 1, sum=F("sum") + seconds)
 
 
 def histograms() -> dict[int, tuple[list[tuple[str, int]], float]]:
