@@ -127,7 +127,7 @@ def _lock(name: str) -> Balancer | None:
 # --- reconcile reports ---------------------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # within the task's transaction: no savepoint (a round trip each)
 def record_report(message: dict) -> ApplyReport | None:
     """Write down one agent's reconcile report; returns the stored ApplyReport (None when nothing to keep)."""
     report = Report.from_dict(message)
@@ -160,7 +160,6 @@ def record_report(message: dict) -> ApplyReport | None:
             balancer.applied_revision = revision
             if revision == cluster.desired_revision and cluster.revision_changed_at:
                 committed = cluster.revision_changed_at
-                latency.observe(cluster.pk, (now - committed).total_seconds())
 
     fields = {"last_seen": now, **_status_after(report, outcome, balancer, cluster, now)}
     if report.facts:
@@ -191,6 +190,10 @@ def record_report(message: dict) -> ApplyReport | None:
     if not worth_keeping:
         return None
     stored = _store_report(balancer, report, outcome, now, committed)
+    # The rows every report of the cluster shares (its latency histogram, the audit chain's head) last: their
+    # locks are held from here to the commit, and the other reports of a fleet wait for them.
+    if committed is not None:
+        latency.observe(cluster.pk, (now - committed).total_seconds())
     actor = agent_actor(balancer, comment=f"report {stored.pk}")
     if drift:
         record(actor, "drift", balancer, cluster=cluster, before={"drift": drift[:MAX_DETAIL_ITEMS * 20]},
@@ -272,7 +275,7 @@ def _keep_reported_table(balancer: Balancer, cluster: Cluster, report: Report, n
 # --- heartbeats ------------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def record_heartbeat(message: dict) -> Balancer | None:
     """The balancer is alive: facts, drift seen since the last reconcile, the latest counters."""
     beat = Heartbeat.from_dict(message)
