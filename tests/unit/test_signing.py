@@ -98,3 +98,25 @@ def test_key_files_and_public_key_texts(tmp_path):
         signing.load_private_key(tmp_path / "rsa")
     with pytest.raises(signing.KeyFileError):
         signing.load_private_key(tmp_path / "missing")
+
+
+def test_an_envelope_of_version_1_signed_over_the_body_text_itself_is_still_believed():
+    import base64
+
+    message = sealed()
+    old = {**message, "v": 1}
+    del old["sig"]
+    old["sig"] = base64.b64encode(PANEL.key.sign(signing.canonical(old))).decode()
+    assert signing.open_envelope(old, KEYS, task="lvsadmin.agent.reconcile", to="lb1", now=NOW + 1).revision == 7
+    assert refusal({**old, "body": old["body"].replace("7", "8")}) == signing.BAD_SIGNATURE
+    assert refusal({**message, "v": 1}) == signing.BAD_SIGNATURE  # the version is signed: no downgrade
+
+
+def test_the_signature_covers_a_large_body_through_its_digest_and_any_change_to_it_breaks_it():
+    body = {"revision": 7, "table": {"services": [{"address": f"10.0.{i // 250}.{i % 250}", "destinations": [
+        {"address": f"192.168.{j}.1", "weight": 1} for j in range(10)]} for i in range(1000)]}}
+    message = sealed(body)
+    assert signing.signed_bytes(message).count(b'"body":"') == 1 and len(signing.signed_bytes(message)) < 1000
+    assert signing.open_envelope(message, KEYS, task="lvsadmin.agent.reconcile", to="lb1", now=NOW + 1).body == body
+    assert refusal({**message, "body": message["body"].replace('"weight":1', '"weight":2', 1)}) == \
+        signing.BAD_SIGNATURE
