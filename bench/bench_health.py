@@ -318,14 +318,26 @@ def wait_full(pid: int, address: str, count: int, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-def measure_cpu(args, pids: dict[str, int]) -> dict:
-    """CPU seconds (user, system) of each process of `pids` over the same args.seconds of checking, and of the
-    agent's threads."""
-    agent_threads = dict(thread_cpu(pids["agent"]))
-    before, t0 = {name: cpu_times(f"/proc/{pid}/stat") for name, pid in pids.items()}, time.monotonic()
+def process_times(pids: tuple[int, ...]) -> tuple[float, float]:
+    """(user, system) seconds of these processes, with their children's that they have reaped (cutime, cstime:
+    a check that forks, as keepalived's MISC_CHECK does, counts to its checker)."""
+    user = system = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        user += (int(fields[11]) + int(fields[13])) / CLK_TCK
+        system += (int(fields[12]) + int(fields[14])) / CLK_TCK
+    return user, system
+
+
+def measure_cpu(args, pids: dict[str, tuple[int, ...]]) -> dict:
+    """CPU seconds (user, system) of each group of processes of `pids` over the same args.seconds of checking,
+    and of the agent's threads."""
+    agent_threads = dict(thread_cpu(pids["agent"][0]))
+    before, t0 = {name: process_times(group) for name, group in pids.items()}, time.monotonic()
     time.sleep(args.seconds)
-    after, t1 = {name: cpu_times(f"/proc/{pid}/stat") for name, pid in pids.items()}, time.monotonic()
-    threads = {name: cpu - agent_threads.get(name, 0.0) for name, cpu in thread_cpu(pids["agent"])}
+    after, t1 = {name: process_times(group) for name, group in pids.items()}, time.monotonic()
+    threads = {name: cpu - agent_threads.get(name, 0.0) for name, cpu in thread_cpu(pids["agent"][0])}
     return {"wall": t1 - t0, "threads": threads,
             **{name: (after[name][0] - before[name][0], after[name][1] - before[name][1]) for name in pids}}
 
@@ -377,6 +389,22 @@ def count_syscalls(args, agent_pid: int, ka_pid: int) -> None:
               f"{args.strace * args.servers / args.interval:.0f} probes):\n{out}", flush=True)
 
 
+def sample_cpu(args, agent_pid: int, ka_pid: int) -> None:
+    """For --perf: where both checkers' CPU goes (user and kernel), by perf's cpu-clock samples over the same
+    seconds, by shared object and symbol (Python 3.11 shows as its interpreter's C functions)."""
+    procs = {name: subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-g", "-o",
+                                     f"{TMP}/perf-{name}.data", "-p", str(pid), "--", "sleep", str(args.perf)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, pid in (("agent", agent_pid), ("keepalived", ka_pid))}
+    for name, proc in procs.items():
+        proc.communicate()
+        for sort in ("dso", "sym"):
+            out = subprocess.run(["perf", "report", "-q", "--stdio", "--no-children", "-g", "none", "--sort", sort,
+                                  "-i", f"{TMP}/perf-{name}.data"], capture_output=True, text=True).stdout
+            print(f"--- perf: the {name}'s samples over {args.perf:g} s by {sort}:\n"
+                  + "\n".join(out.splitlines()[:40]), flush=True)
+
+
 def agent_transitions(since: float, until: float = float("inf")) -> list[tuple[float, str, int, str]]:
     """The agent's transitions logged between two moments: (time, to, port, reason)."""
     out = []
@@ -421,7 +449,7 @@ def report(args, cpu, detections, down_before) -> None:
           f"{args.interval:g}); guest CPUs {os.cpu_count()}")
     print(f"CPU over {wall:.1f} s of checking (user + system), with {args.servers / args.interval:.0f} probes a "
           "second each:")
-    for name, label in (("agent", "agent process"), ("keepalived", "keepalived's checker"),
+    for name, label in (("agent", "agent process"), ("keepalived", "keepalived (both)"),
                         ("servers", "the real servers")):
         user, system = cpu[name]
         print(f"  {label:22s} {user + system:6.2f} s = {user:.2f} + {system:.2f}  ({(user + system) / wall:.0%} of "
@@ -458,6 +486,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--strace", type=float, default=0.0, help="at the end, count both checkers' system calls "
                     "for this many seconds (strace -c)")
+    ap.add_argument("--perf", type=float, default=0.0, help="at the end, sample both checkers' CPU (user and "
+                    "kernel) with perf for this many seconds")
     ap.add_argument("--profile", action="store_true", help="sample the agent's stacks (skews its CPU figure)")
     ap.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -477,12 +507,14 @@ def main() -> int:
         wait_full(agent.pid, f"{LVA_NET}.2", args.servers, 120)
         settle(args, agent.pid)
         window = time.monotonic()
-        cpu = measure_cpu(args, {"agent": agent.pid, "keepalived": ka_pid, "servers": servers.pid()})
+        cpu = measure_cpu(args, {"agent": (agent.pid,), "keepalived": (ka.pid, ka_pid), "servers": (servers.pid(),)})
         cpu["false"] = len(agent_transitions(window, time.monotonic()))
         down = wrongly_down(agent.pid, ka_pid)
         detections = detect(args, servers, agent.pid, ka_pid)
         if args.strace:
             count_syscalls(args, agent.pid, ka_pid)
+        if args.perf:
+            sample_cpu(args, agent.pid, ka_pid)
     finally:
         agent.stdin.close()
         try:

@@ -256,3 +256,65 @@ def test_a_job_is_never_probed_twice_at_once_and_at_most_max_concurrent_run(serv
             assert all(b - a >= 0.14 for a, b in zip(ends, ends[1:])), ends
     finally:
         engine.close()
+
+
+# --- wake-ups: the engine's replies gather for a tick, its results do not show it ------------------------------
+
+
+def test_an_http_probes_latency_is_its_replys_time_not_the_wake_up_that_read_it(server):
+    address, port = server
+    results = []
+    engine = Engine(lambda key, result: results.append(result))
+    engine.add(Job.of(http("/slow", interval=5.0, timeout=2.0), address, port))  # /slow answers in ~0.15 s
+    try:
+        deadline = time.monotonic() + 8
+        while not results and time.monotonic() < deadline:
+            engine.run(0.01)
+            if engine.busy:
+                time.sleep(0.5)  # as if the reply had waited for a late wake-up
+        assert results and results[0].ok
+        assert 0.14 <= results[0].latency < 0.4, results[0].latency
+    finally:
+        engine.close()
+
+
+def run_runner(jobs, seconds: float) -> tuple[list, int]:
+    """The results of JOBS in a Runner over SECONDS, and how many times its engine woke up meanwhile."""
+    from lvsadmin.agent.health import engine as engine_mod
+    from lvsadmin.agent.health.runner import Runner
+
+    results, wake_ups = [], [0]
+    run = engine_mod.Engine.run
+
+    def counted(self, timeout=0):
+        wake_ups[0] += 1
+        return run(self, timeout)
+
+    runner = Runner(results.extend)
+    engine_mod.Engine.run = counted
+    try:
+        runner.start()
+        runner.update(jobs)
+        time.sleep(seconds)
+    finally:
+        runner.stop()
+        engine_mod.Engine.run = run
+    return results, wake_ups[0]
+
+
+def test_many_probes_share_each_wake_up_of_the_engine(server):
+    address, port = server
+    jobs = [Job.of(http("/", interval=5.0, host=f"h{i}"), address, port) for i in range(200)]
+    results, wake_ups = run_runner(jobs, 3.0)
+    assert len(results) >= 60 and all(result.ok for _, result, _ in results)
+    assert wake_ups <= len(results) / 2, (wake_ups, len(results))
+
+
+def test_a_reply_in_time_counts_and_a_late_one_times_out_while_replies_gather(server):
+    address, port = server
+    slow = Job.of(http("/slow", interval=5.0, timeout=0.4), address, port)  # ~0.15 s: in time
+    late = Job.of(http("/very-slow", interval=5.0, timeout=0.4), address, port)  # 1 s: too late
+    results, _ = run_runner([slow, late], 6.0)
+    by_key = {key: result for key, result, _ in results}
+    assert by_key[slow.key].ok and by_key[slow.key].latency < 0.4
+    assert not by_key[late.key].ok and by_key[late.key].reason == "timeout after 0.4 s"

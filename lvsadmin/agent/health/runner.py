@@ -272,14 +272,19 @@ class Runner:
             wait, flush_at = 0.0, None  # a first turn at once: the jobs just added have timers
             while not self._stopped:
                 wait = engine.run(-1 if wait is None else max(wait, 0.0))
-                if pending:
+                if pending:  # at once when no probe is out: a wake-up of its own would cost more than the batch
                     if flush_at is None:
                         flush_at = engine.now + BATCH_SECONDS
-                    elif engine.now >= flush_at:
+                    if engine.now >= flush_at or not engine.busy:
                         self._hand_over(pending)
                         flush_at = None
+                if engine.busy:  # the replies of the probes out gather for a tick (engine.py: wake-ups cost most)
+                    pause = engine.tick if wait is None else min(engine.tick, wait)
+                    if pause > 0:
+                        time.sleep(pause)
+                        wait = None if wait is None else wait - pause
                 if flush_at is not None:
-                    wait = flush_at - engine.now if wait is None else min(wait, flush_at - engine.now)
+                    wait = flush_at - time.monotonic() if wait is None else min(wait, flush_at - time.monotonic())
             if pending:
                 self._hand_over(pending)
         except BaseException:  # the thread ends either way (status() reports it stalled): say why
