@@ -14,9 +14,9 @@ import time
 from celery import shared_task
 from celery.signals import beat_init, task_success, worker_ready
 from django.conf import settings
-from django.db import IntegrityError, transaction
 
-from lvsadmin.protocol import CONTROL_QUEUE, HEALTH_TASK, REPORT_TASK
+from lvsadmin.core.schedules import ensure_interval_task
+from lvsadmin.protocol import HEALTH_TASK, REPORT_TASK
 
 from . import services
 
@@ -54,22 +54,8 @@ def _triggered(sender=None, result=None, **_kwargs) -> None:
 
 def ensure_periodic_task() -> list[str]:
     """The evaluation's beat row (every ALERT_EVALUATE_SECONDS), made when missing."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    if PeriodicTask.objects.filter(name=EVALUATE_TASK_NAME).exists():
-        return []
-    every = settings.ALERT_EVALUATE_SECONDS
-    interval = (IntervalSchedule.objects.filter(every=every, period=IntervalSchedule.SECONDS).order_by("id").first()
-                or IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS))
-    try:
-        with transaction.atomic():
-            _, created = PeriodicTask.objects.get_or_create(
-                name=EVALUATE_TASK_NAME, defaults={"task": EVALUATE_TASK, "interval": interval,
-                                                   "queue": CONTROL_QUEUE,
-                                                   "description": "Made by lvsadmin; edit the interval here."})
-    except IntegrityError:  # beat and the control worker start together: the other one made it
-        created = False
-    return [EVALUATE_TASK_NAME] if created else []
+    made = ensure_interval_task(EVALUATE_TASK_NAME, task=EVALUATE_TASK, seconds=settings.ALERT_EVALUATE_SECONDS)
+    return [EVALUATE_TASK_NAME] if made else []
 
 
 def _ensure_schedules(**_kwargs) -> None:

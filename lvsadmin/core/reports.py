@@ -32,10 +32,10 @@ import logging
 from datetime import UTC
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 
 from lvsadmin.audit import witness
 from lvsadmin.audit.log import Actor, current_head, record
@@ -43,10 +43,11 @@ from lvsadmin.ipvs.codec import table_digest
 from lvsadmin.monitoring import latency
 from lvsadmin.monitoring import samples as traffic
 from lvsadmin.monitoring import services as monitoring
-from lvsadmin.protocol import CONTROL_QUEUE, RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
+from lvsadmin.protocol import RECONVERGE_TASK, Heartbeat, ReconvergeRequest, Report
 
 from . import dispatch, trust
 from .models import ApplyReport, Balancer, Cluster, ReportedTable, ServiceSample, SnapshotTable, offline_cutoff
+from .schedules import ensure_interval_task
 
 log = logging.getLogger(__name__)
 
@@ -489,17 +490,6 @@ def ensure_periodic_tasks() -> list[str]:
                                                                      settings.OFFLINE_AFTER_SECONDS // 3 or 1))),
     ]
     for name, task, every in jobs:
-        if PeriodicTask.objects.filter(name=name).exists():
-            continue
-        interval = (IntervalSchedule.objects.filter(every=every, period=IntervalSchedule.SECONDS).order_by("id")
-                    .first() or IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS))
-        try:
-            with transaction.atomic():
-                _, created = PeriodicTask.objects.get_or_create(
-                    name=name, defaults={"task": task, "interval": interval, "queue": CONTROL_QUEUE,
-                                         "description": "Made by lvsadmin; edit the interval here."})
-        except IntegrityError:  # beat and the control worker start together: the other one made it
-            created = False
-        if created:
+        if ensure_interval_task(name, task=task, seconds=every):
             made.append(name)
     return made

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.db.models import F, Max, Sum
 
 from lvsadmin.core.models import Balancer, ServiceSample
-from lvsadmin.protocol import CONTROL_QUEUE
+from lvsadmin.core.schedules import ensure_interval_task
 
 from .models import TrafficSample
 
@@ -167,22 +167,8 @@ def prune(now: datetime) -> int:
 
 def ensure_periodic_tasks() -> list[str]:
     """The roll-up job in django-celery-beat's tables (editable in the panel); made when missing."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    if PeriodicTask.objects.filter(name=ROLL_UP_TASK_NAME).exists():
-        return []
-    every = ROLL_UP_EVERY_SECONDS
-    interval = (IntervalSchedule.objects.filter(every=every, period=IntervalSchedule.SECONDS).order_by("id").first()
-                or IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS))
-    try:
-        with transaction.atomic():
-            _, created = PeriodicTask.objects.get_or_create(
-                name=ROLL_UP_TASK_NAME, defaults={"task": ROLL_UP_TASK, "interval": interval,
-                                                  "queue": CONTROL_QUEUE,
-                                                  "description": "Made by lvsadmin; edit the interval here."})
-    except IntegrityError:  # beat and the control worker start together: the other one made it
-        created = False
-    return [ROLL_UP_TASK_NAME] if created else []
+    made = ensure_interval_task(ROLL_UP_TASK_NAME, task=ROLL_UP_TASK, seconds=ROLL_UP_EVERY_SECONDS)
+    return [ROLL_UP_TASK_NAME] if made else []
 
 
 # --- reading -------------------------------------------------------------------------------------------

@@ -18,13 +18,14 @@ import re
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from lvsadmin.core.models import Balancer, VirtualService
+from lvsadmin.core.schedules import ensure_interval_task
 from lvsadmin.ipvs.model import hostport
-from lvsadmin.protocol import CONTROL_QUEUE, HealthReport
+from lvsadmin.protocol import HealthReport
 
 from .models import BalancerHealth, HealthEvent
 
@@ -159,18 +160,5 @@ def prune(now=None) -> int:
 
 def ensure_periodic_tasks() -> list[str]:
     """The pruning job in django-celery-beat's tables (editable in the panel); made when missing."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    if PeriodicTask.objects.filter(name=PRUNE_TASK_NAME).exists():
-        return []
-    interval = (IntervalSchedule.objects.filter(every=PRUNE_EVERY_SECONDS, period=IntervalSchedule.SECONDS)
-                .order_by("id").first()
-                or IntervalSchedule.objects.create(every=PRUNE_EVERY_SECONDS, period=IntervalSchedule.SECONDS))
-    try:
-        with transaction.atomic():
-            _, created = PeriodicTask.objects.get_or_create(
-                name=PRUNE_TASK_NAME, defaults={"task": PRUNE_TASK, "interval": interval, "queue": CONTROL_QUEUE,
-                                                "description": "Made by lvsadmin; edit the interval here."})
-    except IntegrityError:  # beat and the control worker start together: the other one made it
-        created = False
-    return [PRUNE_TASK_NAME] if created else []
+    made = ensure_interval_task(PRUNE_TASK_NAME, task=PRUNE_TASK, seconds=PRUNE_EVERY_SECONDS)
+    return [PRUNE_TASK_NAME] if made else []
