@@ -27,6 +27,7 @@ WIDTH, HEIGHT = 640, 210
 LEFT, RIGHT, TOP, PLOT_HEIGHT = 58, 14, 10, 140
 PALETTE = ("#0b63c5", "#b45309", "#7c3aed", "#0e7490", "#be185d", "#4d7c0f")
 TOTAL_COLOUR = "#1b1f24"
+MAX_LINES = len(PALETTE) + 1  # a colour each and the total; beyond, the busiest balancers (the table lists all)
 RANGES = {"hour": (3600, 10), "day": (86400, 60)}  # name: (seconds shown, bucket resolution)
 TICK_STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 MAX_MARKS = 200
@@ -217,11 +218,12 @@ def traffic_charts(range_name: str | None, *, balancers: list, service_key: str 
     if len(lines) != 1:
         lines.append((total_label, total))
     marks = _health_marks(events, start, end)
+    drawn_lines = _busiest(lines[:-1], MAX_LINES - 1) + lines[-1:] if len(lines) > MAX_LINES else lines
 
     def chart(title: str, metric: str, cid: str) -> str:
         drawn = [Series(label, [getattr(p, metric) for p in points],
                         TOTAL_COLOUR if label == total_label else PALETTE[i % len(PALETTE)])
-                 for i, (label, points) in enumerate(lines)]
+                 for i, (label, points) in enumerate(drawn_lines)]
         return mark_safe(line_chart(title=title, times=times, series=drawn, start=start, end=end, marks=marks,
                                     chart_id=cid))  # noqa: S308 (built here, every text escaped)
 
@@ -230,11 +232,20 @@ def traffic_charts(range_name: str | None, *, balancers: list, service_key: str 
         series=[Series("in", [p.inbps for p in total], PALETTE[0]), Series("out", [p.outbps for p in total],
                                                                            PALETTE[1])]))
     return {"range": name, "ranges": list(RANGES), "marks": len(marks), "error": "",
+            "drawn": len(drawn_lines) - 1 if len(drawn_lines) < len(lines) else None, "of": len(lines) - 1,
             "empty": all(p.cps is None and p.active is None for p in total),
             "charts": [("Active connections", chart("Active connections", "active", "chart-active")),
                        ("New connections per second", chart("New connections per second", "cps", "chart-cps")),
                        ("Bytes per second, in and out", bytes_chart)],
             "latest": [_latest(label, times, points) for label, points in lines]}
+
+
+def _busiest(lines: list, n: int) -> list:
+    """The n lines of most connections over the range, in their first order (a fleet's 50 lines are a tangle)."""
+    def weight(points) -> float:
+        return sum((p.active or 0) + (p.cps or 0) for p in points)
+    keep = {label for label, _ in sorted(lines, key=lambda line: -weight(line[1]))[:n]}
+    return [line for line in lines if line[0] in keep]
 
 
 def for_service(svc, range_name: str | None) -> dict:

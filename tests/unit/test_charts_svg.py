@@ -116,3 +116,26 @@ def test_a_range_that_is_none_is_refused_naming_it(web, viewer_client):
     response = viewer_client.get("/clusters/web/?range=week")
     assert response.status_code == 422
     assert "range: “week” is not one of hour, day" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_fleets_cluster_chart_draws_its_busiest_balancers_and_the_total_and_lists_them_all(web, viewer_client,
+                                                                                             actor):
+    from lvsadmin.core import services
+
+    now = timezone.now()
+    fleet = [web["lb"], *(services.create_balancer(actor, web["cluster"], name=f"lb{i:02d}") for i in range(2, 11))]
+    for n, lb in enumerate(fleet):  # lb1 the quietest, lb10 the busiest
+        for i in range(2):
+            samples.record(lb, {HTTP: {"conns": 100 * n * i, "active_conns": n}}, keys=None,
+                           now=now - timedelta(seconds=20 - 10 * i), interval=10)
+    traffic = charts.for_cluster(web["cluster"], None)
+    active = next(svg for title, svg in traffic["charts"] if title == "Active connections")
+    legend = re.findall(r'stroke-width="2"/><text [^>]*>([^<]*)</text>', active)
+    assert traffic["drawn"] == 6 and traffic["of"] == 10
+    assert legend == ["lb05", "lb06", "lb07", "lb08", "lb09", "lb10", "cluster"]  # in name order, the total last
+    assert len(points(active)) == 7
+    html = viewer_client.get("/clusters/web/").content.decode()
+    assert "The charts draw the 6 busiest of 10 balancers and their total." in html
+    latest = re.search(r'<table aria-label="Latest traffic[^"]*">.*?</table>', html, re.S).group(0)
+    assert all(f"<td>{lb.name}</td>" in latest for lb in fleet)
