@@ -8,19 +8,16 @@ says it changed something: balancers marked offline, health transitions recorded
 
 from __future__ import annotations
 
-import logging
 import time
 
 from celery import shared_task
-from celery.signals import beat_init, task_success, worker_ready
+from celery.signals import task_success
 from django.conf import settings
 
-from lvsadmin.core.schedules import ensure_interval_task
+from lvsadmin.core.schedules import ensure_at_start, ensure_interval_task
 from lvsadmin.protocol import HEALTH_TASK, REPORT_TASK
 
 from . import services
-
-log = logging.getLogger(__name__)
 
 EVALUATE_TASK = "lvsadmin.alerts.evaluate"
 EVALUATE_TASK_NAME = "lvsadmin: evaluate alert rules"
@@ -58,16 +55,5 @@ def ensure_periodic_task() -> list[str]:
     return [EVALUATE_TASK_NAME] if made else []
 
 
-def _ensure_schedules(**_kwargs) -> None:
-    try:
-        made = ensure_periodic_task()
-    except Exception:  # e.g. migrations not run yet: the worker still starts, beat retries at its next start
-        log.exception("could not create the periodic alert evaluation task")
-        return
-    if made:
-        log.info("created periodic tasks: %s", ", ".join(made))
-
-
-beat_init.connect(_ensure_schedules, weak=False)
-worker_ready.connect(_ensure_schedules, weak=False)
+ensure_at_start(ensure_periodic_task, "alert evaluation task")
 task_success.connect(_triggered, weak=False)

@@ -7,12 +7,18 @@ this at start, at the same moment, hence the unique name caught rather than chec
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from celery.signals import beat_init, worker_ready
 from django.db import IntegrityError, transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from lvsadmin.protocol import CONTROL_QUEUE
 
 DESCRIPTION = "Made by lvsadmin; edit the interval here."
+
+log = logging.getLogger(__name__)
 
 
 def ensure_interval_task(name: str, *, task: str, seconds: int) -> bool:
@@ -30,3 +36,18 @@ def ensure_interval_task(name: str, *, task: str, seconds: int) -> bool:
     except IntegrityError:  # beat and the control worker start together: the other one made it
         return False
     return created
+
+
+def ensure_at_start(ensure: Callable[[], list[str]], what: str) -> None:
+    """Run `ensure` (it returns the names of the jobs it made) when beat or a worker starts."""
+    def hook(**_kwargs) -> None:
+        try:
+            made = ensure()
+        except Exception:  # e.g. migrations not run yet: the worker still starts, beat retries at its next start
+            log.exception("could not create the periodic %s", what)
+            return
+        if made:
+            log.info("created periodic tasks: %s", ", ".join(made))
+
+    beat_init.connect(hook, weak=False)
+    worker_ready.connect(hook, weak=False)

@@ -9,17 +9,13 @@ worker's start, as django-celery-beat rows the panel can edit.
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
-from celery.signals import beat_init, worker_ready
 from django.db import transaction
 
 from lvsadmin.protocol import HEARTBEAT_TASK, REKEY_TASK, REPORT_TASK, SECURITY_EVENT_TASK
 
 from . import reports, trust
-
-log = logging.getLogger(__name__)
+from .schedules import ensure_at_start
 
 
 @shared_task(name=REPORT_TASK)
@@ -68,15 +64,4 @@ def mark_offline() -> int:
     return reports.mark_offline()
 
 
-def _ensure_schedules(**_kwargs) -> None:
-    try:
-        made = reports.ensure_periodic_tasks()
-    except Exception:  # e.g. migrations not run yet: the worker still starts, beat retries at its next start
-        log.exception("could not create the periodic resync/offline tasks")
-        return
-    if made:
-        log.info("created periodic tasks: %s", ", ".join(made))
-
-
-beat_init.connect(_ensure_schedules, weak=False)
-worker_ready.connect(_ensure_schedules, weak=False)
+ensure_at_start(reports.ensure_periodic_tasks, "resync/offline tasks")

@@ -4,18 +4,14 @@ schedule is made (when missing) at beat's and the control worker's start."""
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
-from celery.signals import beat_init, worker_ready
 from django.utils import timezone
 
 from lvsadmin.core import trust
+from lvsadmin.core.schedules import ensure_at_start
 from lvsadmin.protocol import HEALTH_TASK
 
 from . import samples, services
-
-log = logging.getLogger(__name__)
 
 
 @shared_task(name=HEALTH_TASK)
@@ -38,15 +34,5 @@ def roll_up_traffic() -> int:
     return written
 
 
-def _ensure_schedules(**_kwargs) -> None:
-    try:
-        made = services.ensure_periodic_tasks() + samples.ensure_periodic_tasks()
-    except Exception:  # e.g. migrations not run yet: the worker still starts, beat retries at its next start
-        log.exception("could not create the periodic health-event pruning and traffic roll-up tasks")
-        return
-    if made:
-        log.info("created periodic tasks: %s", ", ".join(made))
-
-
-beat_init.connect(_ensure_schedules, weak=False)
-worker_ready.connect(_ensure_schedules, weak=False)
+ensure_at_start(lambda: services.ensure_periodic_tasks() + samples.ensure_periodic_tasks(),
+                "health-event pruning and traffic roll-up tasks")

@@ -41,3 +41,20 @@ def test_the_roll_up_and_alert_jobs_are_made_once(db, ensure, name, task):
     assert ensure() == [name]
     assert ensure() == []
     assert PeriodicTask.objects.get(name=name).task == task
+
+
+def test_a_failure_to_make_the_jobs_at_start_is_logged_and_the_process_starts(monkeypatch, caplog):
+    hooks = []
+    monkeypatch.setattr(schedules.beat_init, "connect", lambda hook, weak: hooks.append(hook))
+    monkeypatch.setattr(schedules.worker_ready, "connect", lambda hook, weak: hooks.append(hook))
+
+    def no_tables():
+        raise RuntimeError("no such table: django_celery_beat_periodictask")
+
+    schedules.ensure_at_start(no_tables, "test jobs")
+    schedules.ensure_at_start(lambda: ["job a", "job b"], "other jobs")
+    assert len(hooks) == 4  # beat's start and a worker's, each
+    for hook in hooks:
+        hook(sender=None)
+    assert "could not create the periodic test jobs" in caplog.text
+    assert "created periodic tasks: job a, job b" in caplog.text
