@@ -70,7 +70,14 @@ def objects(web, viewer):
     """One object of each kind a URL names (the URL walks of test_web_access and the hostile tier fill routes
     with them)."""
     return {"cluster_name": web["cluster"].name, "balancer_name": web["lb"].name, "service": web["http"].pk,
-            "server": web["rs1"].pk, "user": viewer.pk, "backup": _backup_of(web["lb"]).pk}
+            "server": web["rs1"].pk, "user": viewer.pk, "backup": _backup_of(web["lb"]).pk,
+            "token": _token_of(viewer).pk}
+
+
+def _token_of(user):
+    from lvsadmin.api.tokens import create_token
+
+    return create_token(Actor.system("test"), user, name="walked", scopes=["read"])[0]
 
 
 def _backup_of(balancer):

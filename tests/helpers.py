@@ -69,7 +69,7 @@ def concrete(route: str, objects: dict) -> str:
                       else objects["cluster_name"])
     if "<int:pk>" in url:
         key = {"/services/": "service", "/servers/": "server", "/users/": "user",
-               "/backups/": "backup"}[url[: url.index("/", 1) + 1]]
+               "/backups/": "backup", "/tokens/": "token"}[url[: url.index("/", 1) + 1]]
         url = url.replace("<int:pk>", str(objects[key]))
     assert "<" not in url, f"no object for {route}"
     return url

@@ -36,6 +36,8 @@ def test_the_pages_only_admins_may_open_are_these():
         # a webhook's URL is often its secret
         "alert_channels", "alert_channel_create", "alert_channel", "alert_channel_edit", "alert_channel_test",
         "alert_channel_delete",
+        # every user's API tokens (one's own are on the tokens page, for every role)
+        "tokens_admin", "token_admin_revoke",
     }
 
 
