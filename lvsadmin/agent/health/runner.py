@@ -8,7 +8,10 @@ job is never probed twice at once; a semaphore keeps the sockets open at once un
 TCP and HTTP jobs of an address literal are probed by the epoll engine (engine.py) instead, in a thread of its
 own that waits on the engine's epoll itself: the same Results, a fraction of the CPU (driven from the asyncio
 loop, every probe cost two more wake-ups of that loop, and asyncio's own system calls). It keeps the same
-schedule, and `max_concurrent` sockets of its own. The engine thread reads no clock of its own per result: a
+schedule, and `max_concurrent` sockets of its own. While probes are out, the thread sleeps a tick (engine.TICK,
+at most a fiftieth of the shortest interval) before it reads their replies, so that one wake-up serves many
+probes rather than one (engine.py says why the wake-ups were the cost); deadlines still fire on time, and results
+are handed over at once when no probe is out. The engine thread reads no clock of its own per result: a
 result is stamped with its wake-up's monotonic time, turned into the runner's clock once a batch.
 
 Results go to `on_results` in batches (whatever finished within BATCH_SECONDS), called in the thread that probed
