@@ -39,6 +39,7 @@ to the wake-up, so to the tick.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import itertools
@@ -246,7 +247,8 @@ class Engine:
                 record.sock = sock = socket.socket(record.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             if check.kind == "http":  # each read's receive time comes with it: the latency, whatever the tick
                 record.received = 0.0
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                with contextlib.suppress(OSError):  # a kernel without it: the latency is the wake-up's, as a TCP's
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             failed = sock.connect_ex(record.sockaddr)
             if failed not in (0, errno.EINPROGRESS):
                 raise OSError(failed, os.strerror(failed))
