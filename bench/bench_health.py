@@ -80,12 +80,14 @@ start together and their replies gather for a tick before one wake-up reads them
 time, and are checked after the reads); an HTTP probe's latency is the kernel's receive time (SO_TIMESTAMPNS: one
 setsockopt a probe), so it still says how fast the server answered. 71 epoll_waits for ~990 probes in 20 s
 (keepalived: 1,213). No Celery worker in the bench's agent process (see above); nothing polls there meanwhile
-(the monitor's thread sleeps 5 s at a time, the asyncio thread holds no timer). Two clean runs in a row, host
+(the monitor's thread sleeps 5 s at a time, the asyncio thread holds no timer). Clean runs, host
 load ~2-6, the default arguments (1,000 servers, 20 s, 60 s window):
     agent 11.57 s = 4.49 user + 7.08 system, keepalived (parent + checker) 9.62 s = 0.98 + 8.64:
         health-cpu/keepalived = 1.20, health-detection/bound = 0.87 (keepalived's 0.91), no false transition
     agent  9.83 s = 3.79 + 6.04, keepalived 8.23 s = 0.95 + 7.28 (with --strace 20 after the window):
         health-cpu/keepalived = 1.19, health-detection/bound = 0.84 (keepalived's 0.86), no false transition
+    and on a quiet host (load ~1): agent 7.52 s = 3.34 + 4.18, keepalived 7.60 s = 0.80 + 6.80:
+        health-cpu/keepalived = 0.99, health-detection/bound = 1.00 (keepalived's 0.98), no false transition
 The agent's system time is now under keepalived's; the rest of the gap is the interpreter's user time. A busy host
 still spoils runs (one at load ~9: 726 false transitions in the agent's window, 362 of keepalived's servers down,
 ratio 1.82): read "wrongly down" and the transitions first. For exploring, --servers 300 --interval 6 --seconds 30
