@@ -188,33 +188,39 @@ class Point:
 METRICS = ("active", "inactive", "cps", "inbps", "outbps")
 
 
-def _rates(row: TrafficSample | None, seconds: float) -> dict[str, float | None]:
+READ_FIELDS = ("seconds", "active", "inactive", "conns", "inbytes", "outbytes")  # a bucket as read() uses it
+
+
+def _rates(row: tuple | None, seconds: float) -> dict[str, float | None]:
     if seconds <= 0:
         return {"cps": None, "inbps": None, "outbps": None}
     if row is None:
         return {"cps": 0.0, "inbps": 0.0, "outbps": 0.0}  # the service moved nothing in this bucket
-    return {"cps": row.conns / seconds, "inbps": row.inbytes / seconds, "outbps": row.outbytes / seconds}
+    _, _, _, conns, inbytes, outbytes = row
+    return {"cps": conns / seconds, "inbps": inbytes / seconds, "outbps": outbytes / seconds}
 
 
 def read(balancers: list[Balancer], service_key: str, resolution: int, start: int, end: int) -> dict[int, list[Point]]:
-    """Per balancer (pk), one Point per bucket of `resolution` from `start` up to `end` (epoch seconds)."""
+    """Per balancer (pk), one Point per bucket of `resolution` from `start` up to `end` (epoch seconds). Rows are
+    read as tuples: a fleet's cluster chart is 50 balancers × 360 buckets."""
     times = range(bucket(start, resolution), end, resolution)
     keys = {TOTAL, service_key}
     rows = TrafficSample.objects.filter(balancer__in=balancers, resolution=resolution, service_key__in=keys,
-                                        start__gte=times.start, start__lt=end).order_by("start")
-    by: dict[tuple[int, str, int], TrafficSample] = {(r.balancer_id, r.service_key, r.start): r for r in rows}
+                                        start__gte=times.start, start__lt=end).values_list(
+        "balancer_id", "service_key", "start", *READ_FIELDS)
+    by: dict[tuple[int, str, int], tuple] = {(b, key, t): rest for b, key, t, *rest in rows}
     out = {}
     for b in balancers:
         points, last = [], None  # last: the service's connections as last seen
         for t in times:
             total, row = by.get((b.pk, TOTAL, t)), by.get((b.pk, service_key, t))
             if row is not None:
-                last = (row.active, row.inactive)
+                last = row[1:3]
             if total is None:
                 points.append(Point())  # the balancer did not report: a gap
                 continue
             active, inactive = last if last else (None, None)
-            points.append(Point(active=active, inactive=inactive, **_rates(row, total.seconds)))
+            points.append(Point(active=active, inactive=inactive, **_rates(row, total[0])))
         out[b.pk] = points
     return out
 

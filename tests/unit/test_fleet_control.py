@@ -79,6 +79,27 @@ def test_p50_and_p95_cover_the_last_day_only(web):
     assert latency.percentile([], 0.95) is None and latency.percentile([3.0], 0.5) == 3.0
 
 
+@pytest.mark.parametrize("sizes", [(1, 2, 3), (7, 20, 41)])
+def test_each_balancers_p50_and_p95_are_the_nearest_rank_ones_of_its_own_applies(web, actor, sizes):
+    import random
+
+    rng = random.Random(sum(sizes))
+    balancers = [web["lb"], *(services.create_balancer(actor, web["cluster"], name=f"lb{i}") for i in (2, 3))]
+    now, expected = timezone.now(), {}
+    for lb, size in zip(balancers, sizes, strict=True):
+        kernel = [rng.choice((0.25, 0.5, 1.0, rng.uniform(0, 5))) for _ in range(size)]  # ties too
+        committed = now - timedelta(seconds=30)
+        ApplyReport.objects.bulk_create(ApplyReport(
+            balancer=lb, revision=i, outcome="ok", started=now, committed=committed,
+            finished=committed + timedelta(microseconds=round(k * 1e6))) for i, k in enumerate(kernel))
+        expected[lb.pk] = (size, latency.percentile(kernel, 0.5), latency.percentile(kernel, 0.95))
+    got = latency.summaries([lb.pk for lb in balancers])
+    for pk, (size, p50, p95) in expected.items():
+        assert (got[pk].count, got[pk].kernel_p50, got[pk].kernel_p95) == (size, pytest.approx(p50, abs=1e-6),
+                                                                           pytest.approx(p95, abs=1e-6))
+        assert 30 <= got[pk].report_p50 <= got[pk].report_p95 < 60  # received when written, 30 s after the commit
+
+
 def test_durations_read_as_seconds_minutes_and_a_negative_clock_skew_stays_visible():
     assert [seconds(v) for v in (0.4234, 12.34, 245, 7380, -0.05, None)] == [
         "0.42 s", "12.3 s", "4 min 05 s", "2 h 03 min", "−0.05 s", "—"]
