@@ -8,6 +8,13 @@ agent workers over the file-backed test kernel, heartbeating every 5 s) and prin
 changes, as `fleet-50-p95 = X.XX s` (target ≤ 1.0 s). The database is SQLite unless DATABASE_URL names
 PostgreSQL (a database is made for the run on that server). The figure depends on what else the machine runs:
 note the load average printed with it.
+
+Measured (2 CPUs, the 50 agents, Redis, the control worker and the database all on them, load ~3 from the run):
+    SQLite      p50 0.60 s, p95 0.77 s; CPU a change: agents 0.33 s, control worker 0.41 s
+    PostgreSQL  p50 0.66 s, p95 0.78 s; CPU a change: agents 0.36 s, control worker 0.56 s
+Before (1.32 s and 4.60 s): SQLite's rollback journal cost 10.7 ms a commit (write-ahead log: 1.8), each report
+was two transactions (its nonce, then what it says), and every report held the cluster's shared rows (latency
+histogram, audit head) from the start of its transaction to the end.
 """
 
 from __future__ import annotations
