@@ -44,5 +44,6 @@ urlpatterns = [
     path("v1/tokens/<int:pk>/", views_tokens.TokenDetail.as_view(), name="token"),
     path("v1/schema/", schema.Schema.as_view(), name="schema"),
     path("v1/docs/", schema.Docs.as_view(), name="docs"),
-    re_path(r"^.*$", views.NotFound.as_view(), name="not_found"),
+    # [\s\S], not `.`: a path with an (escaped) newline in it is an unknown URL under /api/ too.
+    re_path(r"^[\s\S]*$", views.NotFound.as_view(), name="not_found"),
 ]

@@ -218,6 +218,14 @@ def test_unknown_urls_and_objects_are_404_problems(web, operator):
     assert is_problem(client.get("/api/v1/services/99999999999999999999/"), 404)
 
 
+def test_a_name_with_a_newline_in_the_url_is_a_404_problem_not_the_panels_html_page(web, operator):
+    _, text = tokens.create_token(Actor.system("test"), operator, name="ci", scopes=["read", "write"])
+    client = Client(**bearer(text))
+    assert is_problem(client.get("/api/v1/clusters/we%0Ab/"), 404)
+    assert is_problem(client.post("/api/v1/balancers/lb%0A1/backups/"), 404)
+    assert is_problem(client.get("/api/v1/%0A"), 404)
+
+
 def test_a_body_that_is_not_json_is_a_400_problem(web, operator):
     _, text = tokens.create_token(Actor.system("test"), operator, name="ci", scopes=["read", "write"])
     response = Client(**bearer(text)).post("/api/v1/services/", "{not json", content_type="application/json")
