@@ -100,6 +100,10 @@ def test_each_balancers_p50_and_p95_are_the_nearest_rank_ones_of_its_own_applies
         assert 30 <= got[pk].report_p50 <= got[pk].report_p95 < 60  # received when written, 30 s after the commit
 
 
+def test_a_cluster_without_balancers_has_no_latency_to_summarize(web):
+    assert latency.summaries([]) == {}
+
+
 def test_durations_read_as_seconds_minutes_and_a_negative_clock_skew_stays_visible():
     assert [seconds(v) for v in (0.4234, 12.34, 245, 7380, -0.05, None)] == [
         "0.42 s", "12.3 s", "4 min 05 s", "2 h 03 min", "−0.05 s", "—"]
