@@ -340,6 +340,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served by the panel: the CSP allows no other origin
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "lvsadmin.api.schema.body_problems"],
 }
 
 LANGUAGE_CODE = "en-us"

@@ -140,7 +140,7 @@ def clusters():
                                     balancer_count=Count("balancers", distinct=True))
 
 
-@extend_schema(parameters=CLUSTER_FILTERS.parameters(), responses={200: ClusterSerializer(many=True), **problems()})
+@extend_schema(parameters=CLUSTER_FILTERS.parameters(), responses={200: ClusterSerializer(many=True), **problems(422)})
 class ClusterList(Endpoint, generics.ListAPIView):
     serializer_class = ClusterSerializer
     list_filters = CLUSTER_FILTERS
@@ -181,7 +181,8 @@ def with_live_state(balancers: list[Balancer]) -> list[Balancer]:
     return balancers
 
 
-@extend_schema(parameters=BALANCER_FILTERS.parameters(), responses={200: BalancerSerializer(many=True), **problems()})
+@extend_schema(parameters=BALANCER_FILTERS.parameters(),
+               responses={200: BalancerSerializer(many=True), **problems(422)})
 class BalancerList(Endpoint, generics.ListAPIView):
     serializer_class = BalancerSerializer
     list_filters = BALANCER_FILTERS

@@ -52,7 +52,7 @@ def backups_listed():
     return Backup.objects.select_related("balancer__cluster").defer("text", "document")
 
 
-@extend_schema(parameters=BACKUP_FILTERS.parameters(), responses={200: BackupSerializer(many=True), **problems()})
+@extend_schema(parameters=BACKUP_FILTERS.parameters(), responses={200: BackupSerializer(many=True), **problems(422)})
 class BackupList(Endpoint, generics.ListAPIView):
     """GET: backups, newest first, of every balancer or of a `cluster` or a `balancer`."""
 

@@ -102,7 +102,7 @@ class DesiredDetail(Endpoint, generics.RetrieveUpdateDestroyAPIView):
 # --- virtual services ---------------------------------------------------------------------------------
 
 
-@extend_schema(parameters=SERVICE_FILTERS.parameters(), responses={200: ServiceSerializer(many=True), **problems()},
+@extend_schema(parameters=SERVICE_FILTERS.parameters(), responses={200: ServiceSerializer(many=True), **problems(422)},
                methods=["GET"])
 @extend_schema(request=ServiceSerializer, responses={201: ServiceSerializer, **problems(422)}, methods=["POST"])
 class ServiceList(DesiredList):
@@ -141,7 +141,7 @@ class ServiceDetail(DesiredDetail):
 
 
 @extend_schema(parameters=REAL_SERVER_FILTERS.parameters(),
-               responses={200: RealServerSerializer(many=True), **problems()}, methods=["GET"])
+               responses={200: RealServerSerializer(many=True), **problems(422)}, methods=["GET"])
 @extend_schema(request=RealServerSerializer, responses={201: RealServerSerializer, **problems(422)}, methods=["POST"])
 class RealServerList(DesiredList):
     serializer_class = RealServerSerializer

@@ -81,7 +81,7 @@ class VersionedWrites:
 
 
 @extend_schema(parameters=views.CLUSTER_FILTERS.parameters(),
-               responses={200: ClusterSerializer(many=True), **problems()}, methods=["GET"])
+               responses={200: ClusterSerializer(many=True), **problems(422)}, methods=["GET"])
 @extend_schema(request=ClusterSerializer, responses={201: ClusterSerializer, **problems(422)}, methods=["POST"])
 class ClusterList(views.ClusterList):
     write_scope = ADMIN
@@ -107,7 +107,7 @@ class ClusterDetail(VersionedWrites, views.ClusterDetail):
 
 
 @extend_schema(parameters=views.BALANCER_FILTERS.parameters(),
-               responses={200: BalancerSerializer(many=True), **problems()}, methods=["GET"])
+               responses={200: BalancerSerializer(many=True), **problems(422)}, methods=["GET"])
 @extend_schema(request=BalancerSerializer, responses={201: NewBalancerSerializer, **problems(422)}, methods=["POST"])
 class BalancerList(views.BalancerList):
     write_scope = ADMIN

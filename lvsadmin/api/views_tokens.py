@@ -33,7 +33,7 @@ class TokenEndpoint(Endpoint):
         return queryset.filter(user=self.request.auth.user)
 
 
-@extend_schema(parameters=TOKEN_FILTERS.parameters(), responses={200: ApiTokenSerializer(many=True), **problems()})
+@extend_schema(parameters=TOKEN_FILTERS.parameters(), responses={200: ApiTokenSerializer(many=True), **problems(422)})
 class TokenList(TokenEndpoint, generics.ListAPIView):
     list_filters = TOKEN_FILTERS
 

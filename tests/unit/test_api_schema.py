@@ -51,6 +51,24 @@ def test_the_schema_describes_every_endpoint_its_token_and_its_problems(schema):
             "tun_csum", "state", "version"} <= set(fields)
 
 
+def test_every_write_with_a_body_documents_the_400_and_415_problems_of_a_body_that_is_not_json(schema):
+    with_body = [(path, method, op) for path, ops in schema["paths"].items() for method, op in ops.items()
+                 if "requestBody" in op]
+    assert len(with_body) >= 15
+    for path, method, op in with_body:
+        for status in ("400", "415"):
+            assert "application/problem+json" in op["responses"][status]["content"], (method, path, status)
+    assert "400" not in schema["paths"]["/api/v1/clusters/"]["get"]["responses"]
+
+
+def test_every_list_documents_the_422_of_a_bad_filter_sort_or_page(schema):
+    lists = [path for path, ops in schema["paths"].items()
+             if any(p["name"] == "limit" for p in ops.get("get", {}).get("parameters", []))]
+    assert len(lists) == 7, lists
+    for path in lists:
+        assert "application/problem+json" in schema["paths"][path]["get"]["responses"]["422"]["content"], path
+
+
 def test_the_schema_needs_a_token_or_a_signed_in_user():
     response = Client().get("/api/v1/schema/")
     assert response.status_code == 401 and response["Content-Type"] == "application/problem+json"
