@@ -44,7 +44,9 @@ host under TCG), --repeat 2 --pairs 2, 1000 x 10:
     a restarted agent's first resync 1.14 s (1.37 x), after a warm-up of 1.87 s at its start;
     netlink layer alone: bulk 0.15, no-op 0.60, no-op with cold caches 1.81.
 Signing (issue 15), --repeat 3 --pairs 1, with the unit tier running beside it: agent bulk apply 1.61 s unsigned,
-1.69 s signed (runs: 1.24, 1.05, 1.12 x)   signing-overhead = 1.05.
+1.69 s signed (runs: 1.24, 1.05, 1.12 x)   signing-overhead = 1.05. With envelope version 2 (the signature over
+the body's SHA-256, not the 1 MB text re-encoded), --repeat 3 --pairs 1 --changes 2, the host's unit tier beside
+it: 1.994 s unsigned, 1.907 s signed (runs 1.01, 1.00, 0.96 x)   signing-overhead = 0.96: within the noise.
 Single samples vary by 2x or more under load: compare ratios from one run only.
 """
 
