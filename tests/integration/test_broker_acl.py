@@ -1,13 +1,18 @@
 """The broker's users per role (README "The broker", docker-compose.yml): a real agent works as the Redis user
-`agent`, which reaches only the agents' queues, the control queue and kombu's keys."""
+`agent`, which reaches only the agents' queues, the control queue and kombu's keys. The Redis server is started
+with docker-compose.yml's own command line for it (its passwords the test's): what the file deploys is what is
+tested, though no Docker engine runs here."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from lvsadmin import signing
 
@@ -15,7 +20,16 @@ from .harness import Proc, RedisServer, agent_argv, base_env, wait_for
 
 pytestmark = pytest.mark.integration
 
-AGENT_ACL = ["resetchannels", "~lvs.*", "~control*", "~_kombu.*", "~unacked*", "+@all", "-@dangerous"]
+COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+VARIABLE = re.compile(r"\$\{(REDIS_PANEL_PASSWORD|REDIS_AGENT_PASSWORD)(:\?[^}]*)?\}")
+
+
+def compose_redis_arguments() -> list[str]:
+    """docker-compose.yml's redis-server arguments, its password variables given the test's passwords."""
+    command = yaml.safe_load(COMPOSE.read_text())["services"]["redis"]["command"]
+    assert command[0] == "redis-server"
+    passwords = {"REDIS_PANEL_PASSWORD": "panel-pw", "REDIS_AGENT_PASSWORD": "agent-pw"}
+    return [VARIABLE.sub(lambda m: passwords[m.group(1)], str(word)) for word in command[1:]]
 
 
 class AclRedis(RedisServer):
@@ -24,10 +38,9 @@ class AclRedis(RedisServer):
         if exe is None:
             pytest.skip("redis-server is not installed")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = Proc([exe, "--bind", "127.0.0.1", "--port", self.port, "--save", "", "--appendonly", "no",
-                          "--dir", self.workdir, "--user", "default", "off",
-                          "--user", "panel", "on", ">panel-pw", "~*", "&*", "+@all",
-                          "--user", "agent", "on", ">agent-pw", *AGENT_ACL],
+        # The compose file's arguments, then this test's place: loopback, its port and directory, nothing kept.
+        self.proc = Proc([exe, *compose_redis_arguments(), "--bind", "127.0.0.1", "--port", self.port, "--save", "",
+                          "--appendonly", "no", "--dir", self.workdir],
                          self.workdir / "redis.log", name="redis").start()
         self.proc.wait_log(r"Ready to accept connections", timeout=20)
         return self
