@@ -325,7 +325,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["lvsadmin.api.throttling.TokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("API_RATE", "1200/minute")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["lvsadmin.api.parsers.JSONParser"],  # JSON without NUL characters
     "DEFAULT_PAGINATION_CLASS": "lvsadmin.api.pagination.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "lvsadmin.api.problems.handler",
