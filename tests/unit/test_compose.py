@@ -1,7 +1,7 @@
-"""docker-compose.yml against the code it runs: no Docker engine runs on this machine, so what can be checked
-without one is checked here (its Redis command line runs for real in tests/integration/test_broker_acl.py):
-every variable it sets is one lvsadmin reads, every program and module it starts exists, every manage.py command
-its comments tell an operator to type is there."""
+"""docker-compose.yml against the code it runs, in a second and without a Docker engine: every variable it sets
+is one lvsadmin reads, every program and module it starts exists, every manage.py command its comments tell an
+operator to type is there. The file runs for real in tests/kernel/test_compose_on_the_kernel.py (and its Redis
+command line in tests/integration/test_broker_acl.py)."""
 
 from __future__ import annotations
 
