@@ -1,13 +1,18 @@
 """What the agents report, as the pages show it: a balancer's effective status, and live counters.
 
 Counters come from ServiceSample (one row per balancer and service, replaced on each heartbeat) and are
-summed over the cluster's balancers. A page reads only the samples of the services it shows: one query.
+summed over the cluster's balancers by the database. A page reads only the samples of the services it shows:
+one query (a second for their real servers' counters).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from django.db.models import BigIntegerField, Count, Max, Min, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 
 from lvsadmin.core.models import Balancer, ServiceSample, offline_cutoff
 from lvsadmin.ipvs.model import key_text
@@ -71,21 +76,38 @@ class ServiceCounters:
         return self.destinations.get(key_text((address, port))) or Counters()
 
 
+# Counters.add's fields as the database reads them out of ServiceSample.data (a counter at the top, or under
+# "stats" as older agents sent it).
+SUMMED = {"active": "active_conns", "inactive": "inactive_conns", "cps": "cps", "inbps": "inbps", "outbps": "outbps"}
+
+
+def _summed(name: str) -> Coalesce:
+    value = Cast(Coalesce(KT(f"data__{name}"), KT(f"data__stats__{name}")), BigIntegerField())
+    return Coalesce(Sum(value), 0)
+
+
 def service_counters(cluster_id: int, services, *, destinations: bool = False) -> dict[int, ServiceCounters]:
-    """Counters of each given service (pk → ServiceCounters), summed over the cluster's balancers; one query."""
+    """Counters of each given service (pk → ServiceCounters), summed over the cluster's balancers by the database
+    (a cluster page with 50 balancers would otherwise decode every sample's JSON, real servers included); with
+    `destinations`, each real server's too, from a second query."""
     by_key = {svc.key_text: svc.pk for svc in services}
     out = {pk: ServiceCounters() for pk in by_key.values()}
     if not by_key:
         return out
     cutoff = offline_cutoff()
     rows = ServiceSample.objects.filter(balancer__cluster_id=cluster_id, service_key__in=list(by_key))
-    for sample in rows.only("service_key", "sampled_at", "data"):
-        stale = sample.sampled_at < cutoff
-        entry = out[by_key[sample.service_key]]
-        entry.total.add(sample.data or {}, sample.sampled_at, stale)
-        if destinations:
+    sums = rows.order_by().values("service_key").annotate(
+        balancers=Count("pk"), newest=Max("sampled_at"), oldest=Min("sampled_at"),
+        **{field: _summed(name) for field, name in SUMMED.items()})
+    for row in sums:
+        key, newest, oldest = row.pop("service_key"), row.pop("newest"), row.pop("oldest")
+        out[by_key[key]].total = Counters(**row, sampled_at=newest, stale=oldest < cutoff)
+    if destinations:
+        for sample in rows.only("service_key", "sampled_at", "data"):
+            entry = out[by_key[sample.service_key]]
             for key, dest in ((sample.data or {}).get("dests") or {}).items():
-                entry.destinations.setdefault(key, Counters()).add(dest or {}, sample.sampled_at, stale)
+                entry.destinations.setdefault(key, Counters()).add(dest or {}, sample.sampled_at,
+                                                                   sample.sampled_at < cutoff)
     return out
 
 

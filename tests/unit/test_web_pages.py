@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
 from lvsadmin.core import services
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, ServiceSample, VirtualService
+from lvsadmin.web import live
 from tests.helpers import form_version, htmx, version_in
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +109,22 @@ def test_live_counters_are_summed_over_the_balancers(web, actor, viewer_client):
     assert "summed over 2 balancers" in service_page
     row = service_page[service_page.index("192.0.2.11:80"):]
     assert '<td class="num">7</td>' in row[:2500]
+
+
+def test_live_counters_read_an_older_agents_counters_under_stats_and_a_late_balancer_makes_them_stale(web, actor):
+    lb2 = services.create_balancer(actor, web["cluster"], name="lb2")
+    now = timezone.now()
+    ServiceSample.objects.create(balancer=web["lb"], service_key=web["http"].key_text, sampled_at=now,
+                                 data={"active_conns": 2, "cps": 7, "dests": {"192.0.2.11|80": {"active_conns": 2}}})
+    late = now - timedelta(seconds=settings.OFFLINE_AFTER_SECONDS + 5)
+    ServiceSample.objects.create(balancer=lb2, service_key=web["http"].key_text, sampled_at=late,
+                                 data={"stats": {"cps": 5, "inbps": 9}, "active_conns": 1, "inactive_conns": None})
+    counters = live.service_counters(web["cluster"].pk, [web["http"]], destinations=True)[web["http"].pk]
+    total = counters.total
+    assert (total.active, total.inactive, total.cps, total.inbps, total.outbps) == (3, 0, 12, 9, 0)
+    assert (total.balancers, total.sampled_at, total.stale) == (2, now, True)
+    assert counters.for_destination("192.0.2.11", 80).active == 2
+    assert live.service_counters(web["cluster"].pk, [web["http"]])[web["http"].pk].total == total
 
 
 def test_adding_a_service_shows_errors_next_to_the_fields_then_saves(web, operator_client):
