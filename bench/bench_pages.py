@@ -97,7 +97,8 @@ def grow(state: dict, target: dict) -> None:
         ApplyReport.objects.bulk_create([
             ApplyReport(balancer=b, revision=i, outcome="ok", trigger="apply", started=now, finished=now, applied=2,
                         operations=[f"-a -t {_address(i)}:80 -r 192.0.2.1:80 -g -w 1", "-e -t ... -w 2"],
-                        committed=now - timedelta(seconds=0.2 + i % 7 / 10))
+                        committed=now - timedelta(seconds=0.2 + i % 7 / 10),
+                        kernel_latency=0.2 + i % 7 / 10, report_latency=0.25 + i % 7 / 10)
             for i in range(state.get("reports", 0), target["reports"])], batch_size=5_000)
         ReportedTable.objects.get_or_create(balancer=b, defaults={"reported_at": now, "revision": 1, "digest": "x",
                                                                   "table": {"services": []}})

@@ -367,25 +367,22 @@ class ApplyReport(models.Model):
     durations = models.JSONField(default=dict, blank=True)
     started = models.DateTimeField()  # the agent's clock
     finished = models.DateTimeField()  # the agent's clock
-    received = models.DateTimeField(auto_now_add=True)  # the panel's clock
+    received = models.DateTimeField(default=timezone.now)  # the panel's clock
     # When the panel committed this revision (Cluster.revision_changed_at, the panel's clock), on the report that
     # first brought the balancer to it while it was the desired one; None otherwise (an older revision's commit
-    # time is not kept). The network-programming latency runs from it (core.latency).
+    # time is not kept). The network-programming latency runs from it: its two figures are kept with it, worked
+    # out once when the report is recorded (core.reports), as the pages read a day of them (core.latency).
     committed = models.DateTimeField(null=True, blank=True)
+    kernel_latency = models.FloatField(
+        null=True, blank=True,
+        help_text="Seconds from the commit (the panel's clock) to the agent's kernel holding it (the agent's clock).")
+    report_latency = models.FloatField(
+        null=True, blank=True,
+        help_text="Seconds from the commit to the panel receiving the report (the panel's clock).")
 
     class Meta:
         ordering = ["-received", "-id"]
         indexes = [models.Index(fields=["balancer", "-received"])]
-
-    @property
-    def kernel_latency(self) -> float | None:
-        """Seconds from the commit (the panel's clock) to the agent's kernel holding it (the agent's clock)."""
-        return (self.finished - self.committed).total_seconds() if self.committed else None
-
-    @property
-    def report_latency(self) -> float | None:
-        """Seconds from the commit to the panel receiving the report (both the panel's clock)."""
-        return (self.received - self.committed).total_seconds() if self.committed and self.received else None
 
 
 class ServiceSample(models.Model):

@@ -236,6 +236,7 @@ def _status_after(report: Report, outcome: str, balancer: Balancer, cluster: Clu
 
 def _store_report(balancer: Balancer, report: Report, outcome: str, now, committed=None) -> ApplyReport:
     operations = report.operations
+    finished = _when(report.finished, now)
     return ApplyReport.objects.create(
         balancer=balancer,
         revision=report.revision,
@@ -249,8 +250,11 @@ def _store_report(balancer: Balancer, report: Report, outcome: str, now, committ
         durations={**report.durations, "operations_total": report.operations_total or len(operations),
                    "pending_drains": len(report.pending_drains)},
         started=_when(report.started, now),
-        finished=_when(report.finished, now),
+        finished=finished,
+        received=now,
         committed=committed,
+        kernel_latency=(finished - committed).total_seconds() if committed else None,
+        report_latency=(now - committed).total_seconds() if committed else None,
     )
 
 
