@@ -336,6 +336,28 @@ def record_heartbeat(message: dict) -> Balancer | None:
     return balancer
 
 
+MAX_COUNTER = 2**63 - 1  # the database's bigint: the pages sum the counters in SQL
+
+
+def _counters(data: dict) -> dict:
+    return {name: value for name, value in data.items()
+            if isinstance(name, str) and type(value) is int and 0 <= value <= MAX_COUNTER}  # noqa: E721 (no bool)
+
+
+def clean_sample(data: dict) -> dict:
+    """One service's counters as kept (agent.facts.service_sample): whole numbers from 0 to MAX_COUNTER, and its
+    real servers' the same way; anything else is left out. A broken or hostile agent's text or 2^70 would
+    otherwise break the pages that sum them (PostgreSQL refuses to cast either)."""
+    out = _counters(data)
+    for nested in ("stats", "dests"):  # an older agent's counters; the real servers'
+        value = data.get(nested)
+        if nested == "stats" and isinstance(value, dict):
+            out[nested] = _counters(value)
+        elif isinstance(value, dict):
+            out[nested] = {key: _counters(dest) for key, dest in value.items() if isinstance(dest, dict)}
+    return out
+
+
 def store_samples(balancer: Balancer, samples: dict, keys: list | None = None, sampled_at=None) -> int:
     """Upsert the latest counters of the given services; with `keys` (every service the kernel has), drop the rest.
 
@@ -345,8 +367,8 @@ def store_samples(balancer: Balancer, samples: dict, keys: list | None = None, s
     sampled_at = sampled_at or timezone.now()
     if keys is not None:
         ServiceSample.objects.filter(balancer=balancer).exclude(service_key__in=list(keys)).delete()
-    rows = [ServiceSample(balancer=balancer, service_key=key[:80], sampled_at=sampled_at, data=data)
-            for key, data in samples.items()]
+    rows = [ServiceSample(balancer=balancer, service_key=key[:80], sampled_at=sampled_at, data=clean_sample(data))
+            for key, data in samples.items() if isinstance(key, str) and isinstance(data, dict)]
     if rows:
         ServiceSample.objects.bulk_create(rows, batch_size=500, update_conflicts=True,
                                           unique_fields=["balancer", "service_key"],

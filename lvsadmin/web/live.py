@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import BigIntegerField, Count, Max, Min, Sum
+from django.db.models import Count, FloatField, Max, Min, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
@@ -31,6 +31,11 @@ def effective_status(balancer: Balancer, desired_revision: int, now: datetime | 
     if balancer.applied_revision < desired_revision:
         return "pending"
     return balancer.status if balancer.status in STATUS_LABELS else "pending"
+
+
+# Each Counters field and the sample's name for it (core.reports.clean_sample keeps these whole numbers); a
+# counter is at the top of ServiceSample.data, or under "stats" as older agents sent it.
+SUMMED = {"active": "active_conns", "inactive": "inactive_conns", "cps": "cps", "inbps": "inbps", "outbps": "outbps"}
 
 
 def _value(data: dict, name: str) -> int:
@@ -56,11 +61,8 @@ class Counters:
         return self.inbps + self.outbps
 
     def add(self, data: dict, sampled_at: datetime | None = None, stale: bool = False) -> None:
-        self.active += _value(data, "active_conns")
-        self.inactive += _value(data, "inactive_conns")
-        self.cps += _value(data, "cps")
-        self.inbps += _value(data, "inbps")
-        self.outbps += _value(data, "outbps")
+        for counter, name in SUMMED.items():
+            setattr(self, counter, getattr(self, counter) + _value(data, name))
         self.balancers += 1
         self.stale = self.stale or stale
         if sampled_at and (self.sampled_at is None or sampled_at > self.sampled_at):
@@ -76,14 +78,10 @@ class ServiceCounters:
         return self.destinations.get(key_text((address, port))) or Counters()
 
 
-# Counters.add's fields as the database reads them out of ServiceSample.data (a counter at the top, or under
-# "stats" as older agents sent it).
-SUMMED = {"active": "active_conns", "inactive": "inactive_conns", "cps": "cps", "inbps": "inbps", "outbps": "outbps"}
-
-
 def _summed(name: str) -> Coalesce:
-    value = Cast(Coalesce(KT(f"data__{name}"), KT(f"data__stats__{name}")), BigIntegerField())
-    return Coalesce(Sum(value), 0)
+    # Summed as floats: 50 balancers' bigints could overflow SQLite's integer sum (an error, not a wrap).
+    value = Cast(Coalesce(KT(f"data__{name}"), KT(f"data__stats__{name}")), FloatField())
+    return Coalesce(Sum(value), 0.0)
 
 
 def service_counters(cluster_id: int, services, *, destinations: bool = False) -> dict[int, ServiceCounters]:
@@ -101,7 +99,8 @@ def service_counters(cluster_id: int, services, *, destinations: bool = False) -
         **{field: _summed(name) for field, name in SUMMED.items()})
     for row in sums:
         key, newest, oldest = row.pop("service_key"), row.pop("newest"), row.pop("oldest")
-        out[by_key[key]].total = Counters(**row, sampled_at=newest, stale=oldest < cutoff)
+        counted = {field: int(row.pop(field)) for field in SUMMED}
+        out[by_key[key]].total = Counters(**counted, **row, sampled_at=newest, stale=oldest < cutoff)
     if destinations:
         for sample in rows.only("service_key", "sampled_at", "data"):
             entry = out[by_key[sample.service_key]]

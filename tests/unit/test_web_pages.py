@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from lvsadmin.audit.models import ChangeRecord
-from lvsadmin.core import services
+from lvsadmin.core import reports, services
 from lvsadmin.core.models import ApplyReport, Balancer, Cluster, RealServer, ServiceSample, VirtualService
 from lvsadmin.web import live
 from tests.helpers import form_version, htmx, version_in
@@ -125,6 +125,23 @@ def test_live_counters_read_an_older_agents_counters_under_stats_and_a_late_bala
     assert (total.balancers, total.sampled_at, total.stale) == (2, now, True)
     assert counters.for_destination("192.0.2.11", 80).active == 2
     assert live.service_counters(web["cluster"].pk, [web["http"]])[web["http"].pk].total == total
+
+
+def test_a_balancers_broken_counters_are_left_out_and_the_pages_still_sum_the_rest(web, actor, viewer_client):
+    lb2 = services.create_balancer(actor, web["cluster"], name="lb2")
+    key, now = web["http"].key_text, timezone.now()
+    reports.store_samples(web["lb"], {key: {"active_conns": "x", "cps": 1.5, "inbps": 2**70, "outbps": -1,
+                                            "inactive_conns": 2**63 - 1, "stats": {"cps": "y"},
+                                            "dests": {"192.0.2.11|80": {"active_conns": "z", "cps": 4}, "b": 7}},
+                                      7: {"active_conns": 1}, "not a dict": [1]}, sampled_at=now)
+    reports.store_samples(lb2, {key: {"active_conns": 3, "inactive_conns": 2**63 - 1, "cps": 2}}, sampled_at=now)
+    assert ServiceSample.objects.get(balancer=web["lb"]).data == {
+        "inactive_conns": 2**63 - 1, "stats": {}, "dests": {"192.0.2.11|80": {"cps": 4}}}
+    total = live.service_counters(web["cluster"].pk, [web["http"]])[web["http"].pk].total
+    assert (total.active, total.cps, total.inbps, total.balancers) == (3, 2, 0, 2)
+    assert total.inactive >= 2**64 - 10_000  # two bigints' sum: no overflow
+    assert viewer_client.get("/clusters/web/").status_code == 200
+    assert viewer_client.get(f"/services/{web['http'].pk}/").status_code == 200
 
 
 def test_adding_a_service_shows_errors_next_to_the_fields_then_saves(web, operator_client):
